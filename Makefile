@@ -1,0 +1,53 @@
+# Every target runs over every Go module in the repository (the root module
+# and nested ones such as examples/controller).
+MODULES   := $(shell find . -name go.mod -not -path './.git/*' -exec dirname {} \; | sort)
+GO        ?= go
+COUNT     ?= 6
+BENCH     ?= .
+BENCHTIME ?= 1s
+FUZZTIME  ?= 20s
+# CI and `make test` run each fuzz target this long; `make fuzz` uses FUZZTIME.
+FUZZSMOKE ?= 20s
+
+.PHONY: all test test/race test/unit vet lint verify bench fuzz fuzz/smoke tidy
+
+all: verify test
+
+## test: vet, then every test under the race detector, then a short fuzz run of every target.
+test: vet test/race fuzz/smoke
+
+vet:
+	@for m in $(MODULES); do echo "== vet $$m"; (cd $$m && $(GO) vet ./...) || exit 1; done
+
+test/race:
+	@for m in $(MODULES); do echo "== test $$m"; (cd $$m && $(GO) test -race -count=1 ./...) || exit 1; done
+
+test/unit:
+	@for m in $(MODULES); do (cd $$m && $(GO) test -count=1 ./...) || exit 1; done
+
+## lint: formatting and vet.
+lint: vet
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+## verify: lint plus go.mod/go.sum tidiness.
+verify: lint
+	@for m in $(MODULES); do (cd $$m && $(GO) mod tidy -diff) || { echo "go mod tidy needed in $$m"; exit 1; }; done
+
+## bench: benchmarks with allocation counts; compare runs with benchstat.
+bench:
+	@for m in $(MODULES); do (cd $$m && $(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) -count $(COUNT) ./...) || exit 1; done
+
+## fuzz: run every fuzz target for FUZZTIME each.
+fuzz:
+	@$(MAKE) --no-print-directory fuzz/run T=$(FUZZTIME)
+
+fuzz/smoke:
+	@$(MAKE) --no-print-directory fuzz/run T=$(FUZZSMOKE)
+
+fuzz/run:
+	@for pkg in $$($(GO) list ./...); do \
+	  for t in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
+	    echo "== fuzz $$pkg $$t ($(T))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(T) $$pkg || exit 1; \
+	  done; \
+	done

@@ -1,0 +1,528 @@
+package stepflow
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"time"
+)
+
+// Apply advances one process by one step and returns its next state.
+//
+// It runs at most one step or predicate (Parallel runs at most one per
+// branch), never modifies prev, and is deterministic: the same flow, state,
+// step outcomes and clock give the same result. The caller persists the
+// returned state and calls Apply again when it is runnable (Status Running,
+// or WakeAt reached).
+//
+// Apply returns:
+//   - prev unchanged and nil for a terminal state, a NeedsAttention state,
+//     or a Waiting state whose WakeAt has not come;
+//   - prev unchanged and a *VersionError for a state of another version;
+//   - prev unchanged and a *StateError for a state that names a path the
+//     flow does not have, or is otherwise malformed;
+//   - prev unchanged and ctx.Err() if ctx is done before a step runs;
+//   - the Failed state and a *StepError when a failure reached the top of
+//     the flow (errors.Is/As reach the step's own error through it);
+//   - the next state and nil otherwise.
+func (f *Flow[S]) Apply(ctx context.Context, prev State[S]) (State[S], error) {
+	if err := f.check(prev); err != nil {
+		return prev, err
+	}
+	if prev.Status.Terminal() || prev.Status == NeedsAttention {
+		return prev, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return prev, err
+	}
+	// One allocation holds everything this Apply creates: the new state,
+	// a copy of the data the steps may modify, the cursors, and the first
+	// few frames. The state returned points into it.
+	x := &exec[S]{parent: ctx, flow: f, budget: 1}
+	if prev.Status == Waiting && !prev.WakeAt.IsZero() && x.now().Before(prev.WakeAt) {
+		return prev, nil
+	}
+	x.next = prev
+	x.data = prev.Data
+	if f.clone != nil {
+		x.data = f.clone(prev.Data)
+	}
+	x.interceptors, _ = ctx.Value(interceptorKey{}).([]Interceptor)
+	x.recs = x.recBuf[:0]
+
+	root := x.cursor(0)
+	*root = Cursor[S]{x: x, n: f.root, f: &x.next.Root}
+	r := f.root.node.Advance(root)
+	if x.abort != nil {
+		return prev, x.abort
+	}
+	return x.finish(r)
+}
+
+// check rejects states that do not belong to this flow.
+func (f *Flow[S]) check(st State[S]) error {
+	if st.Version != f.version {
+		return &VersionError{Want: f.version, Got: st.Version}
+	}
+	if !st.Status.Valid() {
+		return &StateError{Reason: fmt.Sprintf("unknown status %d", uint8(st.Status))}
+	}
+	return nil
+}
+
+// finish turns the root's result into the next state.
+func (x *exec[S]) finish(r Result) (State[S], error) {
+	next := x.next
+	next.Data = x.data
+	next.Steps++
+	next.WakeAt = time.Time{}
+	var err error
+	switch r.Outcome {
+	case OutcomeContinue:
+		next.Status = Running
+	case OutcomeWait:
+		next.Status = Waiting
+		next.WakeAt = r.WakeAt
+	case OutcomeDone:
+		next.Status = Done
+		next.Root = Frame{}
+	case OutcomeFail:
+		se := x.locate(x.flow.root, r.Err)
+		next.Status = Failed
+		next.Err = x.failure(se)
+		err = se
+	}
+	if x.flow.opts.Record > 0 && len(x.recs) > 0 {
+		next.Record = appendBounded(next.Record, x.recs, x.flow.opts.Record)
+	}
+	return next, err
+}
+
+// appendBounded returns old+add keeping only the newest limit records, in
+// a new slice: old may be shared with the input state.
+func appendBounded(old, add []Record, limit int) []Record {
+	n := len(old) + len(add)
+	if n > limit {
+		n = limit
+	}
+	out := make([]Record, n)
+	k := copy(out[max(0, n-len(add)):], add[max(0, len(add)-n):])
+	copy(out[:n-k], old[len(old)-(n-k):])
+	return out
+}
+
+// exec holds one Apply's working memory. It is also the context handed to
+// user code, so that CallFrom works without allocating a context per call.
+type exec[S any] struct {
+	parent       context.Context
+	flow         *Flow[S]
+	next         State[S]
+	data         S
+	budget       int
+	abort        error
+	interceptors []Interceptor
+	call         Call
+	nowT         time.Time
+	nowSet       bool
+	callStart    time.Time
+	callEnd      time.Time
+	recs         []Record
+	recBuf       [2]Record
+	cursors      [6]Cursor[S]
+	scratch      [4]Frame
+	used         int
+}
+
+var _ context.Context = (*exec[struct{}])(nil)
+
+func (x *exec[S]) Deadline() (time.Time, bool) { return x.parent.Deadline() }
+func (x *exec[S]) Done() <-chan struct{}       { return x.parent.Done() }
+func (x *exec[S]) Err() error                  { return x.parent.Err() }
+func (x *exec[S]) Value(k any) any {
+	if _, ok := k.(callKey); ok {
+		return &x.call
+	}
+	return x.parent.Value(k)
+}
+
+// now is the Apply's notion of the current time, read once.
+func (x *exec[S]) now() time.Time {
+	if !x.nowSet {
+		x.nowT, x.nowSet = Now(x.parent), true
+	}
+	return x.nowT
+}
+
+// cursor returns the cursor slot for a depth. Slots live in the exec so that
+// handing a cursor to a Node (an interface call) does not allocate.
+func (x *exec[S]) cursor(depth int) *Cursor[S] {
+	if depth < len(x.cursors) {
+		return &x.cursors[depth]
+	}
+	return new(Cursor[S])
+}
+
+// frames returns n zeroed frames owned by the new state.
+func (x *exec[S]) frames(n int) []Frame {
+	if x.used+n <= len(x.scratch) {
+		s := x.scratch[x.used : x.used+n : x.used+n]
+		x.used += n
+		return s
+	}
+	return make([]Frame, n)
+}
+
+// locate makes sure a failure names the node it came from.
+func (x *exec[S]) locate(n *compiled[S], err error) *StepError {
+	var se *StepError
+	if errors.As(err, &se) {
+		return se
+	}
+	return &StepError{Path: n.path, Attempt: x.call.Attempt, Err: err}
+}
+
+// failure converts a located error to its persisted form.
+func (x *exec[S]) failure(se *StepError) *Failure {
+	return &Failure{Path: se.Path, Kind: kindOf(se.Err), Message: se.Err.Error(), Attempt: se.Attempt, At: x.now()}
+}
+
+// Cursor is a node's view of the process during Advance: its own frame
+// (writable: it is already a private copy), the data, the clock, and the
+// means to advance its children and to call user code.
+type Cursor[S any] struct {
+	x       *exec[S]
+	n       *compiled[S]
+	f       *Frame
+	owned   bool // f.Children is private to the new state
+	attempt uint32
+	iters   []uint32
+}
+
+// Frame returns the node's frame. Writes go to the new state only.
+func (c *Cursor[S]) Frame() *Frame { return c.f }
+
+// Path returns the node's full path.
+func (c *Cursor[S]) Path() string { return c.n.path }
+
+// Context returns the context of this Apply.
+func (c *Cursor[S]) Context() context.Context { return c.x }
+
+// Now returns the time of this Apply, read once from the context's clock.
+func (c *Cursor[S]) Now() time.Time { return c.x.now() }
+
+// Data returns the process data being built for the next state.
+func (c *Cursor[S]) Data() *S { return &c.x.data }
+
+// Signals returns the pending signals of the state being built.
+func (c *Cursor[S]) Signals() []Signal { return c.x.next.Signals }
+
+// ConsumeSignal removes pending signal i from the new state.
+func (c *Cursor[S]) ConsumeSignal(i int) {
+	old := c.x.next.Signals
+	s := make([]Signal, 0, len(old)-1)
+	s = append(append(s, old[:i]...), old[i+1:]...)
+	c.x.next.Signals = s
+}
+
+// NumChildren returns the number of child nodes.
+func (c *Cursor[S]) NumChildren() int { return len(c.n.children) }
+
+// ChildName returns the name of child i.
+func (c *Cursor[S]) ChildName(i int) string { return c.n.children[i].info.Name }
+
+// Aborted reports whether this Apply has been abandoned (invalid state or a
+// canceled context). A node that sees it must return at once; the result is
+// ignored and Apply returns its input unchanged.
+func (c *Cursor[S]) Aborted() bool { return c.x.abort != nil }
+
+// Invalid abandons the Apply with a *StateError at this node.
+func (c *Cursor[S]) Invalid(format string, args ...any) Result {
+	if c.x.abort == nil {
+		c.x.abort = &StateError{Path: c.n.path, Reason: fmt.Sprintf(format, args...)}
+	}
+	return Continue()
+}
+
+// CanRun reports whether this Apply may still call user code.
+func (c *Cursor[S]) CanRun() bool { return c.x.budget > 0 && c.x.abort == nil }
+
+// Run calls fn, the user code of this node. It consumes the Apply's budget,
+// so a node calls it only when CanRun is true. It runs the interceptors,
+// recovers a panic into a *PanicError, and returns fn's error. If the
+// context is done before fn is called, the Apply is abandoned (see Aborted)
+// and Run returns the context's error.
+func (c *Cursor[S]) Run(fn func(context.Context, *S) error) error {
+	if err := c.begin(); err != nil {
+		return err
+	}
+	err := c.x.invoke(c.n.path, fn, nil)
+	c.end()
+	return err
+}
+
+// RunCond is Run for a predicate.
+func (c *Cursor[S]) RunCond(fn func(context.Context, *S) (bool, error)) (bool, error) {
+	if err := c.begin(); err != nil {
+		return false, err
+	}
+	var ok bool
+	err := c.x.invoke(c.n.path, nil, func(ctx context.Context, d *S) (e error) {
+		ok, e = fn(ctx, d)
+		return e
+	})
+	c.end()
+	return ok, err
+}
+
+// Attempt returns the attempt number of this node's calls: 1, or the
+// attempt of the innermost enclosing Retry.
+func (c *Cursor[S]) Attempt() uint32 { return max(c.attempt, 1) }
+
+// WithAttempt returns a copy of the cursor whose calls (and its children's)
+// report attempt n, for retry nodes to advance their bodies with.
+func (c *Cursor[S]) WithAttempt(n uint32) *Cursor[S] {
+	cc := *c
+	cc.attempt = n
+	return &cc
+}
+
+func (c *Cursor[S]) begin() error {
+	x := c.x
+	if x.budget <= 0 {
+		c.Invalid("node %s called user code twice in one Apply", c.n.info.Kind)
+		return errNoBudget
+	}
+	if err := x.parent.Err(); err != nil {
+		x.abort = err
+		return err
+	}
+	x.budget--
+	x.call = Call{
+		Version: x.flow.version, ID: x.next.ID, Path: c.n.path, Kind: c.n.info.Kind,
+		Attempt: c.Attempt(), Iterations: c.iters, Seq: x.next.Steps,
+	}
+	if x.flow.opts.Record > 0 {
+		x.callStart = Now(x.parent)
+	}
+	return nil
+}
+
+func (c *Cursor[S]) end() {
+	if c.x.flow.opts.Record > 0 {
+		c.x.callEnd = Now(c.x.parent)
+	}
+}
+
+var errNoBudget = errors.New("stepflow: no budget left in this Apply")
+
+// invoke calls fn (or the adapted predicate cond when fn is nil) inside the
+// interceptors, turning a panic into a *PanicError.
+func (x *exec[S]) invoke(path string, fn, cond func(context.Context, *S) error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &PanicError{Path: path, Value: r, Stack: debug.Stack()}
+		}
+	}()
+	if fn == nil {
+		fn = cond
+	}
+	if len(x.interceptors) == 0 && len(x.flow.opts.Interceptors) == 0 {
+		return fn(x, &x.data)
+	}
+	call := func(ctx context.Context) error { return fn(ctx, &x.data) }
+	all := x.flow.opts.Interceptors
+	if len(x.interceptors) > 0 {
+		all = append(all[:len(all):len(all)], x.interceptors...)
+	}
+	for i := len(all) - 1; i >= 0; i-- {
+		ic, next := all[i], call
+		call = func(ctx context.Context) error { return ic(ctx, x.call, next) }
+	}
+	return call(x)
+}
+
+// Record notes a completed call of this node in State.Record (when the flow
+// keeps a record). outcome is "ok", "true", "false", a branch name, and so
+// on; err, if not nil, is recorded as text.
+func (c *Cursor[S]) Record(outcome string, err error) {
+	x := c.x
+	if x.flow.opts.Record <= 0 {
+		return
+	}
+	r := Record{Seq: x.next.Steps + 1, Path: c.n.path, Outcome: outcome, Attempt: x.call.Attempt, Start: x.callStart, End: x.callEnd}
+	if err != nil {
+		r.Err = err.Error()
+	}
+	x.recs = append(x.recs, r)
+}
+
+// Failure converts err, as it would be recorded if it failed this node, to
+// its persisted form. Nodes that hold on to an error across Applies (Catch,
+// Finally, Retry) store it in their frame with it.
+func (c *Cursor[S]) Failure(err error) *Failure {
+	return c.x.failure(c.x.locate(c.n, err))
+}
+
+// Raise turns a persisted failure back into an error to return with Fail.
+func (c *Cursor[S]) Raise(f *Failure) error {
+	return &StepError{Path: f.Path, Attempt: f.Attempt, Err: &failureError{*f}}
+}
+
+// Active returns the index of the single active child. ok is false when no
+// child is active. A frame naming an unknown child, or several active
+// children, abandons the Apply (check Aborted).
+func (c *Cursor[S]) Active() (i int, ok bool) {
+	switch len(c.f.Children) {
+	case 0:
+		return 0, false
+	case 1:
+		name := c.f.Children[0].Name
+		i, ok = c.n.childIndex(name)
+		if !ok {
+			c.invalidChild(name)
+		}
+		return i, ok
+	default:
+		c.Invalid("expected one active child, found %d", len(c.f.Children))
+		return 0, false
+	}
+}
+
+func (c *Cursor[S]) invalidChild(name string) {
+	if c.x.abort == nil {
+		c.x.abort = &StateError{Path: joinPath(c.n.path, name), Reason: "no such node in flow " + c.x.flow.version}
+	}
+}
+
+// own makes the frame's children slice private to the new state.
+func (c *Cursor[S]) own() {
+	if c.owned {
+		return
+	}
+	s := c.x.frames(len(c.f.Children))
+	copy(s, c.f.Children)
+	c.f.Children = s
+	c.owned = true
+}
+
+// Enter makes child i the only active child, with a fresh frame.
+func (c *Cursor[S]) Enter(i int) {
+	fr := Frame{Name: c.n.children[i].info.Name}
+	if c.owned && cap(c.f.Children) >= 1 {
+		c.f.Children = append(c.f.Children[:0], fr)
+		return
+	}
+	s := c.x.frames(1)
+	s[0] = fr
+	c.f.Children = s
+	c.owned = true
+}
+
+// EnterAll makes the given children active, with fresh frames, in the
+// order given (which must be flow order).
+func (c *Cursor[S]) EnterAll(idx []int) {
+	s := c.x.frames(len(idx))
+	for j, i := range idx {
+		s[j] = Frame{Name: c.n.children[i].info.Name}
+	}
+	c.f.Children = s
+	c.owned = true
+}
+
+// ClearChildren leaves no child active.
+func (c *Cursor[S]) ClearChildren() { c.f.Children = nil; c.owned = false }
+
+// RemoveChild drops the active frame of child i, if any.
+func (c *Cursor[S]) RemoveChild(i int) {
+	name := c.n.children[i].info.Name
+	for j := range c.f.Children {
+		if c.f.Children[j].Name == name {
+			s := c.x.frames(len(c.f.Children) - 1)
+			copy(s, c.f.Children[:j])
+			copy(s[j:], c.f.Children[j+1:])
+			c.f.Children, c.owned = s, true
+			return
+		}
+	}
+}
+
+// ActiveChildren returns the indexes of every active child, in frame order.
+// A frame naming an unknown child abandons the Apply (check Aborted).
+func (c *Cursor[S]) ActiveChildren() []int {
+	out := make([]int, 0, len(c.f.Children))
+	for _, fr := range c.f.Children {
+		i, ok := c.n.childIndex(fr.Name)
+		if !ok {
+			c.invalidChild(fr.Name)
+			return nil
+		}
+		out = append(out, i)
+	}
+	return out
+}
+
+// WithIteration returns a copy of the cursor whose calls report one more
+// enclosing loop iteration, for loop nodes to advance their bodies with.
+func (c *Cursor[S]) WithIteration(n uint32) *Cursor[S] {
+	cc := *c
+	cc.iters = append(c.iters[:len(c.iters):len(c.iters)], n)
+	return &cc
+}
+
+// AdvanceChild advances the active child i and returns its result. A
+// failure leaving the child names the child's path.
+func (c *Cursor[S]) AdvanceChild(i int) Result {
+	k := c.n.children[i]
+	j := -1
+	for jj := range c.f.Children {
+		if c.f.Children[jj].Name == k.info.Name {
+			j = jj
+			break
+		}
+	}
+	if j < 0 {
+		return c.Invalid("child %q is not active", k.info.Name)
+	}
+	c.own()
+	cc := c.x.cursor(k.depth)
+	*cc = Cursor[S]{x: c.x, n: k, f: &c.f.Children[j], attempt: c.attempt, iters: c.iters}
+	r := k.node.Advance(cc)
+	if r.Outcome == OutcomeFail {
+		r.Err = c.x.locate(k, r.Err)
+	}
+	return r
+}
+
+// Sequence runs children lo..hi-1 one after the other: the usual body of a
+// Sequence, a Case branch, a Retry or a loop. It enters child lo when no
+// child is active, and completes after child hi-1 completes, leaving no
+// child active. After a step ran it still enters the next child (so the
+// state names the next position) but runs nothing more.
+func (c *Cursor[S]) Sequence(lo, hi int) Result {
+	if lo >= hi {
+		return Complete()
+	}
+	i, ok := c.Active()
+	if c.Aborted() {
+		return Continue()
+	}
+	if !ok {
+		c.Enter(lo)
+		i = lo
+	} else if i < lo || i >= hi {
+		return c.Invalid("child %q is not in the active branch", c.n.children[i].info.Name)
+	}
+	for {
+		r := c.AdvanceChild(i)
+		if r.Outcome != OutcomeDone || c.Aborted() {
+			return r
+		}
+		i++
+		if i >= hi {
+			c.ClearChildren()
+			return Complete()
+		}
+		c.Enter(i)
+	}
+}

@@ -1,0 +1,194 @@
+package stepflow
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Options configures a flow. The zero value is ready to use; each field
+// documents its default.
+type Options struct {
+	// Record is how many completed steps State.Record keeps, newest last.
+	// Zero (the default) keeps none and costs nothing; DefaultRecord is a
+	// good value when people will read states to debug processes.
+	Record int
+	// Interceptors wrap every call of user code, outermost first. Interceptors
+	// carried by the context (WithInterceptor) run inside these.
+	Interceptors []Interceptor
+	// MaxSignals bounds State.Signals: a Signal beyond it is refused with
+	// ErrSignalOverflow. Zero means DefaultMaxSignals.
+	MaxSignals int
+}
+
+// Defaults for Options.
+const (
+	DefaultRecord     = 32
+	DefaultMaxSignals = 16
+)
+
+func (o Options) withDefaults() Options {
+	if o.MaxSignals <= 0 {
+		o.MaxSignals = DefaultMaxSignals
+	}
+	if o.Record < 0 {
+		o.Record = 0
+	}
+	return o
+}
+
+// Flow is a compiled, versioned, immutable program. It is safe for
+// concurrent use by any number of goroutines: Apply keeps all per-process
+// data in the State it returns.
+type Flow[S any] struct {
+	version string
+	opts    Options
+	root    *compiled[S]
+	// byPath indexes every node by its full path, for Describe and checks.
+	byPath map[string]*compiled[S]
+	// order lists every node in depth-first flow order.
+	order []*compiled[S]
+	clone func(S) S
+}
+
+// compiled is a node placed in the tree: its path and its children, with
+// a name index so that resuming is O(depth), never O(size of the flow).
+type compiled[S any] struct {
+	node     Node[S]
+	info     Info
+	path     string
+	depth    int
+	parent   *compiled[S]
+	index    int
+	children []*compiled[S]
+	byName   map[string]int
+}
+
+// New compiles a flow from its top-level nodes, which run in sequence.
+// It validates the whole tree and returns every problem at once, joined with
+// errors.Join; each is a *DefinitionError matching ErrInvalidFlow. New never
+// panics.
+func New[S any](version string, nodes ...Node[S]) (*Flow[S], error) {
+	return NewWithOptions(version, nil, nodes...)
+}
+
+// NewWithOptions is New with options; opts may be nil.
+func NewWithOptions[S any](version string, opts *Options, nodes ...Node[S]) (*Flow[S], error) {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	f := &Flow[S]{version: version, opts: o.withDefaults(), byPath: map[string]*compiled[S]{}}
+	var problems []error
+	if strings.TrimSpace(version) == "" {
+		problems = append(problems, &DefinitionError{Reason: "empty version"})
+	}
+	if len(nodes) == 0 {
+		problems = append(problems, &DefinitionError{Reason: "a flow needs at least one node"})
+	}
+	root := &rootNode[S]{nodes: nodes}
+	f.root = f.compile(root, nil, 0, &problems)
+	if len(problems) > 0 {
+		return nil, errors.Join(problems...)
+	}
+	var zero S
+	if _, ok := any(&zero).(interface{ Clone() S }); ok {
+		f.clone = func(s S) S { return any(&s).(interface{ Clone() S }).Clone() }
+	}
+	return f, nil
+}
+
+// Must is New that panics on error, for flows defined in package variables.
+func Must[S any](f *Flow[S], err error) *Flow[S] {
+	if err != nil {
+		panic(err)
+	}
+	return f
+}
+
+func (f *Flow[S]) compile(n Node[S], parent *compiled[S], index int, problems *[]error) *compiled[S] {
+	c := &compiled[S]{node: n, parent: parent, index: index}
+	if n == nil {
+		path := "?"
+		if parent != nil {
+			path = joinPath(parent.path, fmt.Sprintf("#%d", index))
+		}
+		*problems = append(*problems, &DefinitionError{Path: path, Reason: "nil node"})
+		return c
+	}
+	c.info = n.Info()
+	if parent != nil {
+		c.path = joinPath(parent.path, c.info.Name)
+		c.depth = parent.depth + 1
+		switch {
+		case c.info.Name == "":
+			c.path = joinPath(parent.path, fmt.Sprintf("#%d", index))
+			*problems = append(*problems, &DefinitionError{Path: c.path, Reason: fmt.Sprintf("%s node has an empty name", c.info.Kind)})
+		case strings.Contains(c.info.Name, "/"):
+			*problems = append(*problems, &DefinitionError{Path: c.path, Reason: "name contains '/'"})
+		}
+		if prev, dup := f.byPath[c.path]; dup && prev != c {
+			*problems = append(*problems, &DefinitionError{Path: c.path, Reason: "duplicate name among siblings"})
+		} else {
+			f.byPath[c.path] = c
+		}
+		f.order = append(f.order, c)
+	}
+	for _, p := range n.Check() {
+		*problems = append(*problems, &DefinitionError{Path: c.path, Reason: p})
+	}
+	kids := n.Children()
+	c.children = make([]*compiled[S], len(kids))
+	if len(kids) > smallFanout {
+		c.byName = make(map[string]int, len(kids))
+	}
+	for i, k := range kids {
+		cc := f.compile(k, c, i, problems)
+		c.children[i] = cc
+		if c.byName != nil {
+			c.byName[cc.info.Name] = i
+		}
+	}
+	return c
+}
+
+// smallFanout is the child count up to which a linear scan beats a map.
+const smallFanout = 8
+
+// childIndex finds a child by name.
+func (c *compiled[S]) childIndex(name string) (int, bool) {
+	if c.byName != nil {
+		i, ok := c.byName[name]
+		return i, ok
+	}
+	for i, k := range c.children {
+		if k.info.Name == name {
+			return i, true
+		}
+	}
+	return 0, false
+}
+
+// Version returns the flow's version name.
+func (f *Flow[S]) Version() string { return f.version }
+
+// Options returns the flow's options with defaults filled in.
+func (f *Flow[S]) Options() Options { return f.opts }
+
+// Start returns the initial state of a new process with the given data.
+// The first node is already entered, so Positions names it.
+func (f *Flow[S]) Start(data S) State[S] {
+	st := State[S]{Version: f.version, Status: Running, Data: data}
+	if len(f.root.children) > 0 {
+		st.Root.Children = []Frame{{Name: f.root.children[0].info.Name}}
+	}
+	return st
+}
+
+// rootNode is the implicit sequence around a flow's top-level nodes.
+type rootNode[S any] struct{ nodes []Node[S] }
+
+func (r *rootNode[S]) Info() Info                  { return Info{Kind: "flow"} }
+func (r *rootNode[S]) Children() []Node[S]         { return r.nodes }
+func (r *rootNode[S]) Check() []string             { return nil }
+func (r *rootNode[S]) Advance(c *Cursor[S]) Result { return c.Sequence(0, c.NumChildren()) }
