@@ -1,0 +1,221 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/stepflow-io/go-stepflow/stepflow"
+)
+
+// Sentinel errors. Every store returns them (possibly wrapped), so callers
+// can branch with errors.Is whatever the implementation.
+var (
+	// ErrNotFound: no process has this id.
+	ErrNotFound = errors.New("stepflow/store: process not found")
+	// ErrExists: Create was given an id that is already taken.
+	ErrExists = errors.New("stepflow/store: process already exists")
+	// ErrConflict: the stored revision is not the one the write was computed
+	// from; someone else wrote the process in between. Reload and retry.
+	ErrConflict = errors.New("stepflow/store: revision conflict")
+	// ErrLeaseLost: the writer no longer holds the process's lease (it
+	// expired and another owner claimed it, or it was released). The
+	// writer must drop its result: the new owner redoes the step.
+	ErrLeaseLost = errors.New("stepflow/store: lease lost")
+	// ErrClosed: the store was closed.
+	ErrClosed = errors.New("stepflow/store: store closed")
+	// ErrInvalid: a request is malformed (empty id or owner, non-positive
+	// limit or lease, and so on).
+	ErrInvalid = errors.New("stepflow/store: invalid request")
+)
+
+// WriteError reports why one write of a Commit batch was not applied.
+type WriteError struct {
+	// ID of the process.
+	ID string
+	// Err is ErrNotFound, ErrConflict or ErrLeaseLost.
+	Err error
+}
+
+func (e *WriteError) Error() string { return fmt.Sprintf("write %q: %v", e.ID, e.Err) }
+func (e *WriteError) Unwrap() error { return e.Err }
+
+// Record is one stored process.
+type Record struct {
+	// ID identifies the process; it is also stepflow.State.ID.
+	ID string
+	// Revision counts the writes of this record: 1 after Create, plus one
+	// per successful write. Writes name the revision they were computed
+	// from.
+	Revision uint64
+	// Status mirrors the state's status, for Count and List.
+	Status stepflow.Status
+	// Due is when the process should next be applied; zero when it never
+	// is (terminal, needs attention, quarantined). While the record is
+	// leased, Due is the end of the lease.
+	Due time.Time
+	// Owner holds the lease, "" when the record is not leased.
+	Owner string
+	// Quarantine is why the process was set aside, "" for a healthy one.
+	Quarantine string
+	// Blob is the encoded state, kept byte for byte.
+	Blob []byte
+}
+
+// Write is one new state for Commit.
+type Write struct {
+	// ID of the process.
+	ID string
+	// Revision is the revision the new state was computed from. The write
+	// applies only if it is still the stored revision.
+	Revision uint64
+	// Status of the new state.
+	Status stepflow.Status
+	// Due is when the new state should next be applied; zero for never.
+	Due time.Time
+	// Blob is the new encoded state. Nil keeps the stored bytes, which a
+	// quarantine write does.
+	Blob []byte
+	// Quarantine sets the process aside with this reason (see the package
+	// documentation); the store then ignores Due and makes it never due.
+	Quarantine string
+}
+
+// Claim asks for due processes.
+type Claim struct {
+	// Owner names the claimer; every runner uses its own. Required.
+	Owner string
+	// Now is the claimer's current time: records with Due at or before it
+	// are due.
+	Now time.Time
+	// Limit is the most records to return. Must be positive.
+	Limit int
+	// Lease is how long the claimed records stay leased. Must be positive.
+	Lease time.Duration
+}
+
+// Counts is how many processes a store holds, by status.
+type Counts struct {
+	// ByStatus counts healthy processes by status.
+	ByStatus map[stepflow.Status]int
+	// Quarantined counts quarantined processes, whatever their status.
+	Quarantined int
+}
+
+// Total is the number of processes of every kind.
+func (c Counts) Total() int {
+	n := c.Quarantined
+	for _, v := range c.ByStatus {
+		n += v
+	}
+	return n
+}
+
+// Filter selects records for List.
+type Filter struct {
+	// Status, when not nil, keeps healthy records with this status.
+	Status *stepflow.Status
+	// Quarantined keeps only quarantined records when true.
+	Quarantined bool
+	// After is an exclusive lower bound on ids, for paging: pass the last
+	// id of the previous page.
+	After string
+	// Limit is the most records to return; zero means 100.
+	Limit int
+}
+
+// DefaultListLimit is Filter.Limit's default.
+const DefaultListLimit = 100
+
+// Store keeps processes for one or more runners. Implementations are safe
+// for concurrent use. Every method honours ctx where it blocks.
+type Store interface {
+	// Create stores a new process at revision 1, unleased. rec.Revision
+	// and rec.Owner are ignored. It fails with ErrExists when the id is
+	// taken. A process due at or before now wakes the runners (Watch).
+	Create(ctx context.Context, rec Record) error
+
+	// Load returns the stored record, or ErrNotFound.
+	Load(ctx context.Context, id string) (Record, error)
+
+	// Claim leases up to c.Limit due, unleased (or lease-expired) records
+	// to c.Owner, earliest Due first, sets their Due to c.Now + c.Lease and
+	// returns them. It never returns a record leased to another owner
+	// whose lease has not expired, and never the same record to two
+	// concurrent callers.
+	Claim(ctx context.Context, c Claim) ([]Record, error)
+
+	// Commit applies a batch of writes in one transaction. A write is
+	// applied when the record exists, its revision equals w.Revision, and
+	// (when owner is not "") owner still holds its lease; an applied write
+	// increments the revision, stores the new fields and clears the lease.
+	// With owner "" the lease is not checked (but still cleared): that is
+	// how callers outside a runner change a process.
+	//
+	// The returned slice is nil when every write was applied; otherwise it
+	// has one entry per write, nil or a *WriteError. A non-nil error means
+	// the transaction failed and no write was applied.
+	Commit(ctx context.Context, owner string, ws []Write) ([]error, error)
+
+	// Renew extends owner's leases on ids to now + lease, and returns the
+	// ids whose lease owner no longer holds.
+	Renew(ctx context.Context, owner string, ids []string, now time.Time, lease time.Duration) (lost []string, err error)
+
+	// Release gives back owner's leases on ids without writing; the
+	// records become due at now. Ids owner does not hold are ignored.
+	Release(ctx context.Context, owner string, ids []string, now time.Time) error
+
+	// NextDue returns the earliest Due of any record (leased ones
+	// included, so that a sleeping runner wakes when a lease expires);
+	// ok is false when no record is ever due.
+	NextDue(ctx context.Context) (t time.Time, ok bool, err error)
+
+	// Watch returns a channel that receives a value (without blocking the
+	// sender; one pending value at most) when a process may have become due
+	// earlier than a sleeping runner expects: created, or written from
+	// outside a runner. The channel is closed when ctx is done.
+	Watch(ctx context.Context) <-chan struct{}
+
+	// Count returns how many processes there are, by status.
+	Count(ctx context.Context) (Counts, error)
+
+	// List returns records matching f, ordered by id.
+	List(ctx context.Context, f Filter) ([]Record, error)
+
+	// Close releases the store's resources. Other methods then fail with
+	// ErrClosed.
+	Close() error
+}
+
+// CheckClaim validates a claim request, for implementations.
+func CheckClaim(c Claim) error {
+	switch {
+	case c.Owner == "":
+		return fmt.Errorf("%w: empty owner", ErrInvalid)
+	case c.Limit <= 0:
+		return fmt.Errorf("%w: limit %d", ErrInvalid, c.Limit)
+	case c.Lease <= 0:
+		return fmt.Errorf("%w: lease %s", ErrInvalid, c.Lease)
+	}
+	return nil
+}
+
+// NormalizeDue returns the due time a write or record should be stored
+// with: zero for quarantined processes and statuses that never run again
+// (terminal, needs attention), d otherwise, in UTC. A schedulable process
+// with a zero d is due at once: it gets DueNow. Implementations use it so
+// they agree on scheduling.
+func NormalizeDue(status stepflow.Status, quarantine string, d time.Time) time.Time {
+	if quarantine != "" || status.Terminal() || status == stepflow.NeedsAttention {
+		return time.Time{}
+	}
+	if d.IsZero() {
+		return DueNow
+	}
+	return d.UTC()
+}
+
+// DueNow is the due time of a process that is runnable at once and was
+// given no time: the Unix epoch, earlier than any real clock.
+var DueNow = time.Unix(0, 0).UTC()
