@@ -1,0 +1,249 @@
+package stepflowtest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/stepflow-io/go-stepflow/codec"
+	"github.com/stepflow-io/go-stepflow/stepflow"
+)
+
+// DefaultMaxSteps is the default bound on the Apply calls of one Run.
+const DefaultMaxSteps = 1000
+
+// Errors returned by Run, besides the errors of Apply and of the codec.
+var (
+	// ErrMaxSteps: the flow did not end within RunOptions.MaxSteps applies.
+	ErrMaxSteps = errors.New("stepflowtest: flow did not end within the step limit")
+	// ErrStuck: Apply returned a non-terminal state without making progress.
+	ErrStuck = errors.New("stepflowtest: Apply made no progress")
+	// ErrMutatedInput: Apply changed the state it was given, which it must
+	// never do.
+	ErrMutatedInput = errors.New("stepflowtest: Apply modified its input state")
+)
+
+// RunOptions configures Run. A nil *RunOptions means all defaults.
+type RunOptions[S any] struct {
+	// Script forces the outcomes of calls by path. Nil: every call runs the
+	// real step or predicate.
+	Script Script
+	// Clock is the time the flow sees. Run moves it to WakeAt whenever the
+	// state waits. Nil: a new clock at Epoch.
+	Clock *Clock
+	// Codec encodes each new state and decodes it again before the next
+	// Apply, as a store does between two runs. Nil: codec.Msgpack.
+	Codec codec.Codec[S]
+	// MaxSteps bounds the number of Apply calls, crashed ones included.
+	// Zero: DefaultMaxSteps.
+	MaxSteps int
+	// Tick is how far the clock moves after each Apply, so that steps get
+	// distinct timestamps. Zero: the clock moves only to wake times.
+	Tick time.Duration
+}
+
+func (o *RunOptions[S]) withDefaults() RunOptions[S] {
+	var r RunOptions[S]
+	if o != nil {
+		r = *o
+	}
+	if r.Clock == nil {
+		r.Clock = NewClock(time.Time{})
+	}
+	if r.Codec == nil {
+		r.Codec = codec.Msgpack[S](nil)
+	}
+	if r.MaxSteps <= 0 {
+		r.MaxSteps = DefaultMaxSteps
+	}
+	return r
+}
+
+// Call is one call of user code seen by the driver.
+type Call struct {
+	// Path and Kind of the node that made the call.
+	Path string
+	Kind string
+	// Attempt as the engine numbered it (1 for the first try).
+	Attempt uint32
+	// Iterations of the enclosing loops, outermost first.
+	Iterations []uint32
+	// Outcome the script forced (Normal when the script did not mention it).
+	Outcome Outcome
+	// Err is the text of the error the call returned, or of its panic; empty
+	// when it succeeded.
+	Err string
+}
+
+// Transition is one Apply of a Run.
+type Transition[S any] struct {
+	// N counts the applies of the run from 1.
+	N int
+	// At is the clock's time when Apply was called.
+	At time.Time
+	// Before are the positions of the state Apply was given.
+	Before []string
+	// Calls are the calls of user code Apply made, in order.
+	Calls []Call
+	// After is the state Apply returned, as decoded from Encoded. For a
+	// crashed transition it is the state that was thrown away.
+	After stepflow.State[S]
+	// Encoded is After as the codec wrote it.
+	Encoded []byte
+	// Err is what Apply returned with it.
+	Err error
+	// Crashed reports that a Crash outcome discarded After: the next Apply
+	// starts again from the state before this one.
+	Crashed bool
+}
+
+// Trace is the record of one Run.
+type Trace[S any] struct {
+	// Version of the flow.
+	Version string
+	// Start is the state the run started from.
+	Start stepflow.State[S]
+	// Transitions lists every Apply in order.
+	Transitions []Transition[S]
+	// Final is the last state kept (not counting crashed transitions).
+	Final stepflow.State[S]
+	// Err is the error returned with Final: a *stepflow.StepError when the
+	// flow failed, nil when it is done.
+	Err error
+}
+
+// Run drives flow from start until the state is terminal or needs
+// attention, the way a runner would: before each Apply it moves the clock to
+// the state's WakeAt, and after each Apply it encodes the new state and
+// decodes it again. The script decides the outcome of each call of user
+// code, through an interceptor added to ctx.
+//
+// Run returns the trace so far and an error when the run could not go on:
+// ErrMaxSteps, ErrStuck, ErrMutatedInput, a codec error, or an Apply error
+// other than a *stepflow.StepError (such as a *stepflow.StateError). A flow
+// that fails is not an error of Run: the trace ends with the Failed state and
+// Trace.Err holds the *stepflow.StepError.
+func Run[S any](ctx context.Context, flow *stepflow.Flow[S], start stepflow.State[S], opts *RunOptions[S]) (*Trace[S], error) {
+	o := opts.withDefaults()
+	in := newInjector(o.Script)
+	ctx = stepflow.WithInterceptor(o.Clock.Context(ctx), in.intercept)
+
+	tr := &Trace[S]{Version: flow.Version(), Start: start}
+	// The start state goes through the codec too: a process is created,
+	// saved, and loaded before its first Apply.
+	stored, err := o.Codec.Encode(start)
+	if err != nil {
+		return tr, fmt.Errorf("stepflowtest: encode start state: %w", err)
+	}
+	st, err := o.Codec.Decode(stored)
+	if err != nil {
+		return tr, fmt.Errorf("stepflowtest: decode start state: %w", err)
+	}
+	tr.Start, tr.Final = st, st
+	for n := 1; !st.Terminal() && st.Status != stepflow.NeedsAttention; n++ {
+		if n > o.MaxSteps {
+			return tr, fmt.Errorf("%w (%d applies, at %v)", ErrMaxSteps, o.MaxSteps, st.Positions())
+		}
+		FastForward(o.Clock, st)
+		t := Transition[S]{N: n, At: o.Clock.Now(), Before: st.Positions()}
+		next, applyErr := flow.Apply(ctx, st)
+		t.Calls, t.Crashed = in.take()
+		t.Err = applyErr
+		if again, err := o.Codec.Encode(st); err != nil || !bytes.Equal(again, stored) {
+			return tr, fmt.Errorf("%w at apply %d", ErrMutatedInput, n)
+		}
+		var se *stepflow.StepError
+		if applyErr != nil && !errors.As(applyErr, &se) {
+			tr.Transitions = append(tr.Transitions, t)
+			return tr, fmt.Errorf("stepflowtest: apply %d: %w", n, applyErr)
+		}
+		if t.Encoded, err = o.Codec.Encode(next); err != nil {
+			return tr, fmt.Errorf("stepflowtest: encode state after apply %d: %w", n, err)
+		}
+		if t.After, err = o.Codec.Decode(t.Encoded); err != nil {
+			return tr, fmt.Errorf("stepflowtest: decode state after apply %d: %w", n, err)
+		}
+		tr.Transitions = append(tr.Transitions, t)
+		o.Clock.Advance(o.Tick)
+		if t.Crashed {
+			continue
+		}
+		if t.After.Steps == st.Steps && !t.After.Terminal() && t.After.Status != stepflow.NeedsAttention {
+			return tr, fmt.Errorf("%w at apply %d (%s at %v)", ErrStuck, n, st.Status, st.Positions())
+		}
+		st, stored = t.After, t.Encoded
+		tr.Final, tr.Err = st, applyErr
+	}
+	return tr, nil
+}
+
+// Calls returns every call of the run in order, crashed transitions
+// included.
+func (tr *Trace[S]) Calls() []Call {
+	var out []Call
+	for _, t := range tr.Transitions {
+		out = append(out, t.Calls...)
+	}
+	return out
+}
+
+// Visited returns the paths of every call of the run, in order, with
+// repeats: retries, polls and re-runs after a crash each appear again.
+func (tr *Trace[S]) Visited() []string {
+	var out []string
+	for _, t := range tr.Transitions {
+		for _, c := range t.Calls {
+			out = append(out, c.Path)
+		}
+	}
+	return out
+}
+
+// Ran returns the paths of the calls whose user code actually ran (the
+// script's Normal, FailAfter and Crash outcomes), in order.
+func (tr *Trace[S]) Ran() []string {
+	var out []string
+	for _, t := range tr.Transitions {
+		for _, c := range t.Calls {
+			if c.Outcome.calls() {
+				out = append(out, c.Path)
+			}
+		}
+	}
+	return out
+}
+
+// Attempts returns the attempt numbers of the calls made at path, in order.
+func (tr *Trace[S]) Attempts(path string) []uint32 {
+	var out []uint32
+	for _, t := range tr.Transitions {
+		for _, c := range t.Calls {
+			if c.Path == path {
+				out = append(out, c.Attempt)
+			}
+		}
+	}
+	return out
+}
+
+// States returns every state the run kept, starting with the start state as
+// decoded, in order; crashed transitions are left out.
+func (tr *Trace[S]) States() []stepflow.State[S] {
+	out := []stepflow.State[S]{tr.Start}
+	for _, t := range tr.Transitions {
+		if !t.Crashed {
+			out = append(out, t.After)
+		}
+	}
+	return out
+}
+
+// Elapsed is the clock time from the first Apply to the last.
+func (tr *Trace[S]) Elapsed() time.Duration {
+	if len(tr.Transitions) == 0 {
+		return 0
+	}
+	return tr.Transitions[len(tr.Transitions)-1].At.Sub(tr.Transitions[0].At)
+}
