@@ -66,8 +66,12 @@ func (c *jsonCodec[S]) Decode(b []byte) (stepflow.State[S], error) {
 		return fail(fmt.Errorf("%w: does not start with '{'", ErrNotState))
 	}
 	var env jsonEnvelopeIn
-	if err := json.Unmarshal(t, &env); err != nil {
+	dec := json.NewDecoder(bytes.NewReader(t))
+	if err := dec.Decode(&env); err != nil {
 		return fail(jsonErr(err))
+	}
+	if dec.More() {
+		return fail(fmt.Errorf("%w: trailing data after the state", ErrCorrupt))
 	}
 	switch {
 	case env.Format == nil:

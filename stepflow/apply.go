@@ -36,13 +36,15 @@ func (f *Flow[S]) Apply(ctx context.Context, prev State[S]) (State[S], error) {
 	if err := ctx.Err(); err != nil {
 		return prev, err
 	}
-	// One allocation holds everything this Apply creates: the new state,
-	// a copy of the data the steps may modify, the cursors, and the first
-	// few frames. The state returned points into it.
-	x := &exec[S]{parent: ctx, flow: f, budget: 1}
-	if prev.Status == Waiting && !prev.WakeAt.IsZero() && x.now().Before(prev.WakeAt) {
+	if prev.Status == Waiting && !prev.WakeAt.IsZero() && Now(ctx).Before(prev.WakeAt) {
 		return prev, nil
 	}
+	// The working memory comes from a pool; what the new state keeps (new
+	// frames, the context handed to user code) is allocated apart, in one
+	// piece, so that a typical step costs a single allocation.
+	x := f.pool.Get().(*exec[S])
+	defer f.release(x)
+	x.parent, x.budget = ctx, 1
 	x.next = prev
 	x.data = prev.Data
 	if f.clone != nil {
@@ -58,6 +60,19 @@ func (f *Flow[S]) Apply(ctx context.Context, prev State[S]) (State[S], error) {
 		return prev, x.abort
 	}
 	return x.finish(r)
+}
+
+// release returns working memory to the pool, dropping every reference it
+// holds so that the pool retains nothing of the process.
+func (f *Flow[S]) release(x *exec[S]) {
+	if x.mem != nil {
+		// The context handed to user code outlives the Apply only if a step
+		// kept it; detach it from the caller's context so that the state
+		// does not keep that context alive.
+		x.mem.ctx.parent = context.Background()
+	}
+	*x = exec[S]{flow: f}
+	f.pool.Put(x)
 }
 
 // check rejects states that do not belong to this flow.
@@ -112,8 +127,7 @@ func appendBounded(old, add []Record, limit int) []Record {
 	return out
 }
 
-// exec holds one Apply's working memory. It is also the context handed to
-// user code, so that CallFrom works without allocating a context per call.
+// exec holds one Apply's working memory. It is pooled per flow.
 type exec[S any] struct {
 	parent       context.Context
 	flow         *Flow[S]
@@ -122,7 +136,6 @@ type exec[S any] struct {
 	budget       int
 	abort        error
 	interceptors []Interceptor
-	call         Call
 	nowT         time.Time
 	nowSet       bool
 	callStart    time.Time
@@ -130,20 +143,40 @@ type exec[S any] struct {
 	recs         []Record
 	recBuf       [2]Record
 	cursors      [6]Cursor[S]
-	scratch      [4]Frame
-	used         int
+	mem          *applyMem
 }
 
-var _ context.Context = (*exec[struct{}])(nil)
+// applyMem is what an Apply allocates: the context handed to user code
+// and the first frames of the new state.
+type applyMem struct {
+	ctx    callCtx
+	frames [1]Frame
+	used   int
+}
 
-func (x *exec[S]) Deadline() (time.Time, bool) { return x.parent.Deadline() }
-func (x *exec[S]) Done() <-chan struct{}       { return x.parent.Done() }
-func (x *exec[S]) Err() error                  { return x.parent.Err() }
-func (x *exec[S]) Value(k any) any {
+// callCtx is the context user code receives: the caller's context plus
+// the Call, for CallFrom.
+type callCtx struct {
+	parent context.Context
+	call   Call
+}
+
+func (c *callCtx) Deadline() (time.Time, bool) { return c.parent.Deadline() }
+func (c *callCtx) Done() <-chan struct{}       { return c.parent.Done() }
+func (c *callCtx) Err() error                  { return c.parent.Err() }
+func (c *callCtx) Value(k any) any {
 	if _, ok := k.(callKey); ok {
-		return &x.call
+		return &c.call
 	}
-	return x.parent.Value(k)
+	return c.parent.Value(k)
+}
+
+func (x *exec[S]) memory() *applyMem {
+	if x.mem == nil {
+		x.mem = &applyMem{}
+		x.mem.ctx.parent = x.parent
+	}
+	return x.mem
 }
 
 // now is the Apply's notion of the current time, read once.
@@ -165,9 +198,10 @@ func (x *exec[S]) cursor(depth int) *Cursor[S] {
 
 // frames returns n zeroed frames owned by the new state.
 func (x *exec[S]) frames(n int) []Frame {
-	if x.used+n <= len(x.scratch) {
-		s := x.scratch[x.used : x.used+n : x.used+n]
-		x.used += n
+	m := x.memory()
+	if m.used+n <= len(m.frames) {
+		s := m.frames[m.used : m.used+n : m.used+n]
+		m.used += n
 		return s
 	}
 	return make([]Frame, n)
@@ -179,7 +213,11 @@ func (x *exec[S]) locate(n *compiled[S], err error) *StepError {
 	if errors.As(err, &se) {
 		return se
 	}
-	return &StepError{Path: n.path, Attempt: x.call.Attempt, Err: err}
+	var attempt uint32
+	if x.mem != nil {
+		attempt = x.mem.ctx.call.Attempt
+	}
+	return &StepError{Path: n.path, Attempt: attempt, Err: err}
 }
 
 // failure converts a located error to its persisted form.
@@ -206,7 +244,7 @@ func (c *Cursor[S]) Frame() *Frame { return c.f }
 func (c *Cursor[S]) Path() string { return c.n.path }
 
 // Context returns the context of this Apply.
-func (c *Cursor[S]) Context() context.Context { return c.x }
+func (c *Cursor[S]) Context() context.Context { return c.x.parent }
 
 // Now returns the time of this Apply, read once from the context's clock.
 func (c *Cursor[S]) Now() time.Time { return c.x.now() }
@@ -298,7 +336,7 @@ func (c *Cursor[S]) begin() error {
 		return err
 	}
 	x.budget--
-	x.call = Call{
+	x.memory().ctx.call = Call{
 		Version: x.flow.version, ID: x.next.ID, Path: c.n.path, Kind: c.n.info.Kind,
 		Attempt: c.Attempt(), Iterations: c.iters, Seq: x.next.Steps,
 	}
@@ -327,8 +365,9 @@ func (x *exec[S]) invoke(path string, fn, cond func(context.Context, *S) error) 
 	if fn == nil {
 		fn = cond
 	}
+	ctx := &x.mem.ctx
 	if len(x.interceptors) == 0 && len(x.flow.opts.Interceptors) == 0 {
-		return fn(x, &x.data)
+		return fn(ctx, &x.data)
 	}
 	call := func(ctx context.Context) error { return fn(ctx, &x.data) }
 	all := x.flow.opts.Interceptors
@@ -337,9 +376,9 @@ func (x *exec[S]) invoke(path string, fn, cond func(context.Context, *S) error) 
 	}
 	for i := len(all) - 1; i >= 0; i-- {
 		ic, next := all[i], call
-		call = func(ctx context.Context) error { return ic(ctx, x.call, next) }
+		call = func(ctx context.Context) error { return ic(ctx, x.mem.ctx.call, next) }
 	}
-	return call(x)
+	return call(ctx)
 }
 
 // Record notes a completed call of this node in State.Record (when the flow
@@ -350,7 +389,7 @@ func (c *Cursor[S]) Record(outcome string, err error) {
 	if x.flow.opts.Record <= 0 {
 		return
 	}
-	r := Record{Seq: x.next.Steps + 1, Path: c.n.path, Outcome: outcome, Attempt: x.call.Attempt, Start: x.callStart, End: x.callEnd}
+	r := Record{Seq: x.next.Steps + 1, Path: c.n.path, Outcome: outcome, Attempt: c.Attempt(), Start: x.callStart, End: x.callEnd}
 	if err != nil {
 		r.Err = err.Error()
 	}

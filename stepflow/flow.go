@@ -2,6 +2,7 @@ package stepflow
 
 import (
 	"errors"
+	"sync"
 	"fmt"
 	"strings"
 )
@@ -49,6 +50,7 @@ type Flow[S any] struct {
 	// order lists every node in depth-first flow order.
 	order []*compiled[S]
 	clone func(S) S
+	pool  sync.Pool
 }
 
 // compiled is a node placed in the tree: its path and its children, with
@@ -91,6 +93,7 @@ func NewWithOptions[S any](version string, opts *Options, nodes ...Node[S]) (*Fl
 	if len(problems) > 0 {
 		return nil, errors.Join(problems...)
 	}
+	f.pool.New = func() any { return &exec[S]{flow: f} }
 	var zero S
 	if _, ok := any(&zero).(interface{ Clone() S }); ok {
 		f.clone = func(s S) S { return any(&s).(interface{ Clone() S }).Clone() }

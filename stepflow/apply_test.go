@@ -1,0 +1,476 @@
+package stepflow_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"pgregory.net/rapid"
+
+	"github.com/stepflow-io/go-stepflow/codec"
+	"github.com/stepflow-io/go-stepflow/combinators"
+	"github.com/stepflow-io/go-stepflow/stepflow"
+)
+
+type deploy struct {
+	App, Env string
+	PR       int
+	Live     bool
+}
+
+func ok(context.Context, *deploy) error { return nil }
+
+func yes(context.Context, *deploy) (bool, error) { return true, nil }
+
+func TestNewReportsEveryProblemAtOnce(t *testing.T) {
+	_, err := stepflow.New[deploy]("",
+		combinators.Do("", ok),
+		combinators.Do("a/b", ok),
+		combinators.Do("dup", ok),
+		combinators.Do("dup", ok),
+		combinators.Do[deploy]("nilfn", nil),
+		combinators.Sequence[deploy]("empty"),
+		combinators.WaitFor("w", yes, combinators.Every(-time.Second)),
+		combinators.Case[deploy]("c", nil, combinators.Do("x", ok)),
+		nil,
+	)
+	require.Error(t, err)
+	require.ErrorIs(t, err, stepflow.ErrInvalidFlow)
+	var all []string
+	for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
+		var de *stepflow.DefinitionError
+		require.ErrorAs(t, e, &de)
+		all = append(all, e.Error())
+	}
+	msg := strings.Join(all, "\n")
+	for _, want := range []string{
+		"empty version",
+		`"#0": do node has an empty name`,
+		`"a/b": name contains '/'`,
+		`"dup": duplicate name`,
+		`"nilfn": nil step function`,
+		`"empty": empty sequence`,
+		`"w": poll interval -1s must be positive`,
+		`"c": nil predicate`,
+		"nil node",
+	} {
+		assert.Contains(t, msg, want)
+	}
+	assert.Len(t, all, 9)
+}
+
+func TestNewEmptyFlow(t *testing.T) {
+	_, err := stepflow.New[deploy]("x/v1")
+	require.ErrorIs(t, err, stepflow.ErrInvalidFlow)
+	assert.Panics(t, func() { stepflow.Must(stepflow.New[deploy]("x/v1")) })
+}
+
+func TestSequenceCompletesInExactlyNApplies(t *testing.T) {
+	for _, n := range []int{1, 2, 10, 100} {
+		f := seqFlow(t, n, nil)
+		st := f.Start(stepflow.None{})
+		ctx := context.Background()
+		for i := 0; i < n; i++ {
+			require.False(t, st.Terminal(), "terminal after %d of %d", i, n)
+			assert.Equal(t, []string{fmt.Sprintf("s%d", i)}, st.Positions())
+			var err error
+			st, err = f.Apply(ctx, st)
+			require.NoError(t, err)
+			assert.Equal(t, uint64(i+1), st.Steps)
+		}
+		assert.Equal(t, stepflow.Done, st.Status)
+		assert.Empty(t, st.Positions())
+	}
+}
+
+func TestTerminalStatesAreFixedPoints(t *testing.T) {
+	f := seqFlow(t, 2, nil)
+	for _, s := range []stepflow.Status{stepflow.Done, stepflow.Failed, stepflow.Canceled, stepflow.NeedsAttention} {
+		st := f.Start(stepflow.None{})
+		st.Status = s
+		next, err := f.Apply(context.Background(), st)
+		require.NoError(t, err)
+		assert.Equal(t, st, next, s.String())
+	}
+}
+
+func TestApplyRejectsForeignAndInvalidStates(t *testing.T) {
+	f := seqFlow(t, 3, nil)
+	st := f.Start(stepflow.None{})
+
+	other := st
+	other.Version = "bench/2"
+	got, err := f.Apply(context.Background(), other)
+	var ve *stepflow.VersionError
+	require.ErrorAs(t, err, &ve)
+	assert.ErrorIs(t, err, stepflow.ErrVersionMismatch)
+	assert.Equal(t, "bench/2", ve.Got)
+	assert.Equal(t, other, got)
+
+	bad := st
+	bad.Root = stepflow.Frame{Children: []stepflow.Frame{{Name: "nope"}}}
+	got, err = f.Apply(context.Background(), bad)
+	var se *stepflow.StateError
+	require.ErrorAs(t, err, &se)
+	assert.ErrorIs(t, err, stepflow.ErrInvalidState)
+	assert.Equal(t, "nope", se.Path)
+	assert.Contains(t, err.Error(), `"nope"`)
+	assert.Equal(t, bad, got)
+	assert.ErrorIs(t, f.Validate(bad), stepflow.ErrInvalidState)
+
+	two := st
+	two.Root = stepflow.Frame{Children: []stepflow.Frame{{Name: "s0"}, {Name: "s1"}}}
+	_, err = f.Apply(context.Background(), two)
+	assert.ErrorIs(t, err, stepflow.ErrInvalidState)
+
+	weird := st
+	weird.Status = 42
+	_, err = f.Apply(context.Background(), weird)
+	assert.ErrorIs(t, err, stepflow.ErrInvalidState)
+}
+
+func TestCanceledContextLeavesStateUnchanged(t *testing.T) {
+	called := false
+	f := stepflow.Must(stepflow.New("c/v1", combinators.Do("a", func(context.Context, *deploy) error { called = true; return nil })))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	st := f.Start(deploy{})
+	got, err := f.Apply(ctx, st)
+	require.ErrorIs(t, err, context.Canceled)
+	assert.Equal(t, st, got)
+	assert.False(t, called)
+}
+
+func TestStepErrorFailsTheProcess(t *testing.T) {
+	boom := errors.New("boom")
+	f := stepflow.Must(stepflow.New("e/v1",
+		combinators.Do("a", ok),
+		combinators.Sequence("grp", combinators.Do("b", func(context.Context, *deploy) error { return boom })),
+		combinators.Do("c", ok),
+	))
+	clk := newClock()
+	ctx := stepflow.WithClock(context.Background(), clk)
+	st, err := f.Apply(ctx, f.Start(deploy{}))
+	require.NoError(t, err)
+	st, err = f.Apply(ctx, st)
+	require.Error(t, err)
+	assert.ErrorIs(t, err, boom)
+	assert.ErrorIs(t, err, stepflow.ErrStep)
+	var se *stepflow.StepError
+	require.ErrorAs(t, err, &se)
+	assert.Equal(t, "grp/b", se.Path)
+	assert.Equal(t, stepflow.Failed, st.Status)
+	require.NotNil(t, st.Err)
+	assert.Equal(t, stepflow.Failure{Path: "grp/b", Kind: "error", Message: "boom", Attempt: 1, At: clk.Now()}, *st.Err)
+	// The failed state still shows where it failed.
+	assert.Equal(t, []string{"grp/b"}, st.Positions())
+	// And is terminal.
+	again, err := f.Apply(ctx, st)
+	require.NoError(t, err)
+	assert.Equal(t, st, again)
+}
+
+func TestPanickingStepIsRecovered(t *testing.T) {
+	f := stepflow.Must(stepflow.New("p/v1", combinators.Do("explode", func(context.Context, *deploy) error { panic("kaboom") })))
+	st, err := f.Apply(context.Background(), f.Start(deploy{}))
+	require.Error(t, err)
+	assert.ErrorIs(t, err, stepflow.ErrPanic)
+	var pe *stepflow.PanicError
+	require.ErrorAs(t, err, &pe)
+	assert.Equal(t, "kaboom", pe.Value)
+	assert.Equal(t, "explode", pe.Path)
+	assert.NotEmpty(t, pe.Stack)
+	assert.Equal(t, stepflow.Failed, st.Status)
+	assert.Equal(t, "panic", st.Err.Kind)
+	assert.Equal(t, "explode", st.Err.Path)
+	assert.Contains(t, st.Err.Message, "kaboom")
+}
+
+func TestCaseDecidesOnceAndRecordsIt(t *testing.T) {
+	calls := 0
+	pred := func(_ context.Context, d *deploy) (bool, error) { calls++; return d.Env == "prod", nil }
+	build := func() *stepflow.Flow[deploy] {
+		return stepflow.Must(stepflow.NewWithOptions("case/v1", &stepflow.Options{Record: 10},
+			combinators.Case("shouldDeploy", pred,
+				combinators.Do("createDeployRequest", func(_ context.Context, d *deploy) error { d.PR = 7; d.Env = "changed"; return nil }),
+				combinators.Do("merge", ok),
+			).Else(combinators.Do("skip", ok)),
+		))
+	}
+	f := build()
+	ctx := context.Background()
+	st, err := f.Apply(ctx, f.Start(deploy{Env: "prod"}))
+	require.NoError(t, err)
+	assert.Equal(t, []string{"shouldDeploy/createDeployRequest"}, st.Positions())
+	assert.Equal(t, "then", st.Root.Children[0].Branch)
+	st, err = f.Apply(ctx, st) // createDeployRequest changes Env: the decision must hold
+	require.NoError(t, err)
+	st, err = f.Apply(ctx, st)
+	require.NoError(t, err)
+	assert.Equal(t, stepflow.Done, st.Status)
+	assert.Equal(t, 1, calls)
+	assert.Equal(t, []string{"shouldDeploy", "shouldDeploy/createDeployRequest", "shouldDeploy/merge"}, recordPaths(st))
+	assert.Equal(t, "then", st.Record[0].Outcome)
+
+	st, err = f.Apply(ctx, f.Start(deploy{Env: "dev"}))
+	require.NoError(t, err)
+	assert.Equal(t, []string{"shouldDeploy/skip"}, st.Positions())
+	assert.Equal(t, "else", st.Root.Children[0].Branch)
+}
+
+func TestCaseWithoutElseCompletes(t *testing.T) {
+	f := stepflow.Must(stepflow.New("case/v1",
+		combinators.Case("c", func(context.Context, *deploy) (bool, error) { return false, nil }, combinators.Do("x", ok)),
+		combinators.Do("after", ok)))
+	st, err := f.Apply(context.Background(), f.Start(deploy{}))
+	require.NoError(t, err)
+	assert.Equal(t, []string{"after"}, st.Positions())
+}
+
+func TestSwitchUnknownBranchFails(t *testing.T) {
+	f := stepflow.Must(stepflow.New("sw/v1",
+		combinators.Switch("pick", func(context.Context, *deploy) (string, error) { return "blue", nil },
+			combinators.On("red", combinators.Do("r", ok)),
+			combinators.On[deploy]("none"))))
+	st, err := f.Apply(context.Background(), f.Start(deploy{}))
+	require.Error(t, err)
+	assert.True(t, stepflow.IsPermanent(err))
+	assert.Contains(t, st.Err.Message, `chose branch "blue"`)
+}
+
+func TestWaitForPollsOnScheduleAndTimesOut(t *testing.T) {
+	polls := 0
+	f := stepflow.Must(stepflow.New("w/v1",
+		combinators.WaitFor("ready", func(context.Context, *deploy) (bool, error) { polls++; return false, nil },
+			combinators.Backoff(time.Second, 4*time.Second), combinators.Timeout(10*time.Second))))
+	clk := newClock()
+	t0 := clk.Now()
+	ctx := stepflow.WithClock(context.Background(), clk)
+	st := f.Start(deploy{})
+	var wakes []time.Duration
+	for !st.Terminal() {
+		var err error
+		prev := st
+		st, err = f.Apply(ctx, st)
+		if st.Status == stepflow.Waiting {
+			wakes = append(wakes, st.WakeAt.Sub(t0))
+			// An early Apply is a no-op: the predicate is not polled.
+			early, err := f.Apply(ctx, st)
+			require.NoError(t, err)
+			assert.Equal(t, st, early)
+			clk.Set(st.WakeAt)
+		} else {
+			require.Error(t, err, "prev %+v", prev)
+		}
+	}
+	// 1s, then doubling to the 4s cap, and the last wake exactly at the 10s deadline.
+	assert.Equal(t, []time.Duration{1 * time.Second, 3 * time.Second, 7 * time.Second, 10 * time.Second}, wakes)
+	assert.Equal(t, 4, polls)
+	assert.Equal(t, stepflow.Failed, st.Status)
+	assert.Equal(t, "timeout", st.Err.Kind)
+	_, err := f.Apply(ctx, st)
+	require.NoError(t, err)
+
+	// The typed error is returned by the Apply that times out.
+	st = f.Start(deploy{})
+	st, _ = f.Apply(ctx, st)
+	clk.Advance(time.Hour)
+	_, err = f.Apply(ctx, st)
+	var te *stepflow.TimeoutError
+	require.ErrorAs(t, err, &te)
+	assert.Equal(t, 10*time.Second, te.Limit)
+	assert.ErrorIs(t, err, stepflow.ErrTimeout)
+}
+
+func TestWaitForKeepsStartAndCountInState(t *testing.T) {
+	answers := []bool{false, false, true}
+	i := 0
+	f := stepflow.Must(stepflow.New("w/v1",
+		combinators.WaitFor("merged", func(context.Context, *deploy) (bool, error) { i++; return answers[i-1], nil }, combinators.Every(10*time.Second))))
+	clk := newClock()
+	ctx := stepflow.WithClock(context.Background(), clk)
+	st, err := f.Apply(ctx, f.Start(deploy{}))
+	require.NoError(t, err)
+	fr := st.Root.Children[0]
+	assert.Equal(t, clk.Now(), fr.Since)
+	assert.Equal(t, uint32(1), fr.Count)
+	assert.Equal(t, clk.Now().Add(10*time.Second), st.WakeAt)
+	assert.Equal(t, stepflow.Waiting, st.Status)
+	clk.Advance(10 * time.Second)
+	st, _ = f.Apply(ctx, st)
+	assert.Equal(t, uint32(2), st.Root.Children[0].Count)
+	assert.Equal(t, clk.Now().Add(-10*time.Second), st.Root.Children[0].Since, "start time is kept")
+	clk.Advance(10 * time.Second)
+	st, _ = f.Apply(ctx, st)
+	assert.Equal(t, stepflow.Done, st.Status)
+}
+
+func TestRecordIsBounded(t *testing.T) {
+	f := seqFlow(t, 10, &stepflow.Options{Record: 3})
+	st := f.Start(stepflow.None{})
+	for !st.Terminal() {
+		st, _ = f.Apply(context.Background(), st)
+	}
+	assert.Equal(t, []string{"s7", "s8", "s9"}, recordPaths(st))
+	assert.Equal(t, []uint64{8, 9, 10}, []uint64{st.Record[0].Seq, st.Record[1].Seq, st.Record[2].Seq})
+
+	off := seqFlow(t, 3, nil)
+	st = off.Start(stepflow.None{})
+	st, _ = off.Apply(context.Background(), st)
+	assert.Nil(t, st.Record)
+}
+
+func TestInterceptorsAndCallInfo(t *testing.T) {
+	var seen []string
+	var keys []string
+	flowIC := func(ctx context.Context, c stepflow.Call, next func(context.Context) error) error {
+		seen = append(seen, "flow:"+c.Path)
+		return next(ctx)
+	}
+	ctxIC := func(ctx context.Context, c stepflow.Call, next func(context.Context) error) error {
+		seen = append(seen, fmt.Sprintf("ctx:%s:%s:%d", c.Path, c.Kind, c.Attempt))
+		err := next(ctx)
+		seen = append(seen, fmt.Sprintf("ctx-done:%v", err))
+		return err
+	}
+	f := stepflow.Must(stepflow.NewWithOptions("i/v1", &stepflow.Options{Interceptors: []stepflow.Interceptor{flowIC}},
+		combinators.Do("a", func(ctx context.Context, _ *deploy) error {
+			c, ok := stepflow.CallFrom(ctx)
+			if !ok {
+				return errors.New("no call info")
+			}
+			keys = append(keys, c.IdempotencyKey())
+			return nil
+		}),
+		combinators.WaitFor("w", yes)))
+	ctx := stepflow.WithInterceptor(context.Background(), ctxIC)
+	st := f.Start(deploy{})
+	st.ID = "proc-1"
+	st1, err := f.Apply(ctx, st)
+	require.NoError(t, err)
+	// Re-running the same state (as after a crash) gives the same key.
+	_, err = f.Apply(ctx, st)
+	require.NoError(t, err)
+	_, err = f.Apply(ctx, st1)
+	require.NoError(t, err)
+	assert.Equal(t, []string{
+		"flow:a", "ctx:a:do:1", "ctx-done:<nil>",
+		"flow:a", "ctx:a:do:1", "ctx-done:<nil>",
+		"flow:w", "ctx:w:wait:1", "ctx-done:<nil>",
+	}, seen)
+	assert.Equal(t, []string{"i/v1|proc-1|a#1", "i/v1|proc-1|a#1"}, keys)
+
+	// An interceptor can inject a failure without running the step.
+	inject := stepflow.WithInterceptor(context.Background(), func(context.Context, stepflow.Call, func(context.Context) error) error {
+		return errors.New("injected")
+	})
+	failed, err := f.Apply(inject, st)
+	require.Error(t, err)
+	assert.Equal(t, "injected", failed.Err.Message)
+}
+
+func TestApplyNeverMutatesItsInput(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		f, data := genFlow(t)
+		clk := newClock()
+		st := f.Start(data)
+		run(f, st, clk, 200, func(prev, next stepflow.State[Data], err error) {
+			before := snapshot(t, prev)
+			// Apply the same input concurrently: under -race this also
+			// proves Apply shares nothing mutable between calls.
+			ctx := stepflow.WithClock(context.Background(), clk)
+			var wg sync.WaitGroup
+			for range 3 {
+				wg.Add(1)
+				go func() { defer wg.Done(); _, _ = f.Apply(ctx, prev) }()
+			}
+			wg.Wait()
+			if after := snapshot(t, prev); after != before {
+				t.Fatalf("Apply mutated its input:\nbefore %s\nafter  %s", before, after)
+			}
+		})
+	})
+}
+
+func TestApplyIsDeterministic(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		f, data := genFlow(t)
+		var a, b []string
+		run(f, f.Start(data), newClock(), 200, func(_, next stepflow.State[Data], err error) { a = append(a, snapshot(t, next)+errText(err)) })
+		run(f, f.Start(data), newClock(), 200, func(_, next stepflow.State[Data], err error) { b = append(b, snapshot(t, next)+errText(err)) })
+		if len(a) != len(b) {
+			t.Fatalf("runs differ in length: %d vs %d", len(a), len(b))
+		}
+		for i := range a {
+			if a[i] != b[i] {
+				t.Fatalf("step %d differs:\n%s\n%s", i, a[i], b[i])
+			}
+		}
+	})
+}
+
+func TestEveryGeneratedFlowTerminatesAndSurvivesSaveAndLoad(t *testing.T) {
+	mp := codec.Msgpack[Data](nil)
+	rapid.Check(t, func(t *rapid.T) {
+		f, data := genFlow(t)
+		// Bound: every node can be called at most (script length + 1) times
+		// before it succeeds or fails, and waits time out within 300 polls.
+		inMemory, n := run(f, f.Start(data), newClock(), 5000, nil)
+		if !inMemory.Terminal() {
+			t.Fatalf("not terminal after %d applies: %v", n, inMemory.Positions())
+		}
+		if s := inMemory.Status; s != stepflow.Done && s != stepflow.Failed {
+			t.Fatalf("unexpected final status %v", s)
+		}
+		// Saving and loading between every Apply changes nothing.
+		clk := newClock()
+		ctx := stepflow.WithClock(context.Background(), clk)
+		st := f.Start(data)
+		for i := 0; !st.Terminal(); i++ {
+			b, err := mp.Encode(st)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st, err = mp.Decode(b); err != nil {
+				t.Fatal(err)
+			}
+			if st.Status == stepflow.Waiting {
+				clk.Set(st.WakeAt)
+			}
+			st, _ = f.Apply(ctx, st)
+		}
+		if got, want := snapshot(t, st), snapshot(t, inMemory); got != want {
+			t.Fatalf("save/load run ended differently:\n%s\n%s", got, want)
+		}
+	})
+}
+
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return " err=" + err.Error()
+}
+
+// snapshot is a canonical text of a state, for comparisons.
+func snapshot(t interface{ Fatal(...any) }, st stepflow.State[Data]) string {
+	b, err := codec.JSON[Data](nil).Encode(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func recordPaths[S any](st stepflow.State[S]) []string {
+	var out []string
+	for _, r := range st.Record {
+		out = append(out, r.Path)
+	}
+	return out
+}
