@@ -1,0 +1,345 @@
+package versions
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/stepflow-io/go-stepflow/stepflow"
+)
+
+// plan is a migration compiled against the structures of both versions.
+type plan[S any] struct {
+	m   *Migration[S]
+	src *shape // nil when version From's structure is unknown
+	dst *shape
+	// renames maps a From path to its To path.
+	renames map[string]string
+	// positional holds the Continue, Restart and Custom rules by From path.
+	positional map[string]rule[S]
+	clone      func(S) S
+}
+
+// compile checks the rules against the structures and indexes them. It
+// returns every problem at once.
+func compile[S any](m *Migration[S], src, dst *shape) (*plan[S], error) {
+	p := &plan[S]{m: m, src: src, dst: dst, renames: map[string]string{}, positional: map[string]rule[S]{}}
+	var problems []error
+	bad := func(r rule[S], format string, args ...any) {
+		problems = append(problems, &MigrationError{From: m.from, To: m.to, Rule: r.String(), Reason: fmt.Sprintf(format, args...)})
+	}
+	for _, r := range m.rules {
+		if r.from == "" {
+			bad(r, "empty path")
+			continue
+		}
+		if src != nil && !src.has(r.from) {
+			bad(r, "%q is not a node of %s", r.from, m.from)
+		}
+		switch r.kind {
+		case ruleRename:
+			if _, dup := p.renames[r.from]; dup {
+				bad(r, "%q is renamed twice", r.from)
+			}
+			p.renames[r.from] = r.to
+		default:
+			if prev, dup := p.positional[r.from]; dup {
+				bad(r, "%q already has the rule %s", r.from, prev)
+			}
+			if r.kind == ruleCustom && r.fn == nil {
+				bad(r, "nil function")
+			}
+			p.positional[r.from] = r
+		}
+		if (r.kind == ruleRename || r.kind == ruleContinue) && !dst.has(r.to) {
+			bad(r, "%q is not a node of %s", r.to, m.to)
+		}
+	}
+	for _, r := range m.rules {
+		if r.kind == ruleRestart && !dst.has(p.mapPath(r.from)) {
+			bad(r, "the group becomes %q, which is not a node of %s", p.mapPath(r.from), m.to)
+		}
+	}
+	if len(problems) > 0 {
+		return nil, errors.Join(problems...)
+	}
+	var zero S
+	if _, ok := any(&zero).(interface{ Clone() S }); ok {
+		p.clone = func(s S) S { return any(&s).(interface{ Clone() S }).Clone() }
+	}
+	return p, nil
+}
+
+// mapPath returns the path a From path has in version To after renames (the
+// nearest renamed enclosing node decides), whether or not it exists there.
+func (p *plan[S]) mapPath(path string) string {
+	for q := path; q != ""; q = parentOf(q) {
+		if to, ok := p.renames[q]; ok {
+			return to + path[len(q):]
+		}
+	}
+	return path
+}
+
+// positionRule returns the Continue, Restart or Custom rule for a From path:
+// the one at the path or at its nearest enclosing node.
+func (p *plan[S]) positionRule(path string) (rule[S], bool) {
+	if len(p.positional) == 0 {
+		return rule[S]{}, false
+	}
+	for q := path; q != ""; q = parentOf(q) {
+		if r, ok := p.positional[q]; ok {
+			return r, true
+		}
+	}
+	return rule[S]{}, false
+}
+
+// check lists every node of version From that no rule and no path of
+// version To can place: the static check.
+func (p *plan[S]) check() error {
+	var problems []error
+	for _, n := range p.src.nodes {
+		if _, ok := p.positionRule(n.Path); ok {
+			continue
+		}
+		if t := p.mapPath(n.Path); !p.dst.has(t) {
+			problems = append(problems, &NoTargetError{From: p.m.from, To: p.m.to, Path: n.Path, Tried: t})
+		}
+	}
+	return errors.Join(problems...)
+}
+
+// link is one frame on the way from the root to a position.
+type link struct {
+	path  string
+	frame *stepflow.Frame
+}
+
+// placement is where one position of version From goes in version To.
+type placement struct {
+	target string
+	// fresh: the target frame starts empty (Continue, Restart); otherwise
+	// it keeps the position's memory.
+	fresh bool
+	chain []link
+}
+
+// migrate moves one state from version From to version To. It never
+// changes st.
+func (p *plan[S]) migrate(st stepflow.State[S]) (stepflow.State[S], error) {
+	if st.Version != p.m.from {
+		return st, &stepflow.VersionError{Want: p.m.from, Got: st.Version}
+	}
+	out := st
+	out.Version = p.m.to
+	if p.clone != nil {
+		out.Data = p.clone(st.Data)
+	}
+	var places []placement
+	var problems []error
+	var chain []link
+	var visit func(prefix string, f *stepflow.Frame)
+	visit = func(prefix string, f *stepflow.Frame) {
+		for i := range f.Children {
+			c := &f.Children[i]
+			path := joinPath(prefix, c.Name)
+			chain = append(chain, link{path, c})
+			if len(c.Children) > 0 {
+				visit(path, c)
+			} else {
+				pl, err := p.place(path, c, &out.Data)
+				if err != nil {
+					problems = append(problems, err)
+				} else {
+					pl.chain = slices.Clone(chain)
+					places = append(places, pl)
+				}
+			}
+			chain = chain[:len(chain)-1]
+		}
+	}
+	visit("", &st.Root)
+	if len(problems) > 0 {
+		return st, errors.Join(problems...)
+	}
+	b := builder{dst: p.dst, src: p.src}
+	for _, pl := range places {
+		b.insert(pl, p.mapPath)
+	}
+	out.Root = b.frame("", &b.root)
+	// A waiting state keeps its wake time only if every frame kept its
+	// memory: otherwise a fresh node may have work to do now, and the next
+	// Apply recomputes the wake time (waits that are not due simply wait).
+	if out.Status == stepflow.Waiting && (b.changed || b.used != countFrames(&st.Root)) {
+		out.Status = stepflow.Running
+		out.WakeAt = time.Time{}
+	}
+	if p.m.fix != nil {
+		if err := p.m.fix(st, &out); err != nil {
+			return st, fmt.Errorf("stepflow: %s -> %s: fix: %w", p.m.from, p.m.to, err)
+		}
+	}
+	if err := p.dst.validate(&out.Root); err != nil {
+		return st, err
+	}
+	return out, nil
+}
+
+// place resolves one position.
+func (p *plan[S]) place(path string, f *stepflow.Frame, data *S) (placement, error) {
+	r, ok := p.positionRule(path)
+	if !ok {
+		t := p.mapPath(path)
+		if !p.dst.has(t) {
+			return placement{}, &NoTargetError{From: p.m.from, To: p.m.to, Path: path, Tried: t}
+		}
+		return placement{target: t}, nil
+	}
+	switch r.kind {
+	case ruleContinue:
+		return placement{target: r.to, fresh: true}, nil
+	case ruleRestart:
+		return placement{target: p.mapPath(r.from), fresh: true}, nil
+	}
+	d := &Decision[S]{Path: path, Frame: f.Clone(), Data: data}
+	if err := r.fn(d); err != nil {
+		return placement{}, fmt.Errorf("stepflow: %s -> %s: %s at %q: %w", p.m.from, p.m.to, r, path, err)
+	}
+	if !d.set {
+		return placement{}, &NoTargetError{From: p.m.from, To: p.m.to, Path: path, Tried: p.mapPath(path)}
+	}
+	if !p.dst.has(d.target) {
+		return placement{}, &MigrationError{From: p.m.from, To: p.m.to, Rule: r.String(), Reason: fmt.Sprintf("decided %q for %q, which is not a node of %s", d.target, path, p.m.to)}
+	}
+	return placement{target: d.target, fresh: d.fresh}, nil
+}
+
+// builder assembles the frame tree of version To.
+type builder struct {
+	src, dst *shape
+	root     bnode
+	// changed: some frame of the result did not come from the old state.
+	changed bool
+	// used counts the old frames whose memory the result keeps.
+	used int
+}
+
+type bnode struct {
+	name  string
+	frame stepflow.Frame // own fields only
+	set   bool           // frame holds memory from the old state
+	fresh bool           // restarted: no memory, no children
+	kids  []*bnode
+}
+
+func (n *bnode) child(name string) *bnode {
+	for _, k := range n.kids {
+		if k.name == name {
+			return k
+		}
+	}
+	k := &bnode{name: name}
+	n.kids = append(n.kids, k)
+	return k
+}
+
+// insert adds one placed position and the nodes enclosing it. Each node of
+// the target path takes its memory from the old frame whose path maps to it.
+func (b *builder) insert(pl placement, mapPath func(string) string) {
+	from := make(map[string]link, len(pl.chain))
+	for _, l := range pl.chain {
+		if _, ok := from[mapPath(l.path)]; !ok {
+			from[mapPath(l.path)] = l
+		}
+	}
+	if !pl.fresh {
+		// The position itself always carries to its target, even when the
+		// target came from a Custom rule rather than from the mapping.
+		from[pl.target] = pl.chain[len(pl.chain)-1]
+	}
+	n := &b.root
+	var u string
+	for _, name := range stepflow.SplitPath(pl.target) {
+		u = joinPath(u, name)
+		n = n.child(name)
+		if u == pl.target && pl.fresh {
+			n.fresh = true
+			continue
+		}
+		if n.set {
+			continue
+		}
+		l, ok := from[u]
+		if !ok {
+			continue
+		}
+		n.set = true
+		b.used++
+		if sk, dk := b.src.kind(l.path), b.dst.kind(u); sk != "" && dk != "" && sk != dk {
+			// The node changed its kind: its memory means something else
+			// now, so it starts empty (its active children still map).
+			b.changed = true
+			continue
+		}
+		n.frame = *l.frame
+		n.frame.Children = nil
+		if n.frame.Err != nil {
+			e := *n.frame.Err
+			n.frame.Err = &e
+		}
+		n.frame.Payload = slices.Clone(n.frame.Payload)
+	}
+}
+
+// frame turns a built node into a frame, children in flow order.
+func (b *builder) frame(path string, n *bnode) stepflow.Frame {
+	f := n.frame
+	f.Name = n.name
+	if n.fresh {
+		b.changed = true
+		return stepflow.Frame{Name: n.name}
+	}
+	if !n.set && path != "" {
+		b.changed = true
+	}
+	if len(n.kids) == 0 {
+		return f
+	}
+	order := b.dst.children(path)
+	slices.SortStableFunc(n.kids, func(x, y *bnode) int {
+		return indexOr(order, x.name) - indexOr(order, y.name)
+	})
+	f.Children = make([]stepflow.Frame, len(n.kids))
+	for i, k := range n.kids {
+		f.Children[i] = b.frame(joinPath(path, k.name), k)
+	}
+	return f
+}
+
+func indexOr(names []string, name string) int {
+	if i := slices.Index(names, name); i >= 0 {
+		return i
+	}
+	return len(names)
+}
+
+func countFrames(f *stepflow.Frame) int {
+	n := 0
+	f.Walk(func(string, *stepflow.Frame) { n++ })
+	return n
+}
+
+func joinPath(prefix, name string) string {
+	if prefix == "" {
+		return name
+	}
+	var b strings.Builder
+	b.Grow(len(prefix) + 1 + len(name))
+	b.WriteString(prefix)
+	b.WriteByte('/')
+	b.WriteString(name)
+	return b.String()
+}
