@@ -1,0 +1,66 @@
+// Package runner runs many persisted processes of one flow: it claims the
+// due ones from a store, advances each by one Apply, and saves the results,
+// so that a single goroutine can multiplex thousands of long-running
+// processes.
+//
+// A caller's duties, in order:
+//
+//  1. Compile the flow (stepflow.New) and open a store: store.NewMemory for
+//     tests, boltstore.Open for an embedded file, pgstore.New to share a
+//     PostgreSQL database between several runner processes.
+//  2. Create the runner with New. Give each runner process its own
+//     Options.Owner when several share a store (the default is unique).
+//  3. Start processes with Runner.Start (an id and the initial data). The
+//     id becomes State.ID and so part of every step's idempotency key.
+//  4. Call Runner.Run in a goroutine you own; cancel its context to stop.
+//     Run returns once in-flight steps are saved and leases released.
+//  5. Read a process with Runner.State, stop one with Runner.Cancel, and
+//     watch the totals with Runner.Counts or Options.Metrics.
+//
+// # Scheduling
+//
+// Each worker (one by default, Options.Workers for more) loops: claim up to
+// Options.Batch due processes under a lease, Apply each once, commit the new
+// states, repeat. When nothing is due it sleeps until the earliest due time
+// in the store, a notification from the store (a new or changed process),
+// or Options.MaxIdle, whichever comes first: there is no busy polling.
+//
+// # Group commit and durability
+//
+// The writes of a batch share one store transaction (Options.GroupCommit
+// bounds how many). That is what makes a runner fast: one transaction, and
+// one disk flush, per batch instead of per step. The price is that a crash
+// loses the results of every step of the batch that was not yet committed,
+// up to Batch steps, and those steps run again after the restart. Because
+// execution is at-least-once anyway (a crash between a step's effect and its
+// save always re-runs the step), this changes how much is redone, not what
+// is guaranteed. Set GroupCommit to 1 when each step is expensive enough
+// that redoing a batch of them would hurt more than one transaction per step.
+//
+// # At-least-once steps and idempotency keys
+//
+// A step may run again after a crash, a lost lease, or a failed commit.
+// Steps that call external systems should pass an idempotency key, which
+// stays the same when the same call is re-executed and differs for every
+// other call (another process, step, retry attempt or loop iteration):
+//
+//	func createPR(ctx context.Context, d *Deploy) error {
+//		call, _ := stepflow.CallFrom(ctx)
+//		pr, err := gitops.CreatePullRequest(ctx, d.Change, call.IdempotencyKey())
+//		...
+//	}
+//
+// # Quarantine
+//
+// A stored state that cannot be decoded, names another flow version, or is
+// malformed is quarantined: its bytes are kept untouched, the error is
+// recorded with it, and it is never claimed again; all other processes carry
+// on. State returns a *QuarantineError for it and store.Store.List finds
+// them all.
+//
+// # Metrics
+//
+// Options.Metrics has hooks for step latency, status transitions, commits
+// and quarantines, enough for a Prometheus or OpenTelemetry adapter; the
+// runner itself depends on neither.
+package runner

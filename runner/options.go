@@ -1,0 +1,121 @@
+package runner
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/stepflow-io/go-stepflow/codec"
+	"github.com/stepflow-io/go-stepflow/stepflow"
+)
+
+// Options configures a Runner. The zero value (or a nil *Options) is ready
+// to use; each field documents its default.
+type Options struct {
+	// Owner names this runner in the store's leases. Runners sharing a
+	// store must use different owners. Default: host name, process id and
+	// a counter, unique per Runner.
+	Owner string
+	// Workers is the number of goroutines that advance processes. Default
+	// 1: one goroutine multiplexes every process.
+	Workers int
+	// Batch is how many due processes a worker claims at once. Default 256.
+	Batch int
+	// GroupCommit is the most writes that share one store transaction.
+	// Default 0: all the writes of a claimed batch are committed together.
+	// 1 commits every step on its own, the most durable and slowest choice.
+	// See the package documentation for the trade-off.
+	GroupCommit int
+	// Lease is how long a claimed process stays reserved for this runner.
+	// Leases of processes still being worked on are renewed every Lease/3;
+	// a runner that dies loses its leases after at most Lease, and another
+	// runner takes its processes over. Default 30s.
+	Lease time.Duration
+	// MaxIdle bounds how long an idle worker sleeps before it looks at the
+	// store again even without a notification. Default 1 minute.
+	MaxIdle time.Duration
+	// Clock is the time source for Apply, claims and due times. Default:
+	// the real clock.
+	Clock stepflow.Clock
+	// Encoding of newly written states: "msgpack" (the default) or "json".
+	// Reading accepts both, so a store may hold a mix.
+	Encoding string
+	// Codec limits for encoding and decoding; nil means codec defaults.
+	Codec *codec.Options
+	// Cache is how many decoded states the runner keeps between steps to
+	// skip decoding a process it wrote itself. A cached state is used only
+	// when its revision is still the stored one. Default 16384; negative
+	// disables the cache.
+	Cache int
+	// Metrics receives measurements; nil means none.
+	Metrics *Metrics
+	// OnError is told about errors that Run retries (a store that is
+	// briefly unreachable, for example). Default: ignored.
+	OnError func(error)
+}
+
+// Defaults for Options.
+const (
+	DefaultBatch   = 256
+	DefaultLease   = 30 * time.Second
+	DefaultMaxIdle = time.Minute
+	DefaultCache   = 16384
+)
+
+var ownerSeq atomic.Uint64
+
+func (o Options) withDefaults() (Options, error) {
+	if o.Workers <= 0 {
+		o.Workers = 1
+	}
+	if o.Batch <= 0 {
+		o.Batch = DefaultBatch
+	}
+	if o.GroupCommit <= 0 || o.GroupCommit > o.Batch {
+		o.GroupCommit = o.Batch
+	}
+	if o.Lease <= 0 {
+		o.Lease = DefaultLease
+	}
+	if o.MaxIdle <= 0 {
+		o.MaxIdle = DefaultMaxIdle
+	}
+	if o.Cache == 0 {
+		o.Cache = DefaultCache
+	}
+	if o.Owner == "" {
+		host, _ := os.Hostname()
+		o.Owner = host + "-" + strconv.Itoa(os.Getpid()) + "-" + strconv.FormatUint(ownerSeq.Add(1), 10)
+	}
+	switch o.Encoding {
+	case "":
+		o.Encoding = "msgpack"
+	case "msgpack", "json":
+	default:
+		return o, fmt.Errorf("%w: unknown encoding %q", ErrInvalidOptions, o.Encoding)
+	}
+	return o, nil
+}
+
+// Metrics are hooks for a metrics adapter (Prometheus, OpenTelemetry...).
+// Every field is optional. Hooks are called synchronously from the worker
+// goroutines, possibly concurrently, so they must be fast and safe for
+// concurrent use.
+type Metrics struct {
+	// Step is called after every call of user code (a step, a predicate)
+	// with its wall-clock duration and error. Setting it installs an
+	// interceptor, which costs a little per step.
+	Step func(call stepflow.Call, d time.Duration, err error)
+	// Applied is called after every Apply with the process's status before
+	// and after. Counting transitions gives the number of processes per
+	// status without asking the store (see also Runner.Counts).
+	Applied func(id string, from, to stepflow.Status)
+	// Committed is called after every store transaction with the number of
+	// writes, how many the store refused (conflict, lease lost), its
+	// duration, and the error that failed the whole transaction if any.
+	Committed func(writes, refused int, d time.Duration, err error)
+	// Quarantined is called when a process is set aside.
+	Quarantined func(id string, err error)
+}
