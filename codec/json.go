@@ -101,7 +101,7 @@ func jsonErr(err error) error {
 
 func checkDepth(f *stepflow.Frame, depth int) error {
 	if depth > maxDepth {
-		return corrupt("frames nested deeper than %d", maxDepth)
+		return fmt.Errorf("%w: frames nested deeper than %d", ErrCorrupt, maxDepth)
 	}
 	for i := range f.Children {
 		if err := checkDepth(&f.Children[i], depth+1); err != nil {

@@ -2,11 +2,8 @@ package codec
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
-	"io"
 	"sync"
-	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
 
@@ -14,9 +11,14 @@ import (
 )
 
 // Msgpack returns the compact binary codec. The state's own fields are
-// written by hand as positional arrays, with trailing empty fields left
-// out; the data S is written with msgpack's reflection (struct tags apply;
-// map keys are sorted so that encoding stays canonical).
+// written as positional msgpack arrays with trailing empty fields left out;
+// the data S is written with msgpack's reflection (struct tags apply; map
+// keys are sorted so that encoding stays canonical) and embedded as a
+// binary field, so it can be decoded, and fail, on its own.
+//
+// Layout after the 3-byte envelope: [version, id, status, steps, wakeAt,
+// root frame, data, err?, record?, signals?]; a frame is [name, children?,
+// branch?, count?, since?, until?, index?, err?, payload?].
 func Msgpack[S any](opts *Options) Codec[S] {
 	return &msgpackCodec[S]{max: opts.maxSize()}
 }
@@ -29,212 +31,148 @@ func (c *msgpackCodec[S]) Name() string { return "msgpack" }
 // the stack.
 const maxDepth = 64
 
-type encoder struct {
+// dataEncoder is a pooled msgpack encoder for process data.
+type dataEncoder struct {
 	buf bytes.Buffer
 	enc *msgpack.Encoder
 }
 
-var encPool = sync.Pool{New: func() any {
-	e := &encoder{}
+var dataEncoders = sync.Pool{New: func() any {
+	e := &dataEncoder{}
 	e.enc = msgpack.NewEncoder(&e.buf)
 	e.enc.SetSortMapKeys(true)
 	e.enc.UseCompactInts(true)
 	return e
 }}
 
-type decoder struct {
-	r   bytes.Reader
-	dec *msgpack.Decoder
-}
-
-var decPool = sync.Pool{New: func() any {
-	d := &decoder{}
-	d.dec = msgpack.NewDecoder(&d.r)
-	return d
-}}
-
 // Encode writes the envelope and the state.
 func (c *msgpackCodec[S]) Encode(st stepflow.State[S]) ([]byte, error) {
-	e := encPool.Get().(*encoder)
-	defer encPool.Put(e)
-	e.buf.Reset()
-	e.buf.Write([]byte{magic, encMsgpack, FormatVersion})
-	if err := encodeState(e.enc, &st); err != nil {
-		return nil, fmt.Errorf("encode msgpack state: %w", err)
+	de := dataEncoders.Get().(*dataEncoder)
+	defer dataEncoders.Put(de)
+	de.buf.Reset()
+	if err := de.enc.Encode(&st.Data); err != nil {
+		return nil, fmt.Errorf("encode msgpack state: data: %w", err)
 	}
-	if e.buf.Len() > c.max {
-		return nil, fmt.Errorf("encode msgpack state: %w: %d bytes, limit %d", ErrTooLarge, e.buf.Len(), c.max)
-	}
-	return bytes.Clone(e.buf.Bytes()), nil
-}
+	data := de.buf.Bytes()
 
-func encodeState[S any](e *msgpack.Encoder, st *stepflow.State[S]) error {
-	n := 10
+	b := make([]byte, 0, 64+len(data)+len(st.Version)+len(st.ID))
+	b = append(b, magic, encMsgpack, FormatVersion)
+	n := 7
 	switch {
 	case len(st.Signals) > 0:
+		n = 10
 	case len(st.Record) > 0:
 		n = 9
 	case st.Err != nil:
 		n = 8
-	default:
-		n = 7
 	}
-	must := func(err error) {
-		if err != nil {
-			panic(encodePanic{err})
+	b = appendArrayLen(b, n)
+	b = appendString(b, st.Version)
+	b = appendString(b, st.ID)
+	b = appendUint(b, uint64(st.Status))
+	b = appendUint(b, st.Steps)
+	b = appendTime(b, st.WakeAt)
+	b = appendFrame(b, &st.Root)
+	b = appendBin(b, data)
+	if n > 7 {
+		b = appendFailure(b, st.Err)
+	}
+	if n > 8 {
+		b = appendArrayLen(b, len(st.Record))
+		for i := range st.Record {
+			b = appendRecord(b, &st.Record[i])
 		}
 	}
-	return catchEncode(func() {
-		must(e.EncodeArrayLen(n))
-		must(e.EncodeString(st.Version))
-		must(e.EncodeString(st.ID))
-		must(e.EncodeUint8(uint8(st.Status)))
-		must(e.EncodeUint(st.Steps))
-		must(encodeTime(e, st.WakeAt))
-		must(encodeFrame(e, &st.Root))
-		must(e.Encode(&st.Data))
-		if n > 7 {
-			must(encodeFailure(e, st.Err))
+	if n > 9 {
+		b = appendArrayLen(b, len(st.Signals))
+		for _, s := range st.Signals {
+			b = appendArrayLen(b, 3)
+			b = appendString(b, s.Name)
+			b = appendBin(b, s.Payload)
+			b = appendTime(b, s.At)
 		}
-		if n > 8 {
-			must(e.EncodeArrayLen(len(st.Record)))
-			for i := range st.Record {
-				must(encodeRecord(e, &st.Record[i]))
-			}
-		}
-		if n > 9 {
-			must(e.EncodeArrayLen(len(st.Signals)))
-			for _, s := range st.Signals {
-				must(e.EncodeArrayLen(3))
-				must(e.EncodeString(s.Name))
-				must(e.EncodeBytes(s.Payload))
-				must(encodeTime(e, s.At))
-			}
-		}
-	})
+	}
+	if len(b) > c.max {
+		return nil, fmt.Errorf("encode msgpack state: %w: %d bytes, limit %d", ErrTooLarge, len(b), c.max)
+	}
+	return b, nil
 }
 
-type encodePanic struct{ err error }
-
-func catchEncode(fn func()) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			p, ok := r.(encodePanic)
-			if !ok {
-				panic(r)
-			}
-			err = p.err
-		}
-	}()
-	fn()
-	return nil
-}
-
-func encodeTime(e *msgpack.Encoder, t time.Time) error {
-	if t.IsZero() {
-		return e.EncodeNil()
-	}
-	return e.EncodeTime(t)
-}
-
-// Frame fields in stored order. Children comes second because almost every
-// composite frame has children and little else.
-func encodeFrame(e *msgpack.Encoder, f *stepflow.Frame) error {
-	n := 9
+// frameFields returns how many leading frame fields must be written: the
+// last non-empty field decides.
+func frameFields(f *stepflow.Frame) int {
 	switch {
 	case len(f.Payload) > 0:
+		return 9
 	case f.Err != nil:
-		n = 8
+		return 8
 	case f.Index != 0:
-		n = 7
+		return 7
 	case !f.Until.IsZero():
-		n = 6
+		return 6
 	case !f.Since.IsZero():
-		n = 5
+		return 5
 	case f.Count != 0:
-		n = 4
+		return 4
 	case f.Branch != "":
-		n = 3
+		return 3
 	case len(f.Children) > 0:
-		n = 2
-	default:
-		n = 1
+		return 2
 	}
-	if err := e.EncodeArrayLen(n); err != nil {
-		return err
-	}
-	if err := e.EncodeString(f.Name); err != nil {
-		return err
-	}
-	if n == 1 {
-		return nil
-	}
-	if err := e.EncodeArrayLen(len(f.Children)); err != nil {
-		return err
-	}
-	for i := range f.Children {
-		if err := encodeFrame(e, &f.Children[i]); err != nil {
-			return err
-		}
-	}
-	for i := 2; i < n; i++ {
-		var err error
+	return 1
+}
+
+func appendFrame(b []byte, f *stepflow.Frame) []byte {
+	n := frameFields(f)
+	b = appendArrayLen(b, n)
+	b = appendString(b, f.Name)
+	for i := 1; i < n; i++ {
 		switch i {
+		case 1:
+			b = appendArrayLen(b, len(f.Children))
+			for j := range f.Children {
+				b = appendFrame(b, &f.Children[j])
+			}
 		case 2:
-			err = e.EncodeString(f.Branch)
+			b = appendString(b, f.Branch)
 		case 3:
-			err = e.EncodeUint32(f.Count)
+			b = appendUint(b, uint64(f.Count))
 		case 4:
-			err = encodeTime(e, f.Since)
+			b = appendTime(b, f.Since)
 		case 5:
-			err = encodeTime(e, f.Until)
+			b = appendTime(b, f.Until)
 		case 6:
-			err = e.EncodeUint32(f.Index)
+			b = appendUint(b, uint64(f.Index))
 		case 7:
-			err = encodeFailure(e, f.Err)
+			b = appendFailure(b, f.Err)
 		case 8:
-			err = e.EncodeBytes(f.Payload)
-		}
-		if err != nil {
-			return err
+			b = appendBin(b, f.Payload)
 		}
 	}
-	return nil
+	return b
 }
 
-func encodeFailure(e *msgpack.Encoder, f *stepflow.Failure) error {
+func appendFailure(b []byte, f *stepflow.Failure) []byte {
 	if f == nil {
-		return e.EncodeNil()
+		return appendNil(b)
 	}
-	if err := e.EncodeArrayLen(5); err != nil {
-		return err
-	}
-	if err := e.EncodeString(f.Path); err != nil {
-		return err
-	}
-	if err := e.EncodeString(f.Kind); err != nil {
-		return err
-	}
-	if err := e.EncodeString(f.Message); err != nil {
-		return err
-	}
-	if err := e.EncodeUint32(f.Attempt); err != nil {
-		return err
-	}
-	return encodeTime(e, f.At)
+	b = appendArrayLen(b, 5)
+	b = appendString(b, f.Path)
+	b = appendString(b, f.Kind)
+	b = appendString(b, f.Message)
+	b = appendUint(b, uint64(f.Attempt))
+	return appendTime(b, f.At)
 }
 
-func encodeRecord(e *msgpack.Encoder, r *stepflow.Record) error {
-	return errors.Join(
-		e.EncodeArrayLen(7),
-		e.EncodeUint(r.Seq),
-		e.EncodeString(r.Path),
-		e.EncodeString(r.Outcome),
-		e.EncodeUint32(r.Attempt),
-		encodeTime(e, r.Start),
-		encodeTime(e, r.End),
-		e.EncodeString(r.Err),
-	)
+func appendRecord(b []byte, r *stepflow.Record) []byte {
+	b = appendArrayLen(b, 7)
+	b = appendUint(b, r.Seq)
+	b = appendString(b, r.Path)
+	b = appendString(b, r.Outcome)
+	b = appendUint(b, uint64(r.Attempt))
+	b = appendTime(b, r.Start)
+	b = appendTime(b, r.End)
+	return appendString(b, r.Err)
 }
 
 // Decode checks the envelope and parses the state.
@@ -258,268 +196,122 @@ func (c *msgpackCodec[S]) Decode(b []byte) (st stepflow.State[S], err error) {
 	case b[2] == 0 || b[2] > FormatVersion:
 		return fail(fmt.Errorf("%w: %d (this build reads up to %d)", ErrUnsupportedFormat, b[2], FormatVersion))
 	}
-	d := decPool.Get().(*decoder)
-	defer decPool.Put(d)
-	d.r.Reset(b[envelopeLen:])
-	d.dec.Reset(&d.r)
 	defer func() {
-		// The msgpack reflection decoder is not ours; never let a panic in
-		// it reach the caller.
-		if r := recover(); r != nil {
-			st, err = fail(fmt.Errorf("%w: %v", ErrCorrupt, r))
+		// The reflection decoder for the data is not ours; never let a
+		// panic in it reach the caller.
+		if p := recover(); p != nil {
+			st, err = fail(fmt.Errorf("%w: %v", ErrCorrupt, p))
 		}
 	}()
-	if err := decodeState(d.dec, &d.r, &st); err != nil {
-		return fail(classify(err))
+	r := &reader{b: b, off: envelopeLen}
+	data := decodeState(r, &st)
+	if r.err == nil && r.off != len(b) {
+		r.corrupt("%d trailing bytes", len(b)-r.off)
 	}
-	if d.r.Len() != 0 {
-		return fail(fmt.Errorf("%w: %d trailing bytes", ErrCorrupt, d.r.Len()))
+	if r.err != nil {
+		return fail(r.err)
+	}
+	if err := msgpack.Unmarshal(data, &st.Data); err != nil {
+		return fail(fmt.Errorf("%w: data: %v", ErrCorrupt, err))
 	}
 	return st, nil
 }
 
-// classify maps decoder errors to the sentinels.
-func classify(err error) error {
-	switch {
-	case errors.Is(err, ErrCorrupt), errors.Is(err, ErrTruncated):
-		return err
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return fmt.Errorf("%w: %v", ErrTruncated, err)
+// decodeState parses the shell and returns the encoded data.
+func decodeState[S any](r *reader, st *stepflow.State[S]) (data []byte) {
+	n := r.arrayLen("state", 7, 10)
+	st.Version = r.string()
+	st.ID = r.string()
+	if s := r.uint(); s > 255 || !stepflow.Status(s).Valid() {
+		r.corrupt("unknown status %d", s)
+	} else {
+		st.Status = stepflow.Status(s)
 	}
-	return fmt.Errorf("%w: %v", ErrCorrupt, err)
-}
-
-func corrupt(format string, args ...any) error {
-	return fmt.Errorf("%w: "+format, append([]any{ErrCorrupt}, args...)...)
-}
-
-// arrayLen reads an array header and checks it against what the remaining
-// input could possibly hold (one byte per element at least), so that a
-// hostile length cannot make us allocate.
-func arrayLen(d *msgpack.Decoder, what string, lo, hi int) (int, error) {
-	n, err := d.DecodeArrayLen()
-	if err != nil {
-		return 0, err
-	}
-	if n < lo || n > hi {
-		return 0, corrupt("%s has %d fields, want %d..%d", what, n, lo, hi)
-	}
-	return n, nil
-}
-
-func listLen(d *msgpack.Decoder, r *bytes.Reader, what string) (int, error) {
-	n, err := d.DecodeArrayLen()
-	if err != nil {
-		return 0, err
-	}
-	if n < 0 {
-		return 0, nil
-	}
-	if n > r.Len() {
-		return 0, fmt.Errorf("%w: %s claims %d elements", ErrTruncated, what, n)
-	}
-	return n, nil
-}
-
-func decodeState[S any](d *msgpack.Decoder, r *bytes.Reader, st *stepflow.State[S]) error {
-	n, err := arrayLen(d, "state", 7, 10)
-	if err != nil {
-		return err
-	}
-	if st.Version, err = d.DecodeString(); err != nil {
-		return err
-	}
-	if st.ID, err = d.DecodeString(); err != nil {
-		return err
-	}
-	s, err := d.DecodeUint8()
-	if err != nil {
-		return err
-	}
-	st.Status = stepflow.Status(s)
-	if !st.Status.Valid() {
-		return corrupt("unknown status %d", s)
-	}
-	if st.Steps, err = d.DecodeUint64(); err != nil {
-		return err
-	}
-	if st.WakeAt, err = decodeTime(d); err != nil {
-		return err
-	}
-	if err := decodeFrame(d, r, &st.Root, 0); err != nil {
-		return err
-	}
-	if err := d.Decode(&st.Data); err != nil {
-		return fmt.Errorf("data: %w", err)
-	}
+	st.Steps = r.uint()
+	st.WakeAt = r.time()
+	decodeFrame(r, &st.Root, 0)
+	data = r.bin()
 	if n > 7 {
-		if st.Err, err = decodeFailure(d); err != nil {
-			return err
-		}
+		st.Err = decodeFailure(r)
 	}
 	if n > 8 {
-		k, err := listLen(d, r, "record")
-		if err != nil {
-			return err
-		}
-		if k > 0 {
+		if k := r.arrayLen("record", 0, 1<<24); k > 0 {
 			st.Record = make([]stepflow.Record, k)
 		}
 		for i := range st.Record {
-			if err := decodeRecord(d, &st.Record[i]); err != nil {
-				return err
-			}
+			decodeRecord(r, &st.Record[i])
 		}
 	}
 	if n > 9 {
-		k, err := listLen(d, r, "signals")
-		if err != nil {
-			return err
-		}
-		if k > 0 {
+		if k := r.arrayLen("signals", 0, 1<<24); k > 0 {
 			st.Signals = make([]stepflow.Signal, k)
 		}
 		for i := range st.Signals {
 			s := &st.Signals[i]
-			if _, err := arrayLen(d, "signal", 3, 3); err != nil {
-				return err
-			}
-			if s.Name, err = d.DecodeString(); err != nil {
-				return err
-			}
-			if s.Payload, err = decodeBytes(d); err != nil {
-				return err
-			}
-			if s.At, err = decodeTime(d); err != nil {
-				return err
-			}
+			r.arrayLen("signal", 3, 3)
+			s.Name = r.string()
+			s.Payload = r.bin()
+			s.At = r.time()
 		}
 	}
-	return nil
+	return data
 }
 
-func decodeBytes(d *msgpack.Decoder) ([]byte, error) {
-	b, err := d.DecodeBytes()
-	if len(b) == 0 {
-		b = nil
-	}
-	return b, err
-}
-
-func decodeTime(d *msgpack.Decoder) (time.Time, error) {
-	c, err := d.PeekCode()
-	if err != nil {
-		return time.Time{}, err
-	}
-	if c == 0xc0 { // nil
-		return time.Time{}, d.DecodeNil()
-	}
-	t, err := d.DecodeTime()
-	if err != nil {
-		return time.Time{}, err
-	}
-	return t.UTC(), nil
-}
-
-func decodeFrame(d *msgpack.Decoder, r *bytes.Reader, f *stepflow.Frame, depth int) error {
+func decodeFrame(r *reader, f *stepflow.Frame, depth int) {
 	if depth > maxDepth {
-		return corrupt("frames nested deeper than %d", maxDepth)
+		r.corrupt("frames nested deeper than %d", maxDepth)
+		return
 	}
-	n, err := arrayLen(d, "frame", 1, 9)
-	if err != nil {
-		return err
+	n := r.arrayLen("frame", 1, 9)
+	f.Name = r.string()
+	for i := 1; i < n && r.err == nil; i++ {
+		switch i {
+		case 1:
+			if k := r.arrayLen("frame children", 0, 1<<24); k > 0 {
+				f.Children = make([]stepflow.Frame, k)
+			}
+			for j := range f.Children {
+				decodeFrame(r, &f.Children[j], depth+1)
+			}
+		case 2:
+			f.Branch = r.string()
+		case 3:
+			f.Count = r.uint32()
+		case 4:
+			f.Since = r.time()
+		case 5:
+			f.Until = r.time()
+		case 6:
+			f.Index = r.uint32()
+		case 7:
+			f.Err = decodeFailure(r)
+		case 8:
+			f.Payload = r.bin()
+		}
 	}
-	if f.Name, err = d.DecodeString(); err != nil {
-		return err
-	}
-	if n == 1 {
+}
+
+func decodeFailure(r *reader) *stepflow.Failure {
+	if r.nilNext() {
 		return nil
 	}
-	k, err := listLen(d, r, "frame children")
-	if err != nil {
-		return err
-	}
-	if k > 0 {
-		f.Children = make([]stepflow.Frame, k)
-	}
-	for i := range f.Children {
-		if err := decodeFrame(d, r, &f.Children[i], depth+1); err != nil {
-			return err
-		}
-	}
-	for i := 2; i < n && err == nil; i++ {
-		switch i {
-		case 2:
-			f.Branch, err = d.DecodeString()
-		case 3:
-			f.Count, err = d.DecodeUint32()
-		case 4:
-			f.Since, err = decodeTime(d)
-		case 5:
-			f.Until, err = decodeTime(d)
-		case 6:
-			f.Index, err = d.DecodeUint32()
-		case 7:
-			f.Err, err = decodeFailure(d)
-		case 8:
-			f.Payload, err = decodeBytes(d)
-		}
-	}
-	return err
-}
-
-func decodeFailure(d *msgpack.Decoder) (*stepflow.Failure, error) {
-	c, err := d.PeekCode()
-	if err != nil {
-		return nil, err
-	}
-	if c == 0xc0 {
-		return nil, d.DecodeNil()
-	}
-	if _, err := arrayLen(d, "failure", 5, 5); err != nil {
-		return nil, err
-	}
+	r.arrayLen("failure", 5, 5)
 	f := &stepflow.Failure{}
-	if f.Path, err = d.DecodeString(); err != nil {
-		return nil, err
-	}
-	if f.Kind, err = d.DecodeString(); err != nil {
-		return nil, err
-	}
-	if f.Message, err = d.DecodeString(); err != nil {
-		return nil, err
-	}
-	if f.Attempt, err = d.DecodeUint32(); err != nil {
-		return nil, err
-	}
-	if f.At, err = decodeTime(d); err != nil {
-		return nil, err
-	}
-	return f, nil
+	f.Path = r.string()
+	f.Kind = r.string()
+	f.Message = r.string()
+	f.Attempt = r.uint32()
+	f.At = r.time()
+	return f
 }
 
-func decodeRecord(d *msgpack.Decoder, r *stepflow.Record) (err error) {
-	if _, err = arrayLen(d, "record", 7, 7); err != nil {
-		return err
-	}
-	if r.Seq, err = d.DecodeUint64(); err != nil {
-		return err
-	}
-	if r.Path, err = d.DecodeString(); err != nil {
-		return err
-	}
-	if r.Outcome, err = d.DecodeString(); err != nil {
-		return err
-	}
-	if r.Attempt, err = d.DecodeUint32(); err != nil {
-		return err
-	}
-	if r.Start, err = decodeTime(d); err != nil {
-		return err
-	}
-	if r.End, err = decodeTime(d); err != nil {
-		return err
-	}
-	r.Err, err = d.DecodeString()
-	return err
+func decodeRecord(r *reader, rec *stepflow.Record) {
+	r.arrayLen("record", 7, 7)
+	rec.Seq = r.uint()
+	rec.Path = r.string()
+	rec.Outcome = r.string()
+	rec.Attempt = r.uint32()
+	rec.Start = r.time()
+	rec.End = r.time()
+	rec.Err = r.string()
 }

@@ -1,0 +1,313 @@
+package codec
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"time"
+)
+
+// This file reads and writes the msgpack subset that the state shell uses:
+// nil, unsigned integers, strings, binary, arrays and the timestamp
+// extension. Writing by hand keeps encoding fast and canonical (always the
+// shortest form); reading by hand lets every length be checked against the
+// bytes that remain before anything is allocated.
+
+func appendNil(b []byte) []byte { return append(b, 0xc0) }
+
+func appendUint(b []byte, v uint64) []byte {
+	switch {
+	case v <= 0x7f:
+		return append(b, byte(v))
+	case v <= math.MaxUint8:
+		return append(b, 0xcc, byte(v))
+	case v <= math.MaxUint16:
+		return binary.BigEndian.AppendUint16(append(b, 0xcd), uint16(v))
+	case v <= math.MaxUint32:
+		return binary.BigEndian.AppendUint32(append(b, 0xce), uint32(v))
+	}
+	return binary.BigEndian.AppendUint64(append(b, 0xcf), v)
+}
+
+func appendString(b []byte, s string) []byte {
+	n := len(s)
+	switch {
+	case n <= 31:
+		b = append(b, 0xa0|byte(n))
+	case n <= math.MaxUint8:
+		b = append(b, 0xd9, byte(n))
+	case n <= math.MaxUint16:
+		b = binary.BigEndian.AppendUint16(append(b, 0xda), uint16(n))
+	default:
+		b = binary.BigEndian.AppendUint32(append(b, 0xdb), uint32(n))
+	}
+	return append(b, s...)
+}
+
+func appendBin(b []byte, p []byte) []byte {
+	n := len(p)
+	switch {
+	case n <= math.MaxUint8:
+		b = append(b, 0xc4, byte(n))
+	case n <= math.MaxUint16:
+		b = binary.BigEndian.AppendUint16(append(b, 0xc5), uint16(n))
+	default:
+		b = binary.BigEndian.AppendUint32(append(b, 0xc6), uint32(n))
+	}
+	return append(b, p...)
+}
+
+func appendArrayLen(b []byte, n int) []byte {
+	switch {
+	case n <= 15:
+		return append(b, 0x90|byte(n))
+	case n <= math.MaxUint16:
+		return binary.BigEndian.AppendUint16(append(b, 0xdc), uint16(n))
+	}
+	return binary.BigEndian.AppendUint32(append(b, 0xdd), uint32(n))
+}
+
+// appendTime writes nil for the zero time, otherwise the msgpack timestamp
+// extension in its shortest exact form.
+func appendTime(b []byte, t time.Time) []byte {
+	if t.IsZero() {
+		return appendNil(b)
+	}
+	sec, nsec := t.Unix(), int64(t.Nanosecond())
+	switch {
+	case sec >= 0 && sec <= math.MaxUint32 && nsec == 0:
+		return binary.BigEndian.AppendUint32(append(b, 0xd6, 0xff), uint32(sec))
+	case sec >= 0 && sec < 1<<34:
+		return binary.BigEndian.AppendUint64(append(b, 0xd7, 0xff), uint64(nsec)<<34|uint64(sec))
+	}
+	b = binary.BigEndian.AppendUint32(append(b, 0xc7, 12, 0xff), uint32(nsec))
+	return binary.BigEndian.AppendUint64(b, uint64(sec))
+}
+
+// reader parses msgpack values from a byte slice. The first error sticks:
+// every later read returns zero values, so callers check err once.
+type reader struct {
+	b   []byte
+	off int
+	err error
+}
+
+func (r *reader) fail(err error) {
+	if r.err == nil {
+		r.err = err
+	}
+}
+
+func (r *reader) need(n int) bool {
+	if r.err != nil {
+		return false
+	}
+	if n < 0 || len(r.b)-r.off < n {
+		r.fail(fmt.Errorf("%w: need %d bytes at offset %d, have %d", ErrTruncated, n, r.off, len(r.b)-r.off))
+		return false
+	}
+	return true
+}
+
+func (r *reader) byte() byte {
+	if !r.need(1) {
+		return 0
+	}
+	c := r.b[r.off]
+	r.off++
+	return c
+}
+
+func (r *reader) peek() byte {
+	if !r.need(1) {
+		return 0
+	}
+	return r.b[r.off]
+}
+
+func (r *reader) bytes(n int) []byte {
+	if !r.need(n) {
+		return nil
+	}
+	p := r.b[r.off : r.off+n]
+	r.off += n
+	return p
+}
+
+func (r *reader) u16() int { p := r.bytes(2); return beInt(p) }
+func (r *reader) u32() int { p := r.bytes(4); return beInt(p) }
+
+func beInt(p []byte) int {
+	v := 0
+	for _, c := range p {
+		v = v<<8 | int(c)
+	}
+	return v
+}
+
+func (r *reader) corrupt(format string, args ...any) {
+	r.fail(fmt.Errorf("%w: "+format+" at offset %d", append(append([]any{ErrCorrupt}, args...), r.off)...))
+}
+
+// nilNext consumes a nil and reports whether there was one.
+func (r *reader) nilNext() bool {
+	if r.peek() == 0xc0 && r.err == nil {
+		r.off++
+		return true
+	}
+	return false
+}
+
+func (r *reader) uint() uint64 {
+	c := r.byte()
+	switch {
+	case r.err != nil:
+		return 0
+	case c <= 0x7f:
+		return uint64(c)
+	case c == 0xcc:
+		return uint64(r.byte())
+	case c == 0xcd:
+		return uint64(r.u16())
+	case c == 0xce:
+		return uint64(r.u32())
+	case c == 0xcf:
+		p := r.bytes(8)
+		if p == nil {
+			return 0
+		}
+		return binary.BigEndian.Uint64(p)
+	}
+	r.corrupt("want an unsigned integer, found 0x%02x", c)
+	return 0
+}
+
+func (r *reader) uint32() uint32 {
+	v := r.uint()
+	if v > math.MaxUint32 {
+		r.corrupt("counter %d out of range", v)
+	}
+	return uint32(v)
+}
+
+func (r *reader) strLen() int {
+	c := r.byte()
+	switch {
+	case r.err != nil:
+		return 0
+	case c&0xe0 == 0xa0:
+		return int(c & 0x1f)
+	case c == 0xd9:
+		return int(r.byte())
+	case c == 0xda:
+		return r.u16()
+	case c == 0xdb:
+		return r.u32()
+	}
+	r.corrupt("want a string, found 0x%02x", c)
+	return 0
+}
+
+func (r *reader) string() string { return string(r.bytes(r.strLen())) }
+
+func (r *reader) bin() []byte {
+	if r.nilNext() {
+		return nil
+	}
+	c := r.byte()
+	n := 0
+	switch {
+	case r.err != nil:
+		return nil
+	case c == 0xc4:
+		n = int(r.byte())
+	case c == 0xc5:
+		n = r.u16()
+	case c == 0xc6:
+		n = r.u32()
+	default:
+		r.corrupt("want binary, found 0x%02x", c)
+		return nil
+	}
+	p := r.bytes(n)
+	if len(p) == 0 {
+		return nil
+	}
+	return append([]byte(nil), p...)
+}
+
+// arrayLen reads an array header; lo..hi bound the length, and the length
+// can never exceed the bytes left (every element takes at least one).
+func (r *reader) arrayLen(what string, lo, hi int) int {
+	c := r.byte()
+	n := 0
+	switch {
+	case r.err != nil:
+		return 0
+	case c&0xf0 == 0x90:
+		n = int(c & 0x0f)
+	case c == 0xdc:
+		n = r.u16()
+	case c == 0xdd:
+		n = r.u32()
+	default:
+		r.corrupt("want %s (an array), found 0x%02x", what, c)
+		return 0
+	}
+	switch {
+	case r.err != nil:
+		return 0
+	case n < lo || n > hi:
+		r.corrupt("%s has %d elements, want %d..%d", what, n, lo, hi)
+		return 0
+	case n > len(r.b)-r.off:
+		r.fail(fmt.Errorf("%w: %s claims %d elements, %d bytes left", ErrTruncated, what, n, len(r.b)-r.off))
+		return 0
+	}
+	return n
+}
+
+func (r *reader) time() time.Time {
+	if r.nilNext() {
+		return time.Time{}
+	}
+	c := r.byte()
+	var sec, nsec int64
+	switch c {
+	case 0xd6:
+		if r.byte() != 0xff {
+			r.corrupt("want a timestamp")
+		}
+		sec = int64(r.u32())
+	case 0xd7:
+		if r.byte() != 0xff {
+			r.corrupt("want a timestamp")
+		}
+		p := r.bytes(8)
+		if p == nil {
+			return time.Time{}
+		}
+		v := binary.BigEndian.Uint64(p)
+		nsec, sec = int64(v>>34), int64(v&(1<<34-1))
+	case 0xc7:
+		if r.byte() != 12 || r.byte() != 0xff {
+			r.corrupt("want a timestamp")
+		}
+		nsec = int64(r.u32())
+		p := r.bytes(8)
+		if p == nil {
+			return time.Time{}
+		}
+		sec = int64(binary.BigEndian.Uint64(p))
+	default:
+		r.corrupt("want a timestamp, found 0x%02x", c)
+	}
+	if r.err != nil {
+		return time.Time{}
+	}
+	if nsec >= 1e9 {
+		r.corrupt("timestamp nanoseconds %d out of range", nsec)
+		return time.Time{}
+	}
+	return time.Unix(sec, nsec).UTC()
+}
