@@ -100,3 +100,9 @@ func must[S any](f *stepflow.Flow[S], err error) *stepflow.Flow[S] {
 	}
 	return f
 }
+
+type contextT = context.Context
+
+func contextWithCancel(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithCancel(ctx)
+}

@@ -149,7 +149,11 @@ func New[S any](flows []*stepflow.Flow[S], opts *Options, migrations ...*Migrati
 		}
 		return d + 1, ok
 	}
-	for v := range r.flows {
+	for _, f := range flows {
+		if f == nil {
+			continue
+		}
+		v := f.Version()
 		if _, ok := reach(v, map[string]bool{}); !ok && next[v] == nil && o.Policy != PolicyPinned {
 			bad(nil, "no migration out of %q; add one to %s, or use PolicyPinned to keep it on its own version", v, r.latest.Version())
 		}

@@ -1,0 +1,169 @@
+package versions_test
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/stepflow-io/go-stepflow/combinators"
+	"github.com/stepflow-io/go-stepflow/stepflow"
+	"github.com/stepflow-io/go-stepflow/versions"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// Three versions: v2 inserts "check", v3 renames "b" and removes "c".
+func threeVersions() (v1, v2, v3 *stepflow.Flow[D]) {
+	v1 = must(stepflow.New("f/v1", step("a", "a"), step("b", "b"), step("c", "c"), step("d", "d")))
+	v2 = must(stepflow.New("f/v2", step("a", "a"), step("check", "check"), step("b", "b"), step("c", "c"), step("d", "d")))
+	v3 = must(stepflow.New("f/v3", step("a", "a"), step("check", "check"), step("b2", "b"), step("d", "d")))
+	return
+}
+
+func TestChainWithDeletedDefinitions(t *testing.T) {
+	v1, v2, v3 := threeVersions()
+	// Only v3's code is kept; v1 and v2 are known by their recorded
+	// structures.
+	reg, err := versions.New([]*stepflow.Flow[D]{v3}, nil,
+		versions.NewMigration[D]("f/v1", "f/v2").Source(versions.Structure(v1)),
+		versions.NewMigration[D]("f/v2", "f/v3").Source(versions.Structure(v2)).Rename("b", "b2").Continue("c", "d"))
+	require.NoError(t, err)
+	assert.Equal(t, []string{"f/v1", "f/v2", "f/v3"}, reg.Versions())
+
+	ctx, c := newCtx()
+	for _, tc := range []struct {
+		at, want string
+		ran      []string
+	}{
+		{"a", "a", []string{"a", "check", "b", "d"}},
+		{"b", "b2", []string{"a", "b", "d"}},
+		{"c", "d", []string{"a", "b", "d"}},
+		{"d", "d", []string{"a", "b", "c", "d"}},
+	} {
+		st := until(t, ctx, c, v1, v1.Start(D{}), tc.at)
+		moved, err := reg.Migrate(st)
+		require.NoError(t, err, tc.at)
+		assert.Equal(t, "f/v3", moved.Version)
+		assert.Equal(t, []string{tc.want}, moved.Positions(), tc.at)
+		assert.Equal(t, tc.ran, finish(t, ctx, c, reg, moved).Data.Ran, tc.at)
+	}
+	// A state of v2 needs only the second migration.
+	st := until(t, ctx, c, v2, v2.Start(D{}), "c")
+	moved, err := reg.Migrate(st)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"d"}, moved.Positions())
+	// Validate works for versions known only by their structure.
+	require.NoError(t, reg.Validate(st))
+	bad := st
+	bad.Root = stepflow.Frame{Children: []stepflow.Frame{{Name: "zzz"}}}
+	require.ErrorIs(t, reg.Validate(bad), stepflow.ErrInvalidState)
+}
+
+func TestPolicies(t *testing.T) {
+	v1, v2, v3 := threeVersions()
+	m12 := versions.NewMigration[D]("f/v1", "f/v2")
+	m23 := versions.NewMigration[D]("f/v2", "f/v3").Rename("b", "b2").Continue("c", "d")
+	ctx, c := newCtx()
+	st := until(t, ctx, c, v1, v1.Start(D{}), "b")
+
+	t.Run("lazy", func(t *testing.T) {
+		reg, err := versions.New([]*stepflow.Flow[D]{v1, v2, v3}, nil, m12, m23)
+		require.NoError(t, err)
+		assert.Equal(t, versions.PolicyLazy, reg.Policy())
+		next, err := reg.Apply(ctx, st)
+		require.NoError(t, err)
+		assert.Equal(t, "f/v3", next.Version)
+		assert.Equal(t, []string{"d"}, next.Positions(), "b2 ran on v3")
+		assert.Equal(t, "f/v1", st.Version, "the input is unchanged")
+	})
+	t.Run("pinned", func(t *testing.T) {
+		reg, err := versions.New([]*stepflow.Flow[D]{v1, v2, v3}, &versions.Options{Policy: versions.PolicyPinned}, m12, m23)
+		require.NoError(t, err)
+		done := finish(t, ctx, c, reg, st)
+		assert.Equal(t, "f/v1", done.Version, "the process finished on its own version")
+		assert.Equal(t, []string{"a", "b", "c", "d"}, done.Data.Ran)
+		fresh := reg.Start(D{})
+		assert.Equal(t, "f/v3", fresh.Version, "new processes start on the newest version")
+
+		// Without v1's code, its states go to the nearest version there is
+		// code for, and stay there.
+		reg, err = versions.New([]*stepflow.Flow[D]{v2, v3}, &versions.Options{Policy: versions.PolicyPinned},
+			m12.Source(versions.Structure(v1)), m23)
+		require.NoError(t, err)
+		next, err := reg.Apply(ctx, st)
+		require.NoError(t, err)
+		assert.Equal(t, "f/v2", next.Version)
+		assert.Equal(t, "f/v2", finish(t, ctx, c, reg, next).Version)
+	})
+	t.Run("pinned without migrations", func(t *testing.T) {
+		reg, err := versions.New([]*stepflow.Flow[D]{v1, v3}, &versions.Options{Policy: versions.PolicyPinned})
+		require.NoError(t, err)
+		assert.Equal(t, "f/v1", finish(t, ctx, c, reg, st).Version)
+		_, err = reg.Migrate(st)
+		require.ErrorIs(t, err, versions.ErrUnknownVersion)
+	})
+	t.Run("refuse", func(t *testing.T) {
+		reg, err := versions.New([]*stepflow.Flow[D]{v1, v2, v3}, &versions.Options{Policy: versions.PolicyRefuse}, m12, m23)
+		require.NoError(t, err)
+		got, err := reg.Apply(ctx, st)
+		var oe *versions.OutdatedError
+		require.ErrorAs(t, err, &oe)
+		assert.Equal(t, versions.OutdatedError{Version: "f/v1", Latest: "f/v3"}, *oe)
+		assert.ErrorIs(t, err, versions.ErrOutdated)
+		assert.ErrorIs(t, err, stepflow.ErrVersionMismatch)
+		assert.EqualError(t, err, `stepflow: state has version "f/v1", the registry runs "f/v3" and refuses older states`)
+		assert.Equal(t, st, got)
+		// Explicit migration is always possible.
+		moved, err := reg.Migrate(st)
+		require.NoError(t, err)
+		_, err = reg.Apply(ctx, moved)
+		require.NoError(t, err)
+	})
+	t.Run("unknown version", func(t *testing.T) {
+		reg, err := versions.New([]*stepflow.Flow[D]{v2, v3}, nil, m23)
+		require.NoError(t, err)
+		_, err = reg.Apply(ctx, st)
+		var ue *versions.UnknownVersionError
+		require.ErrorAs(t, err, &ue)
+		assert.ErrorIs(t, err, stepflow.ErrVersionMismatch)
+		assert.EqualError(t, err, `stepflow: unknown flow version "f/v1" (known: [f/v2 f/v3])`)
+		_, err = reg.Migrate(st)
+		assert.ErrorIs(t, err, versions.ErrUnknownVersion)
+		assert.ErrorIs(t, reg.Validate(st), versions.ErrUnknownVersion)
+	})
+	t.Run("terminal states are left alone", func(t *testing.T) {
+		reg, err := versions.New([]*stepflow.Flow[D]{v3}, &versions.Options{Policy: versions.PolicyRefuse},
+			m12.Source(versions.Structure(v1)), m23.Source(versions.Structure(v2)))
+		require.NoError(t, err)
+		done := finish(t, ctx, c, v1, st)
+		got, err := reg.Apply(ctx, done)
+		require.NoError(t, err)
+		assert.Equal(t, done, got)
+	})
+}
+
+func TestApplyKeepsInputOnEngineErrors(t *testing.T) {
+	v1, v2, v3 := threeVersions()
+	reg, err := versions.New([]*stepflow.Flow[D]{v1, v2, v3}, nil,
+		versions.NewMigration[D]("f/v1", "f/v2"),
+		versions.NewMigration[D]("f/v2", "f/v3").Rename("b", "b2").Continue("c", "d"))
+	require.NoError(t, err)
+	ctx, c := newCtx()
+	st := until(t, ctx, c, v1, v1.Start(D{}), "b")
+	canceled, cancel := contextWithCancel(ctx)
+	cancel()
+	got, err := reg.Apply(canceled, st)
+	require.Error(t, err)
+	assert.Equal(t, st, got, "Apply returned its input, so the registry returns the old state")
+
+	// A failing step: the failed state of the newest version comes back.
+	v3b := must(stepflow.New("f/v3", step("a", "a"), step("check", "check"),
+		combinators.Do("b2", func(_ contextT, d *D) error { return errors.New("down") }), step("d", "d")))
+	reg, err = versions.New([]*stepflow.Flow[D]{v1, v2, v3b}, nil,
+		versions.NewMigration[D]("f/v1", "f/v2"),
+		versions.NewMigration[D]("f/v2", "f/v3").Rename("b", "b2").Continue("c", "d"))
+	require.NoError(t, err)
+	got, err = reg.Apply(ctx, st)
+	require.ErrorIs(t, err, stepflow.ErrStep)
+	assert.Equal(t, stepflow.Failed, got.Status)
+	assert.Equal(t, "f/v3", got.Version)
+}
