@@ -189,7 +189,11 @@ func TestRunTwiceIsRefused(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()
-	require.Eventually(t, func() bool { return errors.Is(r.Run(ctx), runner.ErrRunning) }, 5*time.Second, time.Millisecond)
+	// A second Run with a canceled context returns at once if it wins the
+	// race to start, and ErrRunning once the first one is running.
+	stopped, stop := context.WithCancel(t.Context())
+	stop()
+	require.Eventually(t, func() bool { return errors.Is(r.Run(stopped), runner.ErrRunning) }, 5*time.Second, time.Millisecond)
 	cancel()
 	require.NoError(t, <-done)
 }
