@@ -18,8 +18,6 @@ const DefaultMaxSteps = 1000
 var (
 	// ErrMaxSteps: the flow did not end within RunOptions.MaxSteps applies.
 	ErrMaxSteps = errors.New("stepflowtest: flow did not end within the step limit")
-	// ErrStuck: Apply returned a non-terminal state without making progress.
-	ErrStuck = errors.New("stepflowtest: Apply made no progress")
 	// ErrMutatedInput: Apply changed the state it was given, which it must
 	// never do.
 	ErrMutatedInput = errors.New("stepflowtest: Apply modified its input state")
@@ -121,7 +119,7 @@ type Trace[S any] struct {
 // code, through an interceptor added to ctx.
 //
 // Run returns the trace so far and an error when the run could not go on:
-// ErrMaxSteps, ErrStuck, ErrMutatedInput, a codec error, or an Apply error
+// ErrMaxSteps, ErrMutatedInput, a codec error, or an Apply error
 // other than a *stepflow.StepError (such as a *stepflow.StateError). A flow
 // that fails is not an error of Run: the trace ends with the Failed state and
 // Trace.Err holds the *stepflow.StepError.
@@ -169,9 +167,6 @@ func Run[S any](ctx context.Context, flow *stepflow.Flow[S], start stepflow.Stat
 		o.Clock.Advance(o.Tick)
 		if t.Crashed {
 			continue
-		}
-		if t.After.Steps == st.Steps && !t.After.Terminal() && t.After.Status != stepflow.NeedsAttention {
-			return tr, fmt.Errorf("%w at apply %d (%s at %v)", ErrStuck, n, st.Status, st.Positions())
 		}
 		st, stored = t.After, t.Encoded
 		tr.Final, tr.Err = st, applyErr

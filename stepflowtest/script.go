@@ -30,9 +30,11 @@ const (
 	// FailPermanent returns stepflow.Permanent(ErrInjected) without calling
 	// the step, so retry nodes give up at once.
 	FailPermanent
-	// False returns no error without calling the user code. A predicate then
-	// answers false (a WaitFor keeps waiting, a Case takes its else branch);
-	// a Do step counts as done without having run.
+	// False returns no error without calling the user code: a WaitFor's
+	// predicate then answers false and the wait goes on, and a Do step counts
+	// as done without having run. A Case or Switch, whose call chooses the
+	// branch, is left without a branch and fails; force a Case's answer with
+	// a fake in its predicate instead.
 	False
 	// Panic panics with an *InjectedPanic instead of calling the step. The
 	// engine turns the panic into a *stepflow.PanicError.
@@ -213,7 +215,7 @@ func (in *injector) intercept(ctx context.Context, call stepflow.Call, next func
 	case False:
 	case Panic:
 		p := &InjectedPanic{Path: call.Path, Attempt: call.Attempt}
-		note("panic: " + p.String())
+		note(p.String())
 		panic(p)
 	case FailAfter:
 		_ = next(ctx)
