@@ -13,7 +13,9 @@ import (
 // recorder is a TestingT that keeps what it is told.
 type recorder struct{ errs []string }
 
-func (r *recorder) Errorf(format string, args ...any) { r.errs = append(r.errs, fmt.Sprintf(format, args...)) }
+func (r *recorder) Errorf(format string, args ...any) {
+	r.errs = append(r.errs, fmt.Sprintf(format, args...))
+}
 
 func TestAssertions(t *testing.T) {
 	book := run(t, "book", nil)
