@@ -1,0 +1,373 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/stepflow-io/go-stepflow/codec"
+	"github.com/stepflow-io/go-stepflow/examples/controller/api/v1alpha1"
+	"github.com/stepflow-io/go-stepflow/stepflow"
+)
+
+// Finalizer keeps a deleted Rollout around until its teardown has run.
+const Finalizer = "examples.stepflow.io/teardown"
+
+// Options configures a RolloutReconciler. The zero value is ready to use;
+// each field documents its default.
+type Options struct {
+	// Clock tells the time to the flow (wait deadlines, condition times) and
+	// to RequeueAfter. Nil means the real clock. Tests pass a fake one.
+	Clock stepflow.Clock
+	// MaxSteps bounds the steps one Reconcile runs before it writes the
+	// status. Each step is one API round trip or so; a small bound keeps a
+	// reconcile short and the status current. Zero means DefaultMaxSteps.
+	MaxSteps int
+	// PollInitial and PollMax are the backoff of the wait for the
+	// Deployment: the first poll after PollInitial, doubling up to PollMax.
+	// Zero means DefaultPollInitial and DefaultPollMax.
+	PollInitial, PollMax time.Duration
+	// ReadyTimeout fails the rollout when the Deployment is not available
+	// this long after the first poll. Zero means DefaultReadyTimeout.
+	ReadyTimeout time.Duration
+	// Record is how many completed steps the state keeps for people to
+	// read in status.state.record. Zero means DefaultRecord; negative
+	// keeps none.
+	Record int
+	// MaxStateSize bounds the encoded state, which lives in the object and
+	// so in etcd. Zero means DefaultMaxStateSize.
+	MaxStateSize int
+}
+
+// Defaults for Options.
+const (
+	DefaultMaxSteps     = 4
+	DefaultPollInitial  = 2 * time.Second
+	DefaultPollMax      = 30 * time.Second
+	DefaultReadyTimeout = 10 * time.Minute
+	DefaultRecord       = 8
+	// DefaultMaxStateSize leaves most of etcd's 1.5 MiB object limit to the
+	// rest of the object.
+	DefaultMaxStateSize = 256 << 10
+)
+
+// Requeue delays that do not come from the flow.
+const (
+	// RequeueRunnable is the delay when a process can go on at once but
+	// the reconcile used up its MaxSteps: the status is written, and the
+	// next reconcile follows right away.
+	RequeueRunnable = time.Millisecond
+	// RequeueConflict is the delay after a write lost to a newer version
+	// of the object: the next reconcile reads that version and goes on
+	// from it.
+	RequeueConflict = 100 * time.Millisecond
+)
+
+func (o Options) withDefaults() Options {
+	if o.Clock == nil {
+		o.Clock = stepflow.ClockFunc(time.Now)
+	}
+	if o.MaxSteps <= 0 {
+		o.MaxSteps = DefaultMaxSteps
+	}
+	if o.PollInitial <= 0 {
+		o.PollInitial = DefaultPollInitial
+	}
+	if o.PollMax <= 0 {
+		o.PollMax = DefaultPollMax
+	}
+	o.PollMax = max(o.PollMax, o.PollInitial)
+	if o.ReadyTimeout <= 0 {
+		o.ReadyTimeout = DefaultReadyTimeout
+	}
+	switch {
+	case o.Record == 0:
+		o.Record = DefaultRecord
+	case o.Record < 0:
+		o.Record = 0
+	}
+	if o.MaxStateSize <= 0 {
+		o.MaxStateSize = DefaultMaxStateSize
+	}
+	return o
+}
+
+// RolloutReconciler drives one stepflow process per Rollout. One reconciler
+// serves every Rollout of the cluster: the flow is compiled once, and all
+// per-rollout memory is the state in each object's status.
+type RolloutReconciler struct {
+	client client.Client
+	opts   Options
+	steps  *steps
+	flow   *stepflow.Flow[Plan]
+	codec  codec.Codec[Plan]
+}
+
+// NewRolloutReconciler returns a reconciler that acts through c, whose
+// scheme must know Rollouts, Deployments and ConfigMaps. opts may be nil.
+func NewRolloutReconciler(c client.Client, scheme *runtime.Scheme, opts *Options) (*RolloutReconciler, error) {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	o = o.withDefaults()
+	s := &steps{client: c, scheme: scheme}
+	f, err := newFlow(s, o)
+	if err != nil {
+		return nil, err
+	}
+	return &RolloutReconciler{
+		client: c, opts: o, steps: s, flow: f,
+		codec: codec.JSON[Plan](&codec.Options{MaxSize: o.MaxStateSize}),
+	}, nil
+}
+
+// Flow returns the compiled rollout flow, for tools that describe states.
+func (r *RolloutReconciler) Flow() *stepflow.Flow[Plan] { return r.flow }
+
+// SetupWithManager registers the reconciler for Rollouts.
+//
+// It does not watch the Deployments it creates: a rollout polls its
+// Deployment on the schedule stored in its state, and an event about the
+// Deployment could not wake the process earlier anyway (Apply leaves a
+// waiting state alone until its WakeAt). Once a rollout is Done, the
+// controller leaves the Deployment to its own controller.
+func (r *RolloutReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&v1alpha1.Rollout{}).
+		Named("rollout").
+		Complete(r)
+}
+
+// +kubebuilder:rbac:groups=examples.stepflow.io,resources=rollouts,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=examples.stepflow.io,resources=rollouts/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=examples.stepflow.io,resources=rollouts/finalizers,verbs=update
+// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;update;patch;delete
+
+// Reconcile advances the Rollout's process by at most MaxSteps steps and
+// writes the outcome to its status.
+//
+// The order of duties:
+//  1. Load the Rollout. A deleted one goes to finalize.
+//  2. Make sure the finalizer is set before any step acts on the cluster.
+//  3. Load the process from status.state. There is none yet, or the spec
+//     changed since it started (metadata.generation differs from
+//     status.observedGeneration), or it belongs to an older flow version:
+//     start a new process from the current spec (see below). A state that
+//     cannot be read gets Failed=True with reason StateUnreadable and no
+//     requeue: retrying cannot fix it.
+//  4. Apply while the process is runnable, at most MaxSteps times.
+//  5. Write the status with the object's resourceVersion. A conflict means
+//     someone wrote a newer version: drop ours and requeue, so the next
+//     reconcile continues from theirs. Nothing newer is ever overwritten.
+//  6. Requeue at the state's WakeAt, read against the injected clock.
+//
+// A spec change restarts the rollout. The running process is abandoned
+// where it is, without cleanup, and a new one starts with the new spec.
+// That is safe because every step converges the cluster to its plan: the
+// new process rewrites the ConfigMap and the Deployment and then waits for
+// the new template. Continuing the old process first would only delay the
+// rollout people asked for last. A flow version change restarts in-flight
+// processes for the same reason; a flow whose steps cannot be repeated
+// would instead keep its old version compiled and finish old processes on it.
+//
+// Steps run at least once, not exactly once: a step whose completion is
+// lost (conflict, crash before the status write) runs again. Transient API
+// errors (TransientError) are not recorded as failures: the reconcile
+// returns them and controller-runtime retries with backoff.
+func (r *RolloutReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	log := logf.FromContext(ctx)
+	ctx = stepflow.WithClock(ctx, r.opts.Clock)
+
+	var ro v1alpha1.Rollout
+	if err := r.client.Get(ctx, req.NamespacedName, &ro); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !ro.DeletionTimestamp.IsZero() {
+		return r.finalize(ctx, &ro)
+	}
+	if controllerutil.AddFinalizer(&ro, Finalizer) {
+		if err := r.client.Update(ctx, &ro); err != nil {
+			return writeFailed(ctx, err)
+		}
+	}
+
+	st, err := r.load(ctx, &ro)
+	if err != nil {
+		log.Info("rollout state is unreadable; leaving it for a person to inspect", "error", err.Error())
+		status := ro.Status.DeepCopy()
+		setBrokenStatus(status, ro.Generation, ReasonStateUnreadable, unreadableMessage(err), r.now(ctx))
+		return r.writeStatus(ctx, &ro, status, ctrl.Result{}, nil)
+	}
+	loaded := st
+
+	var retry error
+	for range r.opts.MaxSteps {
+		if !r.runnable(ctx, st) {
+			break
+		}
+		next, err := r.flow.Apply(ctx, st)
+		var se *stepflow.StepError
+		switch {
+		case err == nil:
+		case isTransient(err):
+			// Keep what earlier steps achieved; the failing step runs again.
+			retry = err
+		case errors.As(err, &se):
+			// The process failed: next is the Failed state, to be recorded.
+			log.Info("rollout failed", "step", se.Path, "error", se.Err.Error())
+		case errors.Is(err, stepflow.ErrInvalidState):
+			log.Info("rollout state does not fit the flow", "error", err.Error())
+			status := ro.Status.DeepCopy()
+			setBrokenStatus(status, ro.Generation, ReasonStateUnreadable, unreadableMessage(err), r.now(ctx))
+			return r.writeStatus(ctx, &ro, status, ctrl.Result{}, nil)
+		default:
+			// The context ended, or something unforeseen: let
+			// controller-runtime retry with backoff.
+			retry = err
+		}
+		if retry != nil || next.Steps == st.Steps {
+			break
+		}
+		st = next
+	}
+
+	status := ro.Status.DeepCopy()
+	if st.Steps != loaded.Steps || status.State == nil || ro.Status.ObservedGeneration != ro.Generation {
+		raw, err := r.codec.Encode(st)
+		if err != nil {
+			log.Error(err, "cannot encode rollout state")
+			setBrokenStatus(status, ro.Generation, ReasonStateUnwritable, err.Error(), r.now(ctx))
+			return r.writeStatus(ctx, &ro, status, ctrl.Result{}, nil)
+		}
+		status.State = &runtime.RawExtension{Raw: raw}
+	}
+	setProcessStatus(status, ro.Generation, st, r.why(st), r.now(ctx))
+	return r.writeStatus(ctx, &ro, status, r.requeue(ctx, st), retry)
+}
+
+// load returns the process to continue: the one in the status, or a new one.
+func (r *RolloutReconciler) load(ctx context.Context, ro *v1alpha1.Rollout) (stepflow.State[Plan], error) {
+	log := logf.FromContext(ctx)
+	start := func() (stepflow.State[Plan], error) {
+		st := r.flow.Start(newPlan(ro))
+		st.ID = processID(ro)
+		return st, nil
+	}
+	s := ro.Status
+	if s.State == nil || len(s.State.Raw) == 0 {
+		return start()
+	}
+	if s.ObservedGeneration != ro.Generation {
+		log.Info("spec changed; starting a new rollout", "from", s.ObservedGeneration, "to", ro.Generation, "abandoned", s.Phase)
+		return start()
+	}
+	st, err := r.codec.Decode(s.State.Raw)
+	if err != nil {
+		return st, err
+	}
+	if st.Version != r.flow.Version() {
+		log.Info("state of another flow version; starting a new rollout", "stored", st.Version, "flow", r.flow.Version())
+		return start()
+	}
+	if err := r.flow.Validate(st); err != nil {
+		return st, err
+	}
+	return st, nil
+}
+
+// finalize tears down a deleted Rollout's objects and releases it.
+func (r *RolloutReconciler) finalize(ctx context.Context, ro *v1alpha1.Rollout) (ctrl.Result, error) {
+	if !controllerutil.ContainsFinalizer(ro, Finalizer) {
+		return ctrl.Result{}, nil
+	}
+	// The teardown works from the spec: app is immutable, so the names are
+	// those every process of this Rollout used. It runs whatever the
+	// process was doing; a process interrupted here is simply not continued.
+	p := newPlan(ro)
+	if err := r.steps.teardown(ctx, &p); err != nil {
+		return ctrl.Result{}, fmt.Errorf("teardown of rollout %s: %w", client.ObjectKeyFromObject(ro), err)
+	}
+	controllerutil.RemoveFinalizer(ro, Finalizer)
+	if err := r.client.Update(ctx, ro); err != nil {
+		return writeFailed(ctx, err)
+	}
+	logf.FromContext(ctx).Info("rollout torn down")
+	return ctrl.Result{}, nil
+}
+
+// writeStatus writes status if it differs from the stored one, then
+// returns res and retry. A lost write turns into a requeue.
+func (r *RolloutReconciler) writeStatus(ctx context.Context, ro *v1alpha1.Rollout, status *v1alpha1.RolloutStatus, res ctrl.Result, retry error) (ctrl.Result, error) {
+	if !equality.Semantic.DeepEqual(&ro.Status, status) {
+		ro.Status = *status
+		// Update, not Patch: it sends the resourceVersion read at the start
+		// of this reconcile, so the API server refuses it if anyone wrote
+		// the object since. That is what keeps a newer state safe.
+		if err := r.client.Status().Update(ctx, ro); err != nil {
+			return writeFailed(ctx, err)
+		}
+	}
+	return res, retry
+}
+
+// writeFailed handles an error from a write of the Rollout.
+func writeFailed(ctx context.Context, err error) (ctrl.Result, error) {
+	switch {
+	case apierrors.IsConflict(err):
+		logf.FromContext(ctx).V(1).Info("rollout changed during reconcile; requeueing", "error", err.Error())
+		return ctrl.Result{RequeueAfter: RequeueConflict}, nil
+	case apierrors.IsNotFound(err):
+		return ctrl.Result{}, nil
+	}
+	return ctrl.Result{}, err
+}
+
+// runnable reports whether Apply would make progress on st now.
+func (r *RolloutReconciler) runnable(ctx context.Context, st stepflow.State[Plan]) bool {
+	switch st.Status {
+	case stepflow.Running:
+		return true
+	case stepflow.Waiting:
+		return !r.now(ctx).Before(st.WakeAt)
+	}
+	return false
+}
+
+// requeue tells controller-runtime when st can go on.
+func (r *RolloutReconciler) requeue(ctx context.Context, st stepflow.State[Plan]) ctrl.Result {
+	switch st.Status {
+	case stepflow.Running:
+		return ctrl.Result{RequeueAfter: RequeueRunnable}
+	case stepflow.Waiting:
+		return ctrl.Result{RequeueAfter: max(st.WakeAt.Sub(r.now(ctx)), RequeueRunnable)}
+	}
+	return ctrl.Result{}
+}
+
+func (r *RolloutReconciler) now(ctx context.Context) time.Time { return stepflow.Now(ctx) }
+
+// why explains st in one sentence for condition messages.
+func (r *RolloutReconciler) why(st stepflow.State[Plan]) string {
+	d, err := r.flow.Describe(st)
+	if err != nil {
+		return err.Error()
+	}
+	return d.Why
+}
+
+// unreadableMessage says what is wrong with a stored state and what to do.
+func unreadableMessage(err error) string {
+	return "status.state cannot be continued: " + err.Error() +
+		"; the controller leaves it unchanged for inspection; change the spec to start a new rollout"
+}
