@@ -163,7 +163,8 @@ type Store interface {
 	Renew(ctx context.Context, owner string, ids []string, now time.Time, lease time.Duration) (lost []string, err error)
 
 	// Release gives back owner's leases on ids without writing; the
-	// records become due at now. Ids owner does not hold are ignored.
+	// records are due at now at the latest. Ids owner does not hold are
+	// ignored.
 	Release(ctx context.Context, owner string, ids []string, now time.Time) error
 
 	// NextDue returns the earliest Due of any record (leased ones

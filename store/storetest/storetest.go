@@ -308,7 +308,7 @@ func testRenewRelease(t *testing.T, s store.Store) {
 	r, err = s.Load(ctx, "q")
 	require.NoError(t, err)
 	assert.Equal(t, "", r.Owner)
-	assert.True(t, t0.Add(13*time.Second).Equal(r.Due))
+	assert.False(t, r.Due.After(t0.Add(13*time.Second)), "a released record is due at once")
 
 	require.NoError(t, s.Release(ctx, "A", []string{"p"}, t0.Add(13*time.Second)))
 	got, err = s.Claim(ctx, store.Claim{Owner: "C", Now: t0.Add(13 * time.Second), Limit: 10, Lease: time.Minute})
