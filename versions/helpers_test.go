@@ -3,7 +3,6 @@ package versions_test
 import (
 	"context"
 	"slices"
-	"testing"
 	"time"
 
 	"github.com/stepflow-io/go-stepflow/combinators"
@@ -18,6 +17,7 @@ type D struct {
 	Flag  bool
 	Env   string
 	Polls int
+	Seed  uint64
 }
 
 func (d D) Clone() D { d.Ran = slices.Clone(d.Ran); return d }
@@ -52,6 +52,13 @@ func newCtx() (context.Context, *clock) {
 	return stepflow.WithClock(context.Background(), c), c
 }
 
+// tt is what the helpers need of *testing.T and *rapid.T.
+type tt interface {
+	require.TestingT
+	Helper()
+	Fatalf(format string, args ...any)
+}
+
 // applier is what advances a state: a flow or a registry.
 type applier interface {
 	Apply(context.Context, stepflow.State[D]) (stepflow.State[D], error)
@@ -59,7 +66,7 @@ type applier interface {
 
 // advance applies n times (stopping early at a terminal state), moving the
 // clock to the wake time when the state waits.
-func advance(t testing.TB, ctx context.Context, c *clock, a applier, st stepflow.State[D], n int) stepflow.State[D] {
+func advance(t tt, ctx context.Context, c *clock, a applier, st stepflow.State[D], n int) stepflow.State[D] {
 	t.Helper()
 	for i := 0; i < n && !st.Terminal(); i++ {
 		if st.Status == stepflow.Waiting && c.t.Before(st.WakeAt) {
@@ -73,7 +80,7 @@ func advance(t testing.TB, ctx context.Context, c *clock, a applier, st stepflow
 }
 
 // finish applies until the state is terminal.
-func finish(t testing.TB, ctx context.Context, c *clock, a applier, st stepflow.State[D]) stepflow.State[D] {
+func finish(t tt, ctx context.Context, c *clock, a applier, st stepflow.State[D]) stepflow.State[D] {
 	t.Helper()
 	st = advance(t, ctx, c, a, st, 1000)
 	require.True(t, st.Terminal(), "not finished after 1000 applies: %v", st.Positions())
@@ -81,7 +88,7 @@ func finish(t testing.TB, ctx context.Context, c *clock, a applier, st stepflow.
 }
 
 // until applies until the process is at position pos.
-func until(t testing.TB, ctx context.Context, c *clock, a applier, st stepflow.State[D], pos string) stepflow.State[D] {
+func until(t tt, ctx context.Context, c *clock, a applier, st stepflow.State[D], pos string) stepflow.State[D] {
 	t.Helper()
 	for i := 0; i < 1000; i++ {
 		if slices.Contains(st.Positions(), pos) {

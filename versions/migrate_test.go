@@ -233,3 +233,19 @@ func TestFixHook(t *testing.T) {
 	assert.EqualError(t, err, "stepflow: f/v1 -> f/v2: fix: no env")
 	assert.Equal(t, st, got)
 }
+
+func TestContinueStartsFresh(t *testing.T) {
+	v1 := must(stepflow.New("f/v1", step("a", "a"), wait("w", 5), step("b", "b")))
+	v2 := must(stepflow.New("f/v2", step("a", "a"), wait("w2", 5), step("b", "b")))
+	reg, err := versions.New([]*stepflow.Flow[D]{v1, v2}, nil, versions.NewMigration[D]("f/v1", "f/v2").Continue("w", "w2"))
+	require.NoError(t, err)
+	ctx, c := newCtx()
+	st := advance(t, ctx, c, v1, until(t, ctx, c, v1, v1.Start(D{}), "w"), 2)
+	require.Equal(t, uint32(2), st.Root.Child("w").Count)
+	require.Equal(t, stepflow.Waiting, st.Status)
+	moved, err := reg.Migrate(st)
+	require.NoError(t, err)
+	assert.Equal(t, stepflow.Frame{Name: "w2"}, *moved.Root.Child("w2"), "a Continue target is entered fresh")
+	assert.Equal(t, stepflow.Running, moved.Status)
+	assert.True(t, moved.WakeAt.IsZero())
+}
