@@ -89,6 +89,7 @@ func genState(t *rapid.T) stepflow.State[Deploy] {
 	for i := range rapid.IntRange(0, 3).Draw(t, "records") {
 		st.Record = append(st.Record, stepflow.Record{Seq: uint64(i), Path: rapid.String().Draw(t, "rpath"), Outcome: "ok", Attempt: 1, Start: genTime(t, "rs"), End: genTime(t, "re"), Err: rapid.String().Draw(t, "rerr")})
 	}
+	st.Intent = rapid.SampledFrom([]string{"", "a/b"}).Draw(t, "intent")
 	for range rapid.IntRange(0, 2).Draw(t, "signals") {
 		st.Signals = append(st.Signals, stepflow.Signal{Name: rapid.String().Draw(t, "sname"), Payload: genBytes(t, "sp"), At: genTime(t, "sat")})
 	}

@@ -17,7 +17,7 @@ import (
 // binary field, so it can be decoded, and fail, on its own.
 //
 // Layout after the 3-byte envelope: [version, id, status, steps, wakeAt,
-// root frame, data, err?, record?, signals?]; a frame is [name, children?,
+// root frame, data, err?, record?, signals?, intent?]; a frame is [name, children?,
 // branch?, count?, since?, until?, index?, err?, payload?].
 func Msgpack[S any](opts *Options) Codec[S] {
 	return &msgpackCodec[S]{max: opts.maxSize()}
@@ -59,6 +59,8 @@ func (c *msgpackCodec[S]) Encode(st stepflow.State[S]) ([]byte, error) {
 	b = append(b, magic, encMsgpack, FormatVersion)
 	n := 7
 	switch {
+	case st.Intent != "":
+		n = 11
 	case len(st.Signals) > 0:
 		n = 10
 	case len(st.Record) > 0:
@@ -91,6 +93,9 @@ func (c *msgpackCodec[S]) Encode(st stepflow.State[S]) ([]byte, error) {
 			b = appendBin(b, s.Payload)
 			b = appendTime(b, s.At)
 		}
+	}
+	if n > 10 {
+		b = appendString(b, st.Intent)
 	}
 	if len(b) > c.max {
 		return nil, fmt.Errorf("encode msgpack state: %w: %d bytes, limit %d", ErrTooLarge, len(b), c.max)
@@ -219,7 +224,7 @@ func (c *msgpackCodec[S]) Decode(b []byte) (st stepflow.State[S], err error) {
 
 // decodeState parses the shell and returns the encoded data.
 func decodeState[S any](r *reader, st *stepflow.State[S]) (data []byte) {
-	n := r.arrayLen("state", 7, 10)
+	n := r.arrayLen("state", 7, 11)
 	st.Version = r.string()
 	st.ID = r.string()
 	if s := r.uint(); s > 255 || !stepflow.Status(s).Valid() {
@@ -253,6 +258,9 @@ func decodeState[S any](r *reader, st *stepflow.State[S]) (data []byte) {
 			s.Payload = r.bin()
 			s.At = r.time()
 		}
+	}
+	if n > 10 {
+		st.Intent = r.string()
 	}
 	return data
 }

@@ -39,12 +39,18 @@ func (f *Flow[S]) Apply(ctx context.Context, prev State[S]) (State[S], error) {
 	if prev.Status == Waiting && !prev.WakeAt.IsZero() && Now(ctx).Before(prev.WakeAt) {
 		return prev, nil
 	}
+	return f.apply(ctx, prev, 1)
+}
+
+// apply advances prev with the given budget of user calls. Cancel uses a
+// budget of zero to unwind what it can without running anything.
+func (f *Flow[S]) apply(ctx context.Context, prev State[S], budget int) (State[S], error) {
 	// The working memory comes from a pool; what the new state keeps (new
 	// frames, the context handed to user code) is allocated apart, in one
 	// piece, so that a typical step costs a single allocation.
 	x := f.pool.Get().(*exec[S])
 	defer f.release(x)
-	x.parent, x.budget = ctx, 1
+	x.parent, x.budget = ctx, budget
 	x.next = prev
 	x.data = prev.Data
 	if f.clone != nil {
@@ -53,13 +59,23 @@ func (f *Flow[S]) Apply(ctx context.Context, prev State[S]) (State[S], error) {
 	x.interceptors, _ = ctx.Value(interceptorKey{}).([]Interceptor)
 	x.recs = x.recBuf[:0]
 
-	root := x.cursor(0)
-	*root = Cursor[S]{x: x, n: f.root, f: &x.next.Root}
-	r := f.root.node.Advance(root)
+	r := x.advanceRoot()
+	if x.exit != "" && x.abort == nil && x.next.Root.Branch == "" {
+		// A node ended the process (Succeed): unwind the rest of the flow
+		// now, running nothing, so enclosing cleanups are entered.
+		x.next.Root.Branch, x.budget = x.exit, 0
+		r = x.advanceRoot()
+	}
 	if x.abort != nil {
 		return prev, x.abort
 	}
 	return x.finish(r)
+}
+
+func (x *exec[S]) advanceRoot() Result {
+	root := x.cursor(0)
+	*root = Cursor[S]{x: x, n: x.flow.root, f: &x.next.Root}
+	return x.flow.root.node.Advance(root)
 }
 
 // release returns working memory to the pool, dropping every reference it
@@ -101,12 +117,27 @@ func (x *exec[S]) finish(r Result) (State[S], error) {
 		next.WakeAt = r.WakeAt
 	case OutcomeDone:
 		next.Status = Done
+		if next.Root.Branch == rootCancel {
+			next.Status = Canceled
+		}
 		next.Root = Frame{}
+		next.Intent = ""
 	case OutcomeFail:
 		se := x.locate(x.flow.root, r.Err)
 		next.Status = Failed
+		if next.Root.Branch == rootCancel {
+			// A cleanup failed while canceling: the process still ends
+			// canceled, with the cleanup's failure recorded.
+			next.Status = Canceled
+			next.Root = Frame{}
+		}
 		next.Err = x.failure(se)
 		err = se
+	}
+	if x.attention != nil {
+		next.Status = NeedsAttention
+		next.WakeAt = time.Time{}
+		next.Err = x.attention
 	}
 	if x.flow.opts.Record > 0 && len(x.recs) > 0 {
 		next.Record = appendBounded(next.Record, x.recs, x.flow.opts.Record)
@@ -144,6 +175,8 @@ type exec[S any] struct {
 	recBuf       [2]Record
 	cursors      [6]Cursor[S]
 	mem          *applyMem
+	exit         string   // set by Cursor.Exit
+	attention    *Failure // set by Cursor.NeedsAttention
 }
 
 // applyMem is what an Apply allocates: the context handed to user code
@@ -229,12 +262,21 @@ func (x *exec[S]) failure(se *StepError) *Failure {
 // (writable: it is already a private copy), the data, the clock, and the
 // means to advance its children and to call user code.
 type Cursor[S any] struct {
-	x       *exec[S]
-	n       *compiled[S]
-	f       *Frame
-	owned   bool // f.Children is private to the new state
+	x     *exec[S]
+	n     *compiled[S]
+	f     *Frame
+	owned bool // f.Children is private to the new state
+	scope
+}
+
+// scope is what a node passes down to the calls made below it: the retry
+// attempt, loop iterations, the current ForEach item, the error a handler
+// handles. Children inherit their parent's scope.
+type scope struct {
 	attempt uint32
 	iters   []uint32
+	item    []byte
+	caught  *Failure
 }
 
 // Frame returns the node's frame. Writes go to the new state only.
@@ -317,13 +359,26 @@ func (c *Cursor[S]) RunCond(fn func(context.Context, *S) (bool, error)) (bool, e
 // attempt of the innermost enclosing Retry.
 func (c *Cursor[S]) Attempt() uint32 { return max(c.attempt, 1) }
 
-// WithAttempt returns a copy of the cursor whose calls (and its children's)
-// report attempt n, for retry nodes to advance their bodies with.
-func (c *Cursor[S]) WithAttempt(n uint32) *Cursor[S] {
-	cc := *c
-	cc.attempt = n
-	return &cc
+// SetAttempt makes the calls below this node, for the rest of this Apply,
+// report attempt n. Retry nodes use it.
+func (c *Cursor[S]) SetAttempt(n uint32) { c.attempt = n }
+
+// AddIteration makes the calls below this node report one more enclosing
+// loop iteration, n. Loop nodes use it.
+func (c *Cursor[S]) AddIteration(n uint32) {
+	c.iters = append(c.iters[:len(c.iters):len(c.iters)], n)
 }
+
+// SetItem makes the calls below this node see item (encoded) as the
+// current ForEach item.
+func (c *Cursor[S]) SetItem(item []byte) { c.item = item }
+
+// SetCaught makes the calls below this node see f as the error being
+// handled (CallFrom(ctx).Caught).
+func (c *Cursor[S]) SetCaught(f *Failure) { c.caught = f }
+
+// ProcessID returns State.ID of the process.
+func (c *Cursor[S]) ProcessID() string { return c.x.next.ID }
 
 func (c *Cursor[S]) begin() error {
 	x := c.x
@@ -339,6 +394,7 @@ func (c *Cursor[S]) begin() error {
 	x.memory().ctx.call = Call{
 		Version: x.flow.version, ID: x.next.ID, Path: c.n.path, Kind: c.n.info.Kind,
 		Attempt: c.Attempt(), Iterations: c.iters, Seq: x.next.Steps,
+		Item: c.item, Caught: c.caught,
 	}
 	if x.flow.opts.Record > 0 {
 		x.callStart = Now(x.parent)
@@ -474,15 +530,8 @@ func (c *Cursor[S]) ClearChildren() { c.f.Children = nil; c.owned = false }
 
 // RemoveChild drops the active frame of child i, if any.
 func (c *Cursor[S]) RemoveChild(i int) {
-	name := c.n.children[i].info.Name
-	for j := range c.f.Children {
-		if c.f.Children[j].Name == name {
-			s := c.x.frames(len(c.f.Children) - 1)
-			copy(s, c.f.Children[:j])
-			copy(s[j:], c.f.Children[j+1:])
-			c.f.Children, c.owned = s, true
-			return
-		}
+	if j := c.frameOf(i); j >= 0 {
+		c.removeFrame(j)
 	}
 }
 
@@ -501,36 +550,184 @@ func (c *Cursor[S]) ActiveChildren() []int {
 	return out
 }
 
-// WithIteration returns a copy of the cursor whose calls report one more
-// enclosing loop iteration, for loop nodes to advance their bodies with.
-func (c *Cursor[S]) WithIteration(n uint32) *Cursor[S] {
-	cc := *c
-	cc.iters = append(c.iters[:len(c.iters):len(c.iters)], n)
-	return &cc
-}
-
 // AdvanceChild advances the active child i and returns its result. A
 // failure leaving the child names the child's path.
 func (c *Cursor[S]) AdvanceChild(i int) Result {
-	k := c.n.children[i]
-	j := -1
-	for jj := range c.f.Children {
-		if c.f.Children[jj].Name == k.info.Name {
-			j = jj
-			break
+	j := c.frameOf(i)
+	if j < 0 {
+		return c.Invalid("child %q is not active", c.n.children[i].info.Name)
+	}
+	return c.advanceAt(i, j, false)
+}
+
+// frameOf returns the index in f.Children of child i's frame, or -1.
+func (c *Cursor[S]) frameOf(i int) int {
+	name := c.n.children[i].info.Name
+	for j := range c.f.Children {
+		if c.f.Children[j].Name == name {
+			return j
 		}
 	}
-	if j < 0 {
-		return c.Invalid("child %q is not active", k.info.Name)
-	}
+	return -1
+}
+
+// child prepares the cursor of child node i over frame j.
+func (c *Cursor[S]) child(i, j int) *Cursor[S] {
 	c.own()
+	k := c.n.children[i]
 	cc := c.x.cursor(k.depth)
-	*cc = Cursor[S]{x: c.x, n: k, f: &c.f.Children[j], attempt: c.attempt, iters: c.iters}
-	r := k.node.Advance(cc)
+	*cc = Cursor[S]{x: c.x, n: k, f: &c.f.Children[j], scope: c.scope}
+	return cc
+}
+
+func (c *Cursor[S]) advanceAt(i, j int, unwind bool) Result {
+	cc := c.child(i, j)
+	var r Result
+	if unwind {
+		if u, ok := cc.n.node.(Unwinder[S]); ok {
+			r = u.Unwind(cc)
+		} else {
+			r = cc.Unwind()
+		}
+	} else {
+		r = cc.n.node.Advance(cc)
+	}
 	if r.Outcome == OutcomeFail {
-		r.Err = c.x.locate(k, r.Err)
+		r.Err = c.x.locate(cc.n, r.Err)
 	}
 	return r
+}
+
+// Unwinder is implemented by nodes that must act when the process abandons
+// them: a Finally runs its cleanup. Nodes without it are unwound by
+// Cursor.Unwind, which unwinds their active children.
+type Unwinder[S any] interface {
+	// Unwind is called instead of Advance while the node is being
+	// abandoned (canceled, timed out, or a sibling branch failed). It
+	// returns Complete once nothing remains to be done.
+	Unwind(c *Cursor[S]) Result
+}
+
+// Unwind abandons everything active below this node: each active child is
+// unwound (its Finally cleanups run; everything else stops at once) and
+// its frame dropped when done. It returns Complete when no child remains,
+// otherwise the combined result of the children still cleaning up.
+func (c *Cursor[S]) Unwind() Result {
+	if c.n.info.Instances {
+		return c.unwindInstances()
+	}
+	res := Complete()
+	for j := 0; j < len(c.f.Children); {
+		i, ok := c.n.childIndex(c.f.Children[j].Name)
+		if !ok {
+			c.invalidChild(c.f.Children[j].Name)
+			return Continue()
+		}
+		r := c.advanceAt(i, j, true)
+		if c.Aborted() {
+			return Continue()
+		}
+		switch r.Outcome {
+		case OutcomeDone:
+			c.removeFrame(j)
+			continue
+		case OutcomeFail:
+			// A cleanup failed while unwinding: the failure wins.
+			return r
+		}
+		res = combine(res, r)
+		j++
+	}
+	return res
+}
+
+// combine merges the results of children that run side by side: a failure
+// wins, then Continue, then the earliest wake; Complete only if both are.
+func combine(a, b Result) Result {
+	switch {
+	case a.Outcome == OutcomeFail:
+		return a
+	case b.Outcome == OutcomeFail:
+		return b
+	case a.Outcome == OutcomeDone:
+		return b
+	case b.Outcome == OutcomeDone:
+		return a
+	}
+	return Earliest(a, b)
+}
+
+// Combine is the exported form of the rule used to merge the results of
+// concurrently active children: a failure wins, then Continue, then the
+// earliest wake time; Complete only when both completed.
+func Combine(a, b Result) Result { return combine(a, b) }
+
+func (c *Cursor[S]) removeFrame(j int) {
+	s := c.x.frames(len(c.f.Children) - 1)
+	copy(s, c.f.Children[:j])
+	copy(s[j:], c.f.Children[j+1:])
+	if len(s) == 0 {
+		s = nil
+	}
+	c.f.Children, c.owned = s, true
+}
+
+// Instances returns the number of instance frames of a node whose Info has
+// Instances set (ForEach): each instance runs the node's children once.
+func (c *Cursor[S]) Instances() int { return len(c.f.Children) }
+
+// Instance returns a cursor over instance frame j of this node. Through it
+// the node's children are advanced as usual; the instance frame holds their
+// frames.
+func (c *Cursor[S]) Instance(j int) *Cursor[S] {
+	c.own()
+	ic := &Cursor[S]{x: c.x, n: c.n, f: &c.f.Children[j], scope: c.scope}
+	return ic
+}
+
+// AddInstance appends a fresh instance frame named name and returns its index.
+func (c *Cursor[S]) AddInstance(name string) int {
+	s := c.x.frames(len(c.f.Children) + 1)
+	copy(s, c.f.Children)
+	s[len(c.f.Children)] = Frame{Name: name}
+	c.f.Children, c.owned = s, true
+	return len(s) - 1
+}
+
+// RemoveInstance drops instance frame j.
+func (c *Cursor[S]) RemoveInstance(j int) { c.removeFrame(j) }
+
+func (c *Cursor[S]) unwindInstances() Result {
+	res := Complete()
+	for j := 0; j < len(c.f.Children); {
+		r := c.Instance(j).Unwind()
+		if c.Aborted() {
+			return Continue()
+		}
+		if r.Outcome == OutcomeDone {
+			c.removeFrame(j)
+			continue
+		}
+		if r.Outcome == OutcomeFail {
+			return r
+		}
+		res = combine(res, r)
+		j++
+	}
+	return res
+}
+
+// Budget returns how many user calls this Apply may still make.
+func (c *Cursor[S]) Budget() int { return c.x.budget }
+
+// SetBudget sets the number of user calls this Apply may still make.
+// Parallel gives each branch its own budget of one.
+func (c *Cursor[S]) SetBudget(n int) { c.x.budget = n }
+
+// NoteError records err as the process's last error (State.Err) without
+// failing anything: for nodes that handle an error and continue.
+func (c *Cursor[S]) NoteError(err error) {
+	c.x.next.Err = c.Failure(err)
 }
 
 // Sequence runs children lo..hi-1 one after the other: the usual body of a

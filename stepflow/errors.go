@@ -28,6 +28,14 @@ var (
 	ErrGuard = errors.New("stepflow: loop guard exceeded")
 	// ErrNotFailed: Redrive was given a state that has not failed.
 	ErrNotFailed = errors.New("stepflow: state is not failed")
+	// ErrEnded: the operation needs a process that has not ended.
+	ErrEnded = errors.New("stepflow: process has ended")
+	// ErrFailed: a Fail node ended the process deliberately.
+	ErrFailed = errors.New("stepflow: failed deliberately")
+	// ErrUnknownOutcome: an at-most-once step's intent was found without
+	// its outcome (the process crashed while the step ran, or the state was
+	// applied twice), and its policy asks for a person.
+	ErrUnknownOutcome = errors.New("stepflow: outcome of an at-most-once step is unknown")
 	// ErrSignalOverflow: a state already buffers Options.MaxSignals signals.
 	ErrSignalOverflow = errors.New("stepflow: too many pending signals")
 )
@@ -163,6 +171,10 @@ func (e *failureError) Is(target error) bool {
 		return target == ErrCanceled
 	case KindGuard:
 		return target == ErrGuard
+	case KindFail:
+		return target == ErrFailed
+	case KindUnknown:
+		return target == ErrUnknownOutcome
 	}
 	return false
 }
@@ -176,6 +188,7 @@ const (
 	KindPermanent = "permanent"
 	KindGuard     = "guard"
 	KindFail      = "fail"
+	KindUnknown   = "unknown-outcome"
 )
 
 // kindOf classifies an error for Failure.Kind.
@@ -189,6 +202,10 @@ func kindOf(err error) string {
 		return KindCanceled
 	case errors.Is(err, ErrGuard):
 		return KindGuard
+	case errors.Is(err, ErrFailed):
+		return KindFail
+	case errors.Is(err, ErrUnknownOutcome):
+		return KindUnknown
 	case IsPermanent(err):
 		return KindPermanent
 	}

@@ -2,9 +2,9 @@ package stepflow
 
 import (
 	"errors"
-	"sync"
 	"fmt"
 	"strings"
+	"sync"
 )
 
 // Options configures a flow. The zero value is ready to use; each field
@@ -191,7 +191,13 @@ func (f *Flow[S]) Start(data S) State[S] {
 // rootNode is the implicit sequence around a flow's top-level nodes.
 type rootNode[S any] struct{ nodes []Node[S] }
 
-func (r *rootNode[S]) Info() Info                  { return Info{Kind: "flow"} }
-func (r *rootNode[S]) Children() []Node[S]         { return r.nodes }
-func (r *rootNode[S]) Check() []string             { return nil }
-func (r *rootNode[S]) Advance(c *Cursor[S]) Result { return c.Sequence(0, c.NumChildren()) }
+func (r *rootNode[S]) Info() Info          { return Info{Kind: "flow"} }
+func (r *rootNode[S]) Children() []Node[S] { return r.nodes }
+func (r *rootNode[S]) Check() []string     { return nil }
+func (r *rootNode[S]) Advance(c *Cursor[S]) Result {
+	if c.f.Branch != "" {
+		// Canceled or exited: unwind whatever is still active.
+		return c.Unwind()
+	}
+	return c.Sequence(0, c.NumChildren())
+}

@@ -69,6 +69,16 @@ func (f *Flow[S]) Validate(st State[S]) error {
 	walk = func(c *compiled[S], fr *Frame) {
 		for i := range fr.Children {
 			ch := &fr.Children[i]
+			if c.info.Instances {
+				if !isInstance(ch.Name) {
+					if bad == nil {
+						bad = &StateError{Path: joinPath(c.path, ch.Name), Reason: "want an instance frame like [0]"}
+					}
+					return
+				}
+				walk(c, ch)
+				continue
+			}
 			j, ok := c.childIndex(ch.Name)
 			if !ok {
 				if bad == nil {
@@ -137,7 +147,10 @@ func (f *Flow[S]) Describe(st State[S]) (Description, error) {
 		d.Last = &r
 	}
 	st.Root.Walk(func(p string, fr *Frame) {
-		c := f.byPath[p]
+		c := f.byPath[stripInstances(p)]
+		if c == nil || isInstance(fr.Name) {
+			return
+		}
 		d.Active = append(d.Active, ActiveNode{Path: p, Kind: c.info.Kind, Detail: c.info.Detail, Branch: fr.Branch, Count: fr.Count, Since: fr.Since, Until: fr.Until, Leaf: len(fr.Children) == 0})
 	})
 	d.Why = f.why(st, d)
@@ -236,8 +249,11 @@ func (f *Flow[S]) marks(st State[S]) map[string]string {
 		return m
 	}
 	st.Root.Walk(func(p string, fr *Frame) {
-		m[p] = nodeActive
-		c := f.byPath[p]
+		c := f.byPath[stripInstances(p)]
+		if c == nil || isInstance(fr.Name) {
+			return
+		}
+		m[c.path] = nodeActive
 		for _, sib := range c.parent.children[:c.index] {
 			if _, seen := m[sib.path]; !seen && len(c.parent.children) > 0 && c.parent.info.Kind != "parallel" {
 				markTree(m, sib, nodeDone)
@@ -245,12 +261,20 @@ func (f *Flow[S]) marks(st State[S]) map[string]string {
 		}
 	})
 	if st.Status == Failed && st.Err != nil {
-		if _, ok := f.byPath[st.Err.Path]; ok {
-			m[st.Err.Path] = nodeFailed
+		if c, ok := f.byPath[stripInstances(st.Err.Path)]; ok {
+			m[c.path] = nodeFailed
 		}
 	}
 	return m
 }
+
+// isInstance reports whether a frame name is a ForEach instance ("[3]").
+func isInstance(name string) bool {
+	return len(name) > 2 && name[0] == '[' && name[len(name)-1] == ']'
+}
+
+// InstanceName is the frame name of ForEach instance i.
+func InstanceName(i int) string { return "[" + string(appendUint(nil, uint64(i))) + "]" }
 
 func markTree[S any](m map[string]string, c *compiled[S], mark string) {
 	m[c.path] = mark

@@ -41,6 +41,10 @@ type Info struct {
 	// Leaf reports whether the node calls user code itself (a step or a
 	// predicate) rather than only arranging children.
 	Leaf bool
+	// Instances reports that the frames under this node are instances
+	// (one per ForEach item, named "[i]"), each holding frames of the
+	// node's children, rather than frames of the children themselves.
+	Instances bool
 }
 
 // Outcome says how an Advance call ended.
@@ -81,7 +85,8 @@ func Complete() Result { return Result{Outcome: OutcomeDone} }
 func Fail(err error) Result { return Result{Outcome: OutcomeFail, Err: err} }
 
 // Earliest combines the results of concurrently active children: any
-// Continue wins, otherwise the earliest wake time.
+// Continue wins, otherwise the earliest wake time. A wait with a zero
+// WakeAt waits for a signal only and loses to any timed wait.
 func Earliest(a, b Result) Result {
 	switch {
 	case a.Outcome == OutcomeContinue || b.Outcome == OutcomeContinue:
@@ -90,7 +95,9 @@ func Earliest(a, b Result) Result {
 		return b
 	case b.Outcome != OutcomeWait:
 		return a
-	case b.WakeAt.Before(a.WakeAt):
+	case a.WakeAt.IsZero():
+		return b
+	case !b.WakeAt.IsZero() && b.WakeAt.Before(a.WakeAt):
 		return b
 	}
 	return a
@@ -115,6 +122,12 @@ type Call struct {
 	Iterations []uint32
 	// Seq is State.Steps before this Apply.
 	Seq uint64
+	// Item is the current ForEach item, JSON-encoded; nil outside ForEach.
+	// combinators.Item decodes it.
+	Item []byte
+	// Caught is the failure being handled, inside a Catch handler or a
+	// Finally cleanup (nil when the body succeeded).
+	Caught *Failure
 }
 
 // IdempotencyKey returns a key that is the same every time this call is

@@ -98,6 +98,10 @@ type State[S any] struct {
 	// Signals holds external events delivered by Flow.Signal and not yet
 	// consumed, oldest first.
 	Signals []Signal `json:"signals,omitempty"`
+	// Intent is the path of an at-most-once step whose intent to run is
+	// recorded and whose outcome is not yet known. A caller that saved this
+	// state authorizes the run with WithIntentSaved; see Flow.Apply.
+	Intent string `json:"intent,omitempty"`
 }
 
 // Terminal reports whether the process has ended (done, failed or canceled).
