@@ -1,6 +1,7 @@
 package versions_test
 
 import (
+	"context"
 	"errors"
 	"github.com/stepflow-io/go-stepflow/combinators"
 	"testing"
@@ -248,4 +249,37 @@ func TestContinueStartsFresh(t *testing.T) {
 	assert.Equal(t, stepflow.Frame{Name: "w2"}, *moved.Root.Child("w2"), "a Continue target is entered fresh")
 	assert.Equal(t, stepflow.Running, moved.Status)
 	assert.True(t, moved.WakeAt.IsZero())
+}
+
+// TestContinueBackIntoCompletedCase follows docs/versioning.md: processes
+// past the rollout are sent back to run the new smoke tests. The case is
+// re-entered with a fresh frame; the Fix hook keeps its decision.
+func TestContinueBackIntoCompletedCase(t *testing.T) {
+	v1, v2 := deployV1(), deployV2()
+	for _, fix := range []bool{false, true} {
+		m := versions.NewMigration[Deploy]("deploy/v1", "deploy/v2").
+			Rename("shouldDeploy/monitorDeploymentProgress", "shouldDeploy/monitorRollout").
+			Continue("postActualState", "shouldDeploy/runSmokeTests")
+		if fix {
+			m.Fix(func(_ stepflow.State[Deploy], to *stepflow.State[Deploy]) error {
+				if c := to.Root.Child("shouldDeploy"); c != nil && c.Branch == "" {
+					c.Branch = combinators.Then
+				}
+				return nil
+			})
+		}
+		reg, err := versions.New([]*stepflow.Flow[Deploy]{v1, v2}, nil, m)
+		require.NoError(t, err)
+		st := stepflow.State[Deploy]{Version: "deploy/v1", Status: stepflow.Running,
+			Root: stepflow.Frame{Children: []stepflow.Frame{{Name: "postActualState"}}}}
+		moved, err := reg.Migrate(st)
+		require.NoError(t, err)
+		assert.Equal(t, []string{"shouldDeploy/runSmokeTests"}, moved.Positions())
+		ctx := context.Background()
+		for !moved.Terminal() {
+			moved, err = reg.Apply(ctx, moved)
+			require.NoError(t, err)
+		}
+		assert.Equal(t, "passed", moved.Data.Smoke)
+	}
 }
