@@ -1,6 +1,7 @@
 package versions_test
 
 import (
+	"encoding/json"
 	"errors"
 	"testing"
 
@@ -166,4 +167,33 @@ func TestApplyKeepsInputOnEngineErrors(t *testing.T) {
 	require.ErrorIs(t, err, stepflow.ErrStep)
 	assert.Equal(t, stepflow.Failed, got.Status)
 	assert.Equal(t, "f/v3", got.Version)
+}
+
+func TestRecordedStructureRoundTripsThroughJSON(t *testing.T) {
+	v1, _, v3 := threeVersions()
+	b, err := json.Marshal(versions.Structure(v1))
+	require.NoError(t, err)
+	var loaded []stepflow.NodeInfo
+	require.NoError(t, json.Unmarshal(b, &loaded))
+	assert.Equal(t, v1.Fingerprint(), versions.Fingerprint(loaded))
+	_, err = versions.New([]*stepflow.Flow[D]{v3}, nil,
+		versions.NewMigration[D]("f/v1", "f/v3").Source(loaded).Continue("c", "d").Rename("b", "b2"))
+	require.NoError(t, err)
+}
+
+func TestMigrateNewestIsIdentity(t *testing.T) {
+	v1, v2, v3 := threeVersions()
+	reg, err := versions.New([]*stepflow.Flow[D]{v1, v2, v3}, nil,
+		versions.NewMigration[D]("f/v1", "f/v2"),
+		versions.NewMigration[D]("f/v2", "f/v3").Rename("b", "b2").Continue("c", "d"))
+	require.NoError(t, err)
+	ctx, c := newCtx()
+	st := until(t, ctx, c, v3, v3.Start(D{}), "b2")
+	got, err := reg.Migrate(st)
+	require.NoError(t, err)
+	assert.Equal(t, st, got)
+	bad := st
+	bad.Root = stepflow.Frame{Children: []stepflow.Frame{{Name: "nope"}}}
+	_, err = reg.Migrate(bad)
+	require.ErrorIs(t, err, stepflow.ErrInvalidState)
 }
