@@ -1,0 +1,603 @@
+// Package pgstore keeps processes in PostgreSQL (through jackc/pgx/v5), so
+// that several runner processes on several machines can share them.
+//
+// One table holds every process: its id, revision, status, due time (Unix
+// nanoseconds, NULL when never due), lease owner, quarantine reason and
+// encoded state. A partial index on (due, id) serves Claim and NextDue.
+// Claim leases rows with UPDATE ... FOR UPDATE SKIP LOCKED, so concurrent
+// runners never block on each other's rows nor receive the same one; a
+// lease is the row's owner plus a due time moved to the lease's end, so a
+// dead runner's rows come due again when its leases expire. Commit writes a
+// whole batch in one UPDATE statement. Create and outside writes send a
+// NOTIFY that Watch turns into wake-ups, so idle runners sleep instead of
+// polling.
+//
+// Create the schema with Migrate (idempotent, safe to run from several
+// processes at once) before using the store. All values travel as query
+// parameters; the only text put into SQL is the schema and table names,
+// quoted as identifiers once, in New.
+//
+// Due times and lease ends come from the runners' clocks (store.Claim.Now),
+// so the machines sharing a database should keep their clocks in sync
+// (NTP); a skew shortens or lengthens leases by as much.
+package pgstore
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/stepflow-io/go-stepflow/stepflow"
+	"github.com/stepflow-io/go-stepflow/store"
+)
+
+// Options configures a Store. The zero value is ready to use.
+type Options struct {
+	// Schema holds the table. Default "public".
+	Schema string
+	// Table name. Default "stepflow_processes".
+	Table string
+}
+
+// Store is a store.Store in a PostgreSQL table.
+type Store struct {
+	pool    *pgxpool.Pool
+	ownPool bool
+	schema  string
+	table   string // quoted schema.table
+	channel string // notification channel, quoted
+	chanRaw string
+	idx     string // quoted index name
+	q       queries
+
+	// done ends every Watch when the store is closed, so that closing the
+	// pool never waits for a listening connection.
+	done context.Context
+	stop context.CancelFunc
+
+	mu     sync.Mutex
+	closed bool
+}
+
+type queries struct {
+	create, load, claim, commit, classify, renew, release, nextDue, count, list string
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open connects to the database at dsn (a postgres:// URL or key=value
+// string) and returns a store that closes its pool on Close.
+func Open(ctx context.Context, dsn string, opts *Options) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("stepflow/pgstore: %w", err)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("stepflow/pgstore: %w", err)
+	}
+	s := New(pool, opts)
+	s.ownPool = true
+	return s, nil
+}
+
+// New returns a store using pool, which the caller keeps owning.
+func New(pool *pgxpool.Pool, opts *Options) *Store {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	if o.Schema == "" {
+		o.Schema = "public"
+	}
+	if o.Table == "" {
+		o.Table = "stepflow_processes"
+	}
+	t := pgx.Identifier{o.Schema, o.Table}.Sanitize()
+	chanRaw := o.Schema + "." + o.Table
+	if len(chanRaw) > 63 {
+		chanRaw = chanRaw[:63]
+	}
+	s := &Store{pool: pool, schema: o.Schema, table: t, chanRaw: chanRaw, channel: pgx.Identifier{chanRaw}.Sanitize(),
+		idx: pgx.Identifier{o.Table + "_due"}.Sanitize()}
+	s.done, s.stop = context.WithCancel(context.Background())
+	r := strings.NewReplacer("{t}", t)
+	s.q = queries{
+		create: r.Replace(`WITH ins AS (
+			INSERT INTO {t} (id, revision, status, due, owner, quarantine, blob)
+			VALUES ($1, 1, $2, $3, '', $4, $5) ON CONFLICT (id) DO NOTHING RETURNING id)
+			SELECT pg_notify($6, '') FROM ins`),
+		load: r.Replace(`SELECT revision, status, due, owner, quarantine, blob FROM {t} WHERE id = $1`),
+		claim: r.Replace(`WITH c AS (
+			SELECT id, due FROM {t} WHERE due <= $1 ORDER BY due, id LIMIT $2 FOR UPDATE SKIP LOCKED)
+			UPDATE {t} AS p SET owner = $3, due = $4 FROM c WHERE p.id = c.id
+			RETURNING p.id, c.due, p.revision, p.status, p.quarantine, p.blob`),
+		commit: r.Replace(`UPDATE {t} AS p SET revision = p.revision + 1, status = u.status, due = u.due,
+			owner = '', quarantine = u.quarantine, blob = COALESCE(u.blob, p.blob)
+			FROM unnest($1::text[], $2::bigint[], $3::smallint[], $4::bigint[], $5::text[], $6::bytea[])
+				AS u(id, rev, status, due, quarantine, blob)
+			WHERE p.id = u.id AND p.revision = u.rev AND ($7 = '' OR p.owner = $7)
+			RETURNING p.id`),
+		classify: r.Replace(`SELECT id, revision FROM {t} WHERE id = ANY($1)`),
+		renew:    r.Replace(`UPDATE {t} SET due = $3 WHERE id = ANY($1) AND owner = $2 AND owner <> '' RETURNING id`),
+		release:  r.Replace(`UPDATE {t} SET owner = '', due = LEAST(due, $3) WHERE id = ANY($1) AND owner = $2 AND owner <> ''`),
+		nextDue:  r.Replace(`SELECT min(due) FROM {t} WHERE due IS NOT NULL`),
+		count:    r.Replace(`SELECT status, quarantine <> '', count(*) FROM {t} GROUP BY 1, 2`),
+		list: r.Replace(`SELECT id, revision, status, due, owner, quarantine, blob FROM {t}
+			WHERE id > $1 AND ($2::smallint IS NULL OR (quarantine = '' AND status = $2)) AND (NOT $3 OR quarantine <> '')
+			ORDER BY id LIMIT $4`),
+	}
+	return s
+}
+
+// Pool returns the connection pool.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// migrationLock is the advisory lock key that serializes Migrate calls
+// across processes ("stepflow" in ASCII).
+const migrationLock = 0x73746570666c6f77
+
+// Migrate creates the schema, table and index if they do not exist. It is
+// idempotent and may run concurrently from several processes.
+func (s *Store) Migrate(ctx context.Context) error {
+	r := strings.NewReplacer("{s}", pgx.Identifier{s.schema}.Sanitize(), "{t}", s.table, "{idx}", s.idx)
+	stmts := []string{
+		`CREATE SCHEMA IF NOT EXISTS {s}`,
+		`CREATE TABLE IF NOT EXISTS {t} (
+			id         text PRIMARY KEY,
+			revision   bigint NOT NULL,
+			status     smallint NOT NULL,
+			due        bigint,
+			owner      text NOT NULL DEFAULT '',
+			quarantine text NOT NULL DEFAULT '',
+			blob       bytea NOT NULL)`,
+		`CREATE INDEX IF NOT EXISTS {idx} ON {t} (due, id) WHERE due IS NOT NULL`,
+	}
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(migrationLock)); err != nil {
+			return err
+		}
+		for _, q := range stmts {
+			if _, err := tx.Exec(ctx, r.Replace(q)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("stepflow/pgstore: migrate: %w", err)
+	}
+	return nil
+}
+
+func (s *Store) check() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return store.ErrClosed
+	}
+	return nil
+}
+
+func dueParam(t time.Time) *int64 {
+	if t.IsZero() {
+		return nil
+	}
+	n := t.UnixNano()
+	return &n
+}
+
+func dueTime(n *int64) time.Time {
+	if n == nil {
+		return time.Time{}
+	}
+	return time.Unix(0, *n).UTC()
+}
+
+// Create implements store.Store.
+func (s *Store) Create(ctx context.Context, rec store.Record) error {
+	if rec.ID == "" {
+		return store.ErrInvalid
+	}
+	if err := s.check(); err != nil {
+		return err
+	}
+	due := store.NormalizeDue(rec.Status, rec.Quarantine, rec.Due)
+	blob := rec.Blob
+	if blob == nil {
+		blob = []byte{}
+	}
+	tag, err := s.pool.Exec(ctx, s.q.create, rec.ID, int16(rec.Status), dueParam(due), rec.Quarantine, blob, s.chanRaw)
+	if err != nil {
+		return fmt.Errorf("stepflow/pgstore: create %q: %w", rec.ID, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return store.ErrExists
+	}
+	return nil
+}
+
+// Load implements store.Store.
+func (s *Store) Load(ctx context.Context, id string) (store.Record, error) {
+	if err := s.check(); err != nil {
+		return store.Record{}, err
+	}
+	r := store.Record{ID: id}
+	var st int16
+	var due *int64
+	err := s.pool.QueryRow(ctx, s.q.load, id).Scan(&r.Revision, &st, &due, &r.Owner, &r.Quarantine, &r.Blob)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return store.Record{}, store.ErrNotFound
+	}
+	if err != nil {
+		return store.Record{}, fmt.Errorf("stepflow/pgstore: load %q: %w", id, err)
+	}
+	r.Status, r.Due = stepflow.Status(st), dueTime(due)
+	return r, nil
+}
+
+// Claim implements store.Store.
+func (s *Store) Claim(ctx context.Context, c store.Claim) ([]store.Record, error) {
+	if err := store.CheckClaim(c); err != nil {
+		return nil, err
+	}
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	until := c.Now.Add(c.Lease).UTC()
+	rows, err := s.pool.Query(ctx, s.q.claim, c.Now.UnixNano(), c.Limit, c.Owner, until.UnixNano())
+	if err != nil {
+		return nil, fmt.Errorf("stepflow/pgstore: claim: %w", err)
+	}
+	type claimed struct {
+		rec store.Record
+		due int64
+	}
+	var got []claimed
+	for rows.Next() {
+		var x claimed
+		var st int16
+		if err := rows.Scan(&x.rec.ID, &x.due, &x.rec.Revision, &st, &x.rec.Quarantine, &x.rec.Blob); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("stepflow/pgstore: claim: %w", err)
+		}
+		x.rec.Status, x.rec.Owner, x.rec.Due = stepflow.Status(st), c.Owner, until
+		got = append(got, x)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("stepflow/pgstore: claim: %w", err)
+	}
+	// RETURNING does not keep the subquery's order.
+	slices.SortFunc(got, func(a, b claimed) int {
+		if a.due != b.due {
+			return cmp.Compare(a.due, b.due)
+		}
+		return cmp.Compare(a.rec.ID, b.rec.ID)
+	})
+	out := make([]store.Record, len(got))
+	for i := range got {
+		out[i] = got[i].rec
+	}
+	return out, nil
+}
+
+// Commit implements store.Store: the whole batch is one UPDATE statement,
+// hence one transaction and one WAL flush.
+func (s *Store) Commit(ctx context.Context, owner string, ws []store.Write) ([]error, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	if len(ws) == 0 {
+		return nil, nil
+	}
+	ids := make([]string, len(ws))
+	revs := make([]int64, len(ws))
+	sts := make([]int16, len(ws))
+	dues := make([]*int64, len(ws))
+	quar := make([]string, len(ws))
+	blobs := make([][]byte, len(ws))
+	for i := range ws {
+		w := &ws[i]
+		ids[i], revs[i], sts[i], quar[i], blobs[i] = w.ID, int64(w.Revision), int16(w.Status), w.Quarantine, w.Blob
+		dues[i] = dueParam(store.NormalizeDue(w.Status, w.Quarantine, w.Due))
+	}
+	rows, err := s.pool.Query(ctx, s.q.commit, ids, revs, sts, dues, quar, blobs, owner)
+	if err != nil {
+		return nil, fmt.Errorf("stepflow/pgstore: commit: %w", err)
+	}
+	done := make(map[string]bool, len(ws))
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("stepflow/pgstore: commit: %w", err)
+		}
+		done[id] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("stepflow/pgstore: commit: %w", err)
+	}
+	if owner == "" && len(done) > 0 {
+		if _, err := s.pool.Exec(ctx, `SELECT pg_notify($1, '')`, s.chanRaw); err != nil {
+			return nil, fmt.Errorf("stepflow/pgstore: notify: %w", err)
+		}
+	}
+	if len(done) == len(ws) {
+		return nil, nil
+	}
+	return s.classify(ctx, ws, done)
+}
+
+// classify explains refused writes. It runs after the UPDATE, so a record
+// changed in between may be reported as a conflict rather than a lost
+// lease; both tell the writer to drop its result.
+func (s *Store) classify(ctx context.Context, ws []store.Write, done map[string]bool) ([]error, error) {
+	var missing []string
+	for i := range ws {
+		if !done[ws[i].ID] {
+			missing = append(missing, ws[i].ID)
+		}
+	}
+	revs := map[string]uint64{}
+	rows, err := s.pool.Query(ctx, s.q.classify, missing)
+	if err != nil {
+		return nil, fmt.Errorf("stepflow/pgstore: commit: %w", err)
+	}
+	for rows.Next() {
+		var id string
+		var rev int64
+		if err := rows.Scan(&id, &rev); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("stepflow/pgstore: commit: %w", err)
+		}
+		revs[id] = uint64(rev)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("stepflow/pgstore: commit: %w", err)
+	}
+	errs := make([]error, len(ws))
+	for i := range ws {
+		w := &ws[i]
+		if done[w.ID] {
+			continue
+		}
+		rev, ok := revs[w.ID]
+		switch {
+		case !ok:
+			errs[i] = &store.WriteError{ID: w.ID, Err: store.ErrNotFound}
+		case rev != w.Revision:
+			errs[i] = &store.WriteError{ID: w.ID, Err: store.ErrConflict}
+		default:
+			errs[i] = &store.WriteError{ID: w.ID, Err: store.ErrLeaseLost}
+		}
+	}
+	return errs, nil
+}
+
+// Renew implements store.Store.
+func (s *Store) Renew(ctx context.Context, owner string, ids []string, now time.Time, lease time.Duration) ([]string, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	rows, err := s.pool.Query(ctx, s.q.renew, ids, owner, now.Add(lease).UnixNano())
+	if err != nil {
+		return nil, fmt.Errorf("stepflow/pgstore: renew: %w", err)
+	}
+	kept := map[string]bool{}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("stepflow/pgstore: renew: %w", err)
+		}
+		kept[id] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("stepflow/pgstore: renew: %w", err)
+	}
+	var lost []string
+	for _, id := range ids {
+		if !kept[id] {
+			lost = append(lost, id)
+		}
+	}
+	return lost, nil
+}
+
+// Release implements store.Store.
+func (s *Store) Release(ctx context.Context, owner string, ids []string, now time.Time) error {
+	if err := s.check(); err != nil {
+		return err
+	}
+	if _, err := s.pool.Exec(ctx, s.q.release, ids, owner, now.UnixNano()); err != nil {
+		return fmt.Errorf("stepflow/pgstore: release: %w", err)
+	}
+	if _, err := s.pool.Exec(ctx, `SELECT pg_notify($1, '')`, s.chanRaw); err != nil {
+		return fmt.Errorf("stepflow/pgstore: notify: %w", err)
+	}
+	return nil
+}
+
+// NextDue implements store.Store.
+func (s *Store) NextDue(ctx context.Context) (time.Time, bool, error) {
+	if err := s.check(); err != nil {
+		return time.Time{}, false, err
+	}
+	var due *int64
+	if err := s.pool.QueryRow(ctx, s.q.nextDue).Scan(&due); err != nil {
+		return time.Time{}, false, fmt.Errorf("stepflow/pgstore: next due: %w", err)
+	}
+	return dueTime(due), due != nil, nil
+}
+
+// Watch implements store.Store. It holds one pooled connection that
+// LISTENs on the store's channel until ctx is done; after a lost
+// connection it reconnects and sends one wake-up, since notifications may
+// have been missed meanwhile.
+func (s *Store) Watch(ctx context.Context) <-chan struct{} {
+	ch := make(chan struct{}, 1)
+	if s.check() != nil {
+		close(ch)
+		return ch
+	}
+	ready := make(chan struct{})
+	ctx, cancel := context.WithCancel(ctx)
+	unhook := context.AfterFunc(s.done, cancel)
+	go func() {
+		defer close(ch)
+		defer unhook()
+		defer cancel()
+		first := true
+		for ctx.Err() == nil {
+			err := s.listen(ctx, ch, func() {
+				if first {
+					first = false
+					close(ready)
+				} else {
+					send(ch)
+				}
+			})
+			if ctx.Err() != nil || errors.Is(err, store.ErrClosed) {
+				break
+			}
+			t := time.NewTimer(time.Second)
+			select {
+			case <-ctx.Done():
+			case <-t.C:
+			}
+			t.Stop()
+		}
+		if first {
+			close(ready)
+		}
+	}()
+	// Return only once listening, so that nothing created after Watch
+	// returns is missed.
+	select {
+	case <-ready:
+	case <-ctx.Done():
+	}
+	return ch
+}
+
+func send(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Store) listen(ctx context.Context, ch chan struct{}, listening func()) error {
+	if err := s.check(); err != nil {
+		return err
+	}
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	// The connection carries a LISTEN: it must not go back to the pool.
+	defer func() {
+		conn.Conn().Close(context.WithoutCancel(ctx))
+		conn.Release()
+	}()
+	if _, err := conn.Exec(ctx, "LISTEN "+s.channel); err != nil {
+		return err
+	}
+	listening()
+	for {
+		if _, err := conn.Conn().WaitForNotification(ctx); err != nil {
+			return err
+		}
+		send(ch)
+	}
+}
+
+// Count implements store.Store.
+func (s *Store) Count(ctx context.Context) (store.Counts, error) {
+	if err := s.check(); err != nil {
+		return store.Counts{}, err
+	}
+	c := store.Counts{ByStatus: map[stepflow.Status]int{}}
+	rows, err := s.pool.Query(ctx, s.q.count)
+	if err != nil {
+		return c, fmt.Errorf("stepflow/pgstore: count: %w", err)
+	}
+	for rows.Next() {
+		var st int16
+		var q bool
+		var n int
+		if err := rows.Scan(&st, &q, &n); err != nil {
+			rows.Close()
+			return c, fmt.Errorf("stepflow/pgstore: count: %w", err)
+		}
+		if q {
+			c.Quarantined += n
+		} else {
+			c.ByStatus[stepflow.Status(st)] += n
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return c, fmt.Errorf("stepflow/pgstore: count: %w", err)
+	}
+	return c, nil
+}
+
+// List implements store.Store.
+func (s *Store) List(ctx context.Context, f store.Filter) ([]store.Record, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = store.DefaultListLimit
+	}
+	var st *int16
+	if f.Status != nil {
+		v := int16(*f.Status)
+		st = &v
+	}
+	rows, err := s.pool.Query(ctx, s.q.list, f.After, st, f.Quarantined, limit)
+	if err != nil {
+		return nil, fmt.Errorf("stepflow/pgstore: list: %w", err)
+	}
+	var out []store.Record
+	for rows.Next() {
+		var r store.Record
+		var st int16
+		var due *int64
+		if err := rows.Scan(&r.ID, &r.Revision, &st, &due, &r.Owner, &r.Quarantine, &r.Blob); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("stepflow/pgstore: list: %w", err)
+		}
+		r.Status, r.Due = stepflow.Status(st), dueTime(due)
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("stepflow/pgstore: list: %w", err)
+	}
+	return out, nil
+}
+
+// Close implements store.Store. It closes the pool when Open created it.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	s.stop()
+	if s.ownPool {
+		s.pool.Close()
+	}
+	return nil
+}
