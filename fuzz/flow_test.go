@@ -1,0 +1,128 @@
+package fuzz
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/stepflow-io/go-stepflow/combinators"
+	"github.com/stepflow-io/go-stepflow/stepflow"
+	"github.com/stepflow-io/go-stepflow/versions"
+)
+
+// Data is the process data of the flows below. Its msgpack and JSON shape
+// is part of the stored corpus: change it only together with a new corpus.
+type Data struct {
+	Name   string            `json:"name,omitempty" msgpack:"name,omitempty"`
+	Count  int               `json:"count,omitempty" msgpack:"count,omitempty"`
+	Tags   []string          `json:"tags,omitempty" msgpack:"tags,omitempty"`
+	Labels map[string]string `json:"labels,omitempty" msgpack:"labels,omitempty"`
+}
+
+// Names that make steps of the flows below misbehave.
+const (
+	nameFail  = "fail"  // finish fails permanently
+	nameError = "error" // init returns an error
+	namePanic = "panic" // tag panics
+)
+
+var errRefused = errors.New("finish refused")
+
+// storedFlow is version stored/v1: the flow whose states make up the stored
+// corpus. It must never change; add a new version instead.
+func storedFlow() *stepflow.Flow[Data] {
+	return stepflow.Must(stepflow.NewWithOptions("stored/v1", &stepflow.Options{Record: 8}, storedNodes()...))
+}
+
+func storedNodes() []stepflow.Node[Data] {
+	return []stepflow.Node[Data]{
+		combinators.Do("init", func(ctx context.Context, d *Data) error {
+			if d.Name == nameError {
+				return errors.New("init failed")
+			}
+			d.Count++
+			return nil
+		}),
+		combinators.Sequence("prepare",
+			combinators.Do("tag", func(ctx context.Context, d *Data) error {
+				if d.Name == namePanic {
+					panic("tag panicked")
+				}
+				d.Tags = append(d.Tags, "prepared")
+				return nil
+			}),
+			combinators.Case("labelled", func(ctx context.Context, d *Data) (bool, error) { return len(d.Labels) > 0, nil },
+				combinators.Do("keep", func(ctx context.Context, d *Data) error { return nil }),
+			).Else(
+				combinators.Do("label", func(ctx context.Context, d *Data) error {
+					d.Labels = map[string]string{"by": "stepflow", "name": d.Name}
+					return nil
+				}),
+			),
+		),
+		combinators.WaitFor("ready", func(ctx context.Context, d *Data) (bool, error) {
+			d.Count++
+			return d.Count >= 4, nil
+		}, combinators.Backoff(time.Minute, 8*time.Minute), combinators.Timeout(time.Hour)),
+		combinators.Switch("route", func(ctx context.Context, d *Data) (string, error) {
+			switch d.Name {
+			case "a":
+				return "alpha", nil
+			case "b":
+				return "beta", nil
+			}
+			return "none", nil
+		},
+			combinators.On("alpha",
+				combinators.Do("a1", func(ctx context.Context, d *Data) error { d.Count += 10; return nil }),
+				combinators.Do("a2", func(ctx context.Context, d *Data) error { d.Count += 20; return nil }),
+			),
+			combinators.On("beta",
+				combinators.Do("b1", func(ctx context.Context, d *Data) error { d.Count += 100; return nil }),
+			),
+			combinators.On[Data]("none"),
+		),
+		combinators.Do("finish", func(ctx context.Context, d *Data) error {
+			if d.Name == nameFail {
+				return stepflow.Permanent(errRefused)
+			}
+			return nil
+		}),
+	}
+}
+
+// nextFlow is stored/v2: prepare/tag renamed to prepare/mark, the wait
+// moved into a new "gate" sequence, route/b1 removed (its processes go on
+// at finish).
+func nextFlow() *stepflow.Flow[Data] {
+	old := storedNodes()
+	mark := combinators.Do("mark", func(ctx context.Context, d *Data) error {
+		d.Tags = append(d.Tags, "marked")
+		return nil
+	})
+	prepare := combinators.Sequence("prepare", mark, old[1].Children()[1])
+	route := combinators.Switch("route", func(ctx context.Context, d *Data) (string, error) {
+		if d.Name == "a" {
+			return "alpha", nil
+		}
+		return "none", nil
+	},
+		combinators.On("alpha", old[3].Children()[0], old[3].Children()[1]),
+		combinators.On[Data]("none"),
+	)
+	return stepflow.Must(stepflow.NewWithOptions("stored/v2", &stepflow.Options{Record: 8},
+		old[0], prepare, combinators.Sequence("gate", old[2]), route, old[4]))
+}
+
+// registry knows both versions and migrates v1 states lazily.
+func registry() *versions.Registry[Data] {
+	m := versions.NewMigration[Data]("stored/v1", "stored/v2").
+		Rename("prepare/tag", "prepare/mark").
+		Rename("ready", "gate/ready").
+		Continue("route/b1", "finish")
+	r, err := versions.New([]*stepflow.Flow[Data]{storedFlow(), nextFlow()}, nil, m)
+	if err != nil {
+		panic(err)
+	}
+	return r
+}
