@@ -114,8 +114,12 @@ func (p *plan[S]) check() error {
 
 // link is one frame on the way from the root to a position.
 type link struct {
-	path  string
+	// node is the path of the node the frame belongs to: the frame path
+	// without ForEach instance segments ("[3]").
+	node  string
 	frame *stepflow.Frame
+	// instance: the frame is a ForEach instance of node.
+	instance bool
 }
 
 // placement is where one position of version From goes in version To.
@@ -141,16 +145,19 @@ func (p *plan[S]) migrate(st stepflow.State[S]) (stepflow.State[S], error) {
 	var places []placement
 	var problems []error
 	var chain []link
-	var visit func(prefix string, f *stepflow.Frame)
-	visit = func(prefix string, f *stepflow.Frame) {
+	var visit func(node string, f *stepflow.Frame)
+	visit = func(node string, f *stepflow.Frame) {
 		for i := range f.Children {
 			c := &f.Children[i]
-			path := joinPath(prefix, c.Name)
-			chain = append(chain, link{path, c})
+			l := link{node: joinPath(node, c.Name), frame: c}
+			if isInstance(c.Name) {
+				l = link{node: node, frame: c, instance: true}
+			}
+			chain = append(chain, l)
 			if len(c.Children) > 0 {
-				visit(path, c)
-			} else {
-				pl, err := p.place(path, c, &out.Data)
+				visit(l.node, c)
+			} else if !l.instance {
+				pl, err := p.place(l.node, c, &out.Data)
 				if err != nil {
 					problems = append(problems, err)
 				} else {
@@ -165,11 +172,19 @@ func (p *plan[S]) migrate(st stepflow.State[S]) (stepflow.State[S], error) {
 	if len(problems) > 0 {
 		return st, errors.Join(problems...)
 	}
-	b := builder{dst: p.dst, src: p.src}
+	b := builder[S]{p: p}
 	for _, pl := range places {
-		b.insert(pl, p.mapPath)
+		if err := b.insert(pl); err != nil {
+			problems = append(problems, err)
+		}
 	}
-	out.Root = b.frame("", &b.root)
+	if len(problems) > 0 {
+		return st, errors.Join(problems...)
+	}
+	root := b.frame("", &b.root)
+	// The root's own memory (a cancellation in progress) is the flow's.
+	out.Root = ownFields(st.Root)
+	out.Root.Children = root.Children
 	// A waiting state keeps its wake time only if every frame kept its
 	// memory: otherwise a fresh node may have work to do now, and the next
 	// Apply recomputes the wake time (waits that are not due simply wait).
@@ -188,7 +203,7 @@ func (p *plan[S]) migrate(st stepflow.State[S]) (stepflow.State[S], error) {
 	return out, nil
 }
 
-// place resolves one position.
+// place resolves one position, given by its node path.
 func (p *plan[S]) place(path string, f *stepflow.Frame, data *S) (placement, error) {
 	r, ok := p.positionRule(path)
 	if !ok {
@@ -218,9 +233,9 @@ func (p *plan[S]) place(path string, f *stepflow.Frame, data *S) (placement, err
 }
 
 // builder assembles the frame tree of version To.
-type builder struct {
-	src, dst *shape
-	root     bnode
+type builder[S any] struct {
+	p    *plan[S]
+	root bnode
 	// changed: some frame of the result did not come from the old state.
 	changed bool
 	// used counts the old frames whose memory the result keeps.
@@ -246,77 +261,124 @@ func (n *bnode) child(name string) *bnode {
 	return k
 }
 
+// take gives n the memory of an old frame, once.
+func (b *builder[S]) take(n *bnode, f *stepflow.Frame) {
+	if n.set {
+		return
+	}
+	n.set = true
+	b.used++
+	n.frame = ownFields(*f)
+}
+
 // insert adds one placed position and the nodes enclosing it. Each node of
-// the target path takes its memory from the old frame whose path maps to it.
-func (b *builder) insert(pl placement, mapPath func(string) string) {
-	from := make(map[string]link, len(pl.chain))
+// the target path takes its memory from the old frame whose node maps to
+// it; a ForEach keeps the instance the position was in.
+func (b *builder[S]) insert(pl placement) error {
+	p := b.p
+	from := make(map[string]*stepflow.Frame, len(pl.chain))
+	inst := map[string]*stepflow.Frame{}
 	for _, l := range pl.chain {
-		if _, ok := from[mapPath(l.path)]; !ok {
-			from[mapPath(l.path)] = l
+		u := p.mapPath(l.node)
+		if l.instance {
+			if _, ok := inst[u]; !ok {
+				inst[u] = l.frame
+			}
+		} else if _, ok := from[u]; !ok {
+			from[u] = l.frame
 		}
 	}
 	if !pl.fresh {
 		// The position itself always carries to its target, even when the
 		// target came from a Custom rule rather than from the mapping.
-		from[pl.target] = pl.chain[len(pl.chain)-1]
+		from[pl.target] = pl.chain[len(pl.chain)-1].frame
+	}
+	kinds := make(map[*stepflow.Frame]string, len(pl.chain))
+	for _, l := range pl.chain {
+		if !l.instance {
+			kinds[l.frame] = p.src.kind(l.node)
+		}
 	}
 	n := &b.root
 	var u string
 	for _, name := range stepflow.SplitPath(pl.target) {
+		if p.dst.instances(u) {
+			f, ok := inst[u]
+			if !ok {
+				return &MigrationError{From: p.m.from, To: p.m.to, Reason: fmt.Sprintf(
+					"position %q would move inside %q, a ForEach that holds no instance for it; add a Continue or Restart rule", pl.chain[len(pl.chain)-1].node, u)}
+			}
+			n = n.child(f.Name)
+			b.take(n, f)
+		}
 		u = joinPath(u, name)
 		n = n.child(name)
 		if u == pl.target && pl.fresh {
 			n.fresh = true
 			continue
 		}
-		if n.set {
+		f, ok := from[u]
+		if !ok || n.set {
 			continue
 		}
-		l, ok := from[u]
-		if !ok {
-			continue
-		}
-		n.set = true
-		b.used++
-		if sk, dk := b.src.kind(l.path), b.dst.kind(u); sk != "" && dk != "" && sk != dk {
+		b.take(n, f)
+		if sk, dk := kinds[f], p.dst.kind(u); sk != "" && dk != "" && sk != dk {
 			// The node changed its kind: its memory means something else
 			// now, so it starts empty (its active children still map).
+			n.frame = stepflow.Frame{}
 			b.changed = true
-			continue
 		}
-		n.frame = *l.frame
-		n.frame.Children = nil
-		if n.frame.Err != nil {
-			e := *n.frame.Err
-			n.frame.Err = &e
-		}
-		n.frame.Payload = slices.Clone(n.frame.Payload)
 	}
+	return nil
 }
 
-// frame turns a built node into a frame, children in flow order.
-func (b *builder) frame(path string, n *bnode) stepflow.Frame {
-	f := n.frame
-	f.Name = n.name
+// frame turns a built node at node path path into a frame, children in
+// flow order (instances in their old order).
+func (b *builder[S]) frame(path string, n *bnode) stepflow.Frame {
 	if n.fresh {
 		b.changed = true
 		return stepflow.Frame{Name: n.name}
 	}
-	if !n.set && path != "" {
+	if !n.set && n != &b.root {
 		b.changed = true
 	}
+	f := n.frame
+	f.Name = n.name
 	if len(n.kids) == 0 {
 		return f
 	}
-	order := b.dst.children(path)
-	slices.SortStableFunc(n.kids, func(x, y *bnode) int {
-		return indexOr(order, x.name) - indexOr(order, y.name)
-	})
+	instances := n != &b.root && !isInstance(n.name) && b.p.dst.instances(path)
+	if !instances {
+		order := b.p.dst.children(path)
+		slices.SortStableFunc(n.kids, func(x, y *bnode) int {
+			return indexOr(order, x.name) - indexOr(order, y.name)
+		})
+	}
 	f.Children = make([]stepflow.Frame, len(n.kids))
 	for i, k := range n.kids {
-		f.Children[i] = b.frame(joinPath(path, k.name), k)
+		kp := path
+		if !instances {
+			kp = joinPath(path, k.name)
+		}
+		f.Children[i] = b.frame(kp, k)
 	}
 	return f
+}
+
+// ownFields is a frame without its children: the node's own memory.
+func ownFields(f stepflow.Frame) stepflow.Frame {
+	f.Children = nil
+	if f.Err != nil {
+		e := *f.Err
+		f.Err = &e
+	}
+	f.Payload = slices.Clone(f.Payload)
+	return f
+}
+
+// isInstance reports whether a frame name is a ForEach instance ("[3]").
+func isInstance(name string) bool {
+	return len(name) > 2 && name[0] == '[' && name[len(name)-1] == ']'
 }
 
 func indexOr(names []string, name string) int {

@@ -96,17 +96,43 @@ func (s *shape) children(path string) []string {
 	return nil
 }
 
+// instances reports whether the frames under the node at path are ForEach
+// instances.
+func (s *shape) instances(path string) bool {
+	if i, ok := s.byPath[path]; ok && path != "" {
+		return s.nodes[i].Instances
+	}
+	return false
+}
+
 // validate checks that every frame of root names a node of the structure,
 // the check stepflow.Flow.Validate makes, for versions known only by their
 // recorded structure.
 func (s *shape) validate(root *stepflow.Frame) error {
-	var bad error
-	root.Walk(func(p string, _ *stepflow.Frame) {
-		if bad == nil && !s.has(p) {
-			bad = &stepflow.StateError{Path: p, Reason: "no such node in flow " + s.version}
+	var walk func(node string, f *stepflow.Frame, instance bool) error
+	walk = func(node string, f *stepflow.Frame, instance bool) error {
+		for i := range f.Children {
+			c := &f.Children[i]
+			if !instance && s.instances(node) {
+				if !isInstance(c.Name) {
+					return &stepflow.StateError{Path: joinPath(node, c.Name), Reason: "want an instance frame like [0]"}
+				}
+				if err := walk(node, c, true); err != nil {
+					return err
+				}
+				continue
+			}
+			p := joinPath(node, c.Name)
+			if !s.has(p) {
+				return &stepflow.StateError{Path: p, Reason: "no such node in flow " + s.version}
+			}
+			if err := walk(p, c, false); err != nil {
+				return err
+			}
 		}
-	})
-	return bad
+		return nil
+	}
+	return walk("", root, false)
 }
 
 // parentOf returns the parent path of p ("" for a top-level path).
