@@ -115,8 +115,10 @@ type Trace[S any] struct {
 // Run drives flow from start until the state is terminal or needs
 // attention, the way a runner would: before each Apply it moves the clock to
 // the state's WakeAt, and after each Apply it encodes the new state and
-// decodes it again. The script decides the outcome of each call of user
-// code, through an interceptor added to ctx.
+// decodes it again. It authorizes an at-most-once step whose intent was
+// just saved (stepflow.WithIntentSaved), except after a crash, when the
+// state counts as reloaded. The script decides the outcome of each call of
+// user code, through an interceptor added to ctx.
 //
 // Run returns the trace so far and an error when the run could not go on:
 // ErrMaxSteps, ErrMutatedInput, a codec error, or an Apply error
@@ -140,13 +142,21 @@ func Run[S any](ctx context.Context, flow *stepflow.Flow[S], start stepflow.Stat
 		return tr, fmt.Errorf("stepflowtest: decode start state: %w", err)
 	}
 	tr.Start, tr.Final = st, st
+	// saved is true while st is the state this run has just saved (as
+	// opposed to one loaded after a crash): only then may an at-most-once
+	// step whose intent st records run, as with a runner.
+	saved := false
 	for n := 1; !st.Terminal() && st.Status != stepflow.NeedsAttention; n++ {
 		if n > o.MaxSteps {
 			return tr, fmt.Errorf("%w (%d applies, at %v)", ErrMaxSteps, o.MaxSteps, st.Positions())
 		}
 		FastForward(o.Clock, st)
 		t := Transition[S]{N: n, At: o.Clock.Now(), Before: st.Positions()}
-		next, applyErr := flow.Apply(ctx, st)
+		actx := ctx
+		if saved && st.Intent != "" {
+			actx = stepflow.WithIntentSaved(ctx, st)
+		}
+		next, applyErr := flow.Apply(actx, st)
 		t.Calls, t.Crashed = in.take()
 		t.Err = applyErr
 		if again, err := o.Codec.Encode(st); err != nil || !bytes.Equal(again, stored) {
@@ -166,9 +176,10 @@ func Run[S any](ctx context.Context, flow *stepflow.Flow[S], start stepflow.Stat
 		tr.Transitions = append(tr.Transitions, t)
 		o.Clock.Advance(o.Tick)
 		if t.Crashed {
+			saved = false
 			continue
 		}
-		st, stored = t.After, t.Encoded
+		st, stored, saved = t.After, t.Encoded, true
 		tr.Final, tr.Err = st, applyErr
 	}
 	return tr, nil
