@@ -14,9 +14,9 @@ import (
 
 // Condition reasons that do not name a step.
 const (
-	ReasonComplete = "Complete"
-	ReasonNoFailure = "NoFailure"
-	ReasonCanceled = "Canceled"
+	ReasonComplete       = "Complete"
+	ReasonNoFailure      = "NoFailure"
+	ReasonCanceled       = "Canceled"
 	ReasonNeedsAttention = "NeedsAttention"
 	// ReasonStateUnreadable: status.state could not be decoded, or names
 	// steps the flow does not have. The controller leaves it as it is, for

@@ -1,0 +1,448 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	"github.com/stepflow-io/go-stepflow/examples/controller/api/v1alpha1"
+	"github.com/stepflow-io/go-stepflow/stepflow"
+)
+
+// A Rollout goes from nothing to Ready through reconciles that honour
+// RequeueAfter, while the fake Deployment controller takes its time.
+func TestReconcileRollsOutToReady(t *testing.T) {
+	e := newEnv(t, nil, newRollout())
+	start := e.clock.Now()
+
+	// The first reconcile sets the finalizer, writes the ConfigMap and the
+	// Deployment, polls the Deployment once and waits for the next poll.
+	res := e.mustReconcile()
+	assert.Equal(t, DefaultPollInitial, res.RequeueAfter)
+
+	ro := e.rollout()
+	assert.True(t, controllerutil.ContainsFinalizer(ro, Finalizer))
+	assert.Equal(t, "waiting", ro.Status.Phase)
+	assert.Equal(t, StepWaitAvailable, ro.Status.Step)
+	assert.Equal(t, FlowVersion, ro.Status.FlowVersion)
+	assert.Equal(t, int64(1), ro.Status.ObservedGeneration)
+	require.NotNil(t, ro.Status.WakeAt)
+	assert.True(t, ro.Status.WakeAt.Time.Equal(start.Add(DefaultPollInitial)))
+	c := requireCondition(t, ro, v1alpha1.ConditionProgressing, metav1.ConditionTrue, "WaitAvailable")
+	assert.Contains(t, c.Message, "waiting until")
+	assert.True(t, c.LastTransitionTime.Time.Equal(start), "transition time from the injected clock")
+	requireCondition(t, ro, v1alpha1.ConditionReady, metav1.ConditionFalse, "WaitAvailable")
+	requireCondition(t, ro, v1alpha1.ConditionFailed, metav1.ConditionFalse, ReasonNoFailure)
+
+	// The state is plain JSON in the object, readable with kubectl.
+	var doc struct {
+		Format int `json:"stepflow"`
+		State  struct {
+			Version string `json:"version"`
+			Status  string `json:"status"`
+			Data    Plan   `json:"data"`
+		} `json:"state"`
+	}
+	require.NoError(t, json.Unmarshal(ro.Status.State.Raw, &doc))
+	assert.Equal(t, 1, doc.Format)
+	assert.Equal(t, "waiting", doc.State.Status)
+	assert.Equal(t, "registry.example/web:1.0", doc.State.Data.Image)
+	assert.Equal(t, "uid-web/1", e.state().ID)
+
+	// Side effects, each owned by the Rollout.
+	var cm corev1.ConfigMap
+	require.NoError(t, e.base.Get(e.ctx, types.NamespacedName{Namespace: "shop", Name: "web-config"}, &cm))
+	assert.Equal(t, "staging", cm.Data["APP_ENVIRONMENT"])
+	requireControlledByRollout(t, &cm)
+	d := e.deployment()
+	requireControlledByRollout(t, d)
+	assert.Equal(t, int32(3), *d.Spec.Replicas)
+	require.Len(t, d.Spec.Template.Spec.Containers, 1)
+	assert.Equal(t, "registry.example/web:1.0", d.Spec.Template.Spec.Containers[0].Image)
+	assert.Equal(t, e.state().Data.ConfigHash, d.Spec.Template.Annotations[annotConfigHash])
+	assert.NotEmpty(t, d.Spec.Template.Annotations[annotConfigHash])
+
+	// A reconcile before the wake time (a watch event, a resync) changes
+	// nothing and asks again for the time that is left.
+	rv := e.rollout().ResourceVersion
+	e.clock.Advance(time.Second)
+	res = e.mustReconcile()
+	assert.Equal(t, DefaultPollInitial-time.Second, res.RequeueAfter)
+	assert.Equal(t, rv, e.rollout().ResourceVersion, "no write when nothing happened")
+	e.clock.Advance(res.RequeueAfter)
+
+	// The Deployment becomes available on the third poll; the polls back off.
+	var waits []time.Duration
+	e.drive(20, func(i int) {
+		if i == 2 {
+			e.makeAvailable()
+		}
+		if ro := e.rollout(); ro.Status.WakeAt != nil {
+			waits = append(waits, ro.Status.WakeAt.Sub(e.clock.Now()))
+		}
+	})
+	assert.Equal(t, []time.Duration{0, 0, 0}, waits, "each reconcile ran when its poll was due")
+
+	ro = e.rollout()
+	assert.Equal(t, "done", ro.Status.Phase)
+	assert.Empty(t, ro.Status.Step)
+	assert.Nil(t, ro.Status.WakeAt)
+	requireCondition(t, ro, v1alpha1.ConditionReady, metav1.ConditionTrue, ReasonComplete)
+	requireCondition(t, ro, v1alpha1.ConditionProgressing, metav1.ConditionFalse, ReasonComplete)
+	requireCondition(t, ro, v1alpha1.ConditionFailed, metav1.ConditionFalse, ReasonNoFailure)
+	st := e.state()
+	assert.Equal(t, stepflow.Done, st.Status)
+	assert.Equal(t, 2*time.Second+4*time.Second+8*time.Second, e.clock.Now().Sub(start), "backoff 2s, 4s, 8s")
+
+	// Done is final: more reconciles write nothing.
+	rv = e.rollout().ResourceVersion
+	assert.Equal(t, ctrl.Result{}, e.mustReconcile())
+	assert.Equal(t, rv, e.rollout().ResourceVersion)
+}
+
+func requireControlledByRollout(t *testing.T, obj metav1.Object) {
+	t.Helper()
+	ref := metav1.GetControllerOf(obj)
+	require.NotNil(t, ref, "%s has no controller", obj.GetName())
+	assert.Equal(t, "Rollout", ref.Kind)
+	assert.Equal(t, v1alpha1.GroupVersion.String(), ref.APIVersion)
+	assert.Equal(t, types.UID("uid-web"), ref.UID)
+}
+
+// Failures end in Failed=True with the step as reason and the error as
+// message, and no requeue: nothing more can happen until the spec changes.
+func TestReconcileFailures(t *testing.T) {
+	invalid := apierrors.NewInvalid(schema.GroupKind{Group: "apps", Kind: "Deployment"}, "web",
+		field.ErrorList{field.Invalid(field.NewPath("spec", "template", "spec", "containers").Index(0).Child("image"), "", "image is rejected by policy")})
+	foreign := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{
+		Namespace: "shop", Name: "web",
+		OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "other", UID: "uid-other", Controller: ptr(true)}},
+	}}
+	tests := []struct {
+		name    string
+		funcs   *interceptor.Funcs
+		objs    []client.Object
+		reason  string
+		message []string
+		elapsed time.Duration
+	}{{
+		name: "deployment rejected",
+		funcs: &interceptor.Funcs{Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+			if _, ok := obj.(*appsv1.Deployment); ok {
+				return invalid
+			}
+			return c.Create(ctx, obj, opts...)
+		}},
+		reason:  "ApplyDeployment",
+		message: []string{"deployment shop/web", "image is rejected by policy"},
+	}, {
+		name:    "deployment owned by someone else",
+		objs:    []client.Object{foreign},
+		reason:  "ApplyDeployment",
+		message: []string{"deployment shop/web", "already owned by another ReplicaSet controller other"},
+	}, {
+		name:    "deployment never available",
+		reason:  "WaitAvailable",
+		message: []string{"timed out after 10m0s"},
+		elapsed: DefaultReadyTimeout,
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, tt.funcs, append(tt.objs, newRollout())...)
+			start := e.clock.Now()
+			res := e.drive(50, nil)
+			assert.Equal(t, ctrl.Result{}, res)
+			assert.Equal(t, tt.elapsed, e.clock.Now().Sub(start))
+
+			ro := e.rollout()
+			assert.Equal(t, "failed", ro.Status.Phase)
+			c := requireCondition(t, ro, v1alpha1.ConditionFailed, metav1.ConditionTrue, tt.reason)
+			for _, m := range tt.message {
+				assert.Contains(t, c.Message, m)
+			}
+			requireCondition(t, ro, v1alpha1.ConditionReady, metav1.ConditionFalse, tt.reason)
+			requireCondition(t, ro, v1alpha1.ConditionProgressing, metav1.ConditionFalse, tt.reason)
+			st := e.state()
+			require.NotNil(t, st.Err)
+			assert.Equal(t, stepflow.Failed, st.Status)
+
+			// Failed is final for this generation: no retry loop.
+			rv := ro.ResourceVersion
+			assert.Equal(t, ctrl.Result{}, e.mustReconcile())
+			assert.Equal(t, rv, e.rollout().ResourceVersion)
+		})
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// A transient API error is not a failure of the rollout: the reconcile
+// returns it for controller-runtime to retry, progress made before it is
+// kept, and the step runs again.
+func TestReconcileTransientErrorRetries(t *testing.T) {
+	deploymentCreates := 0
+	e := newEnv(t, &interceptor.Funcs{Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+		if _, ok := obj.(*appsv1.Deployment); ok {
+			deploymentCreates++
+			if deploymentCreates == 1 {
+				return apierrors.NewServiceUnavailable("etcd is busy")
+			}
+		}
+		return c.Create(ctx, obj, opts...)
+	}}, newRollout())
+
+	_, err := e.reconcile()
+	require.Error(t, err)
+	assert.True(t, apierrors.IsServiceUnavailable(err), "%v", err)
+
+	ro := e.rollout()
+	assert.Equal(t, "running", ro.Status.Phase, "the config step's progress was saved")
+	assert.Equal(t, StepApplyDeployment, ro.Status.Step)
+	requireCondition(t, ro, v1alpha1.ConditionFailed, metav1.ConditionFalse, ReasonNoFailure)
+
+	res := e.mustReconcile()
+	assert.Equal(t, DefaultPollInitial, res.RequeueAfter)
+	assert.Equal(t, 2, deploymentCreates)
+	assert.Equal(t, "waiting", e.rollout().Status.Phase)
+}
+
+// Deleting a Rollout mid-flight tears down what it created, in order, and
+// then releases the object.
+func TestReconcileDeletionTearsDown(t *testing.T) {
+	var deleted []string
+	e := newEnv(t, &interceptor.Funcs{Delete: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteOption) error {
+		deleted = append(deleted, obj.GetObjectKind().GroupVersionKind().Kind+"/"+obj.GetName())
+		return c.Delete(ctx, obj, opts...)
+	}}, newRollout())
+	// An object of the same kind that the Rollout does not control.
+	bystander := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web-settings"}}
+	require.NoError(t, e.base.Create(e.ctx, bystander))
+
+	res := e.mustReconcile()
+	require.Equal(t, DefaultPollInitial, res.RequeueAfter, "mid-flight: waiting for the Deployment")
+
+	require.NoError(t, e.base.Delete(e.ctx, e.rollout()))
+	ro := e.rollout()
+	require.False(t, ro.DeletionTimestamp.IsZero(), "the finalizer holds the object")
+
+	assert.Equal(t, ctrl.Result{}, e.mustReconcile())
+
+	var gone v1alpha1.Rollout
+	assert.True(t, apierrors.IsNotFound(e.base.Get(e.ctx, e.key, &gone)), "finalizer removed, object gone")
+	assert.True(t, apierrors.IsNotFound(e.base.Get(e.ctx, types.NamespacedName{Namespace: "shop", Name: "web"}, &appsv1.Deployment{})))
+	assert.True(t, apierrors.IsNotFound(e.base.Get(e.ctx, types.NamespacedName{Namespace: "shop", Name: "web-config"}, &corev1.ConfigMap{})))
+	assert.NoError(t, e.base.Get(e.ctx, client.ObjectKeyFromObject(bystander), &corev1.ConfigMap{}), "objects the Rollout does not control stay")
+	require.Len(t, deleted, 2)
+	assert.Contains(t, deleted[0], "web", "the Deployment goes first")
+	assert.NotContains(t, deleted[0], "config")
+
+	// A reconcile for the vanished object is a no-op.
+	assert.Equal(t, ctrl.Result{}, e.mustReconcile())
+}
+
+// When another writer (a second replica during a leader hand-over, or a
+// reconcile that read a fresher cache) stores a newer state between our
+// read and our write, our write loses and the newer state stays.
+func TestReconcileConflictKeepsNewerState(t *testing.T) {
+	var e *env
+	var other *RolloutReconciler
+	conflicts := 0
+	funcs := &interceptor.Funcs{SubResourceUpdate: func(ctx context.Context, c client.Client, sub string, obj client.Object, opts ...client.SubResourceUpdateOption) error {
+		if conflicts == 0 {
+			// The other writer sees the Deployment available and completes
+			// the rollout, writing first.
+			e.makeAvailable()
+			res, err := other.Reconcile(ctx, ctrl.Request{NamespacedName: e.key})
+			require.NoError(t, err)
+			require.Equal(t, ctrl.Result{}, res)
+			require.Equal(t, "done", e.rollout().Status.Phase)
+		}
+		err := c.SubResource(sub).Update(ctx, obj, opts...)
+		if apierrors.IsConflict(err) {
+			conflicts++
+		}
+		return err
+	}}
+	e = newEnv(t, funcs, newRollout())
+	other = e.reconciler(e.base)
+
+	res, err := e.reconcile()
+	require.NoError(t, err, "a conflict is not an error")
+	assert.Equal(t, RequeueConflict, res.RequeueAfter)
+	assert.Equal(t, 1, conflicts, "the fake API server refused the stale write")
+
+	ro := e.rollout()
+	assert.Equal(t, "done", ro.Status.Phase, "the newer state was not overwritten")
+	requireCondition(t, ro, v1alpha1.ConditionReady, metav1.ConditionTrue, ReasonComplete)
+	assert.Equal(t, stepflow.Done, e.state().Status)
+
+	// The requeued reconcile continues from the newer state.
+	e.clock.Advance(res.RequeueAfter)
+	assert.Equal(t, ctrl.Result{}, e.mustReconcile())
+	assert.Equal(t, "done", e.rollout().Status.Phase)
+}
+
+// A stored state that cannot be read gets Failed=True with a clear
+// message, once, instead of an error that would be retried forever.
+func TestReconcileUnreadableState(t *testing.T) {
+	valid := func(st stepflow.State[Plan]) string {
+		b, err := json.Marshal(map[string]any{"stepflow": 1, "state": st})
+		require.NoError(t, err)
+		return string(b)
+	}
+	tests := []struct {
+		name, raw, want string
+	}{
+		{"not a state", `{"hello":"world"}`, "not a stepflow state"},
+		{"unknown status", `{"stepflow":1,"state":{"version":"rollout/v1","status":"exploded","steps":1,"root":{},"data":{}}}`, "unknown status"},
+		{"newer format", `{"stepflow":99,"state":{}}`, "unsupported format version"},
+		{"wrong type", `{"stepflow":1,"state":{"version":"rollout/v1","status":"running","steps":"many","root":{},"data":{}}}`, "corrupt state"},
+		{"unknown step", valid(stepflow.State[Plan]{Version: FlowVersion, Status: stepflow.Running, Steps: 2,
+			Root: stepflow.Frame{Children: []stepflow.Frame{{Name: "launch-rockets"}}}}), `"launch-rockets": no such node`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ro := newRollout()
+			ro.Finalizers = []string{Finalizer}
+			ro.Status = v1alpha1.RolloutStatus{ObservedGeneration: 1, Phase: "running", State: &runtime.RawExtension{Raw: []byte(tt.raw)}}
+			e := newEnv(t, nil, ro)
+
+			res, err := e.reconcile()
+			require.NoError(t, err)
+			assert.Equal(t, ctrl.Result{}, res, "no requeue: retrying cannot help")
+
+			got := e.rollout()
+			c := requireCondition(t, got, v1alpha1.ConditionFailed, metav1.ConditionTrue, ReasonStateUnreadable)
+			assert.Contains(t, c.Message, tt.want)
+			assert.Contains(t, c.Message, "change the spec")
+			requireCondition(t, got, v1alpha1.ConditionReady, metav1.ConditionFalse, ReasonStateUnreadable)
+			assert.Equal(t, phaseUnreadable, got.Status.Phase)
+			assert.JSONEq(t, tt.raw, string(got.Status.State.Raw), "the state is kept for inspection")
+			err = e.base.Get(e.ctx, types.NamespacedName{Namespace: "shop", Name: "web"}, &appsv1.Deployment{})
+			assert.True(t, apierrors.IsNotFound(err), "no step ran")
+
+			// Reconciling again neither writes nor fails.
+			rv := got.ResourceVersion
+			assert.Equal(t, ctrl.Result{}, e.mustReconcile())
+			assert.Equal(t, rv, e.rollout().ResourceVersion)
+
+			// A new spec starts a new rollout.
+			got.Spec.Image = "registry.example/web:1.1"
+			got.Generation = 2
+			require.NoError(t, e.base.Update(e.ctx, got))
+			e.mustReconcile()
+			got = e.rollout()
+			assert.Equal(t, "waiting", got.Status.Phase)
+			requireCondition(t, got, v1alpha1.ConditionFailed, metav1.ConditionFalse, ReasonNoFailure)
+		})
+	}
+}
+
+// A spec change mid-flight abandons the running process and starts one for
+// the new spec.
+func TestReconcileSpecChangeRestarts(t *testing.T) {
+	e := newEnv(t, nil, newRollout())
+	e.mustReconcile()
+	first := e.state()
+	require.Equal(t, stepflow.Waiting, first.Status)
+
+	ro := e.rollout()
+	ro.Spec.Image = "registry.example/web:2.0"
+	ro.Spec.Replicas = ptr(int32(5))
+	ro.Generation = 2
+	require.NoError(t, e.base.Update(e.ctx, ro))
+	e.clock.Advance(time.Second) // before the old process's wake time
+
+	res := e.mustReconcile()
+	assert.Equal(t, DefaultPollInitial, res.RequeueAfter, "the new process polls on its own schedule")
+	st := e.state()
+	assert.Equal(t, "uid-web/2", st.ID)
+	assert.Equal(t, int64(2), st.Data.Generation)
+	assert.Equal(t, int32(5), st.Data.Replicas)
+	d := e.deployment()
+	assert.Equal(t, "registry.example/web:2.0", d.Spec.Template.Spec.Containers[0].Image)
+	assert.Equal(t, int32(5), *d.Spec.Replicas)
+	ro = e.rollout()
+	assert.Equal(t, int64(2), ro.Status.ObservedGeneration)
+	requireCondition(t, ro, v1alpha1.ConditionProgressing, metav1.ConditionTrue, "WaitAvailable")
+
+	e.clock.Advance(res.RequeueAfter)
+	e.drive(10, func(i int) {
+		if i == 0 {
+			e.makeAvailable()
+		}
+	})
+	requireCondition(t, e.rollout(), v1alpha1.ConditionReady, metav1.ConditionTrue, ReasonComplete)
+}
+
+// A state written by another flow version is restarted on this one.
+func TestReconcileOtherFlowVersionRestarts(t *testing.T) {
+	old := stepflow.State[Plan]{Version: "rollout/v0", Status: stepflow.Running, Steps: 1,
+		Root: stepflow.Frame{Children: []stepflow.Frame{{Name: "render"}}}}
+	raw, err := json.Marshal(map[string]any{"stepflow": 1, "state": old})
+	require.NoError(t, err)
+	ro := newRollout()
+	ro.Finalizers = []string{Finalizer}
+	ro.Status = v1alpha1.RolloutStatus{ObservedGeneration: 1, FlowVersion: "rollout/v0", State: &runtime.RawExtension{Raw: raw}}
+	e := newEnv(t, nil, ro)
+
+	e.mustReconcile()
+	got := e.rollout()
+	assert.Equal(t, FlowVersion, got.Status.FlowVersion)
+	assert.Equal(t, "waiting", got.Status.Phase)
+	assert.Equal(t, FlowVersion, e.state().Version)
+}
+
+// MaxSteps bounds the work of one reconcile; a runnable process is
+// requeued at once.
+func TestReconcileMaxSteps(t *testing.T) {
+	e := newEnv(t, nil, newRollout())
+	r, err := NewRolloutReconciler(e.client, e.scheme, &Options{Clock: e.clock, MaxSteps: 1})
+	require.NoError(t, err)
+	e.r = r
+
+	var steps []string
+	for range 3 {
+		res := e.mustReconcile()
+		steps = append(steps, e.rollout().Status.Step)
+		if e.rollout().Status.Phase == "running" {
+			assert.Equal(t, RequeueRunnable, res.RequeueAfter)
+		}
+	}
+	assert.Equal(t, []string{StepApplyDeployment, StepWaitAvailable, StepWaitAvailable}, steps)
+	assert.Equal(t, uint64(3), e.state().Steps)
+}
+
+// Reconcile must not be fooled by errors.Is on a wrapped conflict.
+func TestWriteFailed(t *testing.T) {
+	ctx := context.Background()
+	conflict := apierrors.NewConflict(schema.GroupResource{Group: "examples.stepflow.io", Resource: "rollouts"}, "web", errors.New("stale"))
+	res, err := writeFailed(ctx, conflict)
+	assert.NoError(t, err)
+	assert.Equal(t, RequeueConflict, res.RequeueAfter)
+
+	res, err = writeFailed(ctx, apierrors.NewNotFound(schema.GroupResource{Resource: "rollouts"}, "web"))
+	assert.NoError(t, err)
+	assert.Equal(t, ctrl.Result{}, res)
+
+	boom := errors.New("boom")
+	_, err = writeFailed(ctx, boom)
+	assert.ErrorIs(t, err, boom)
+}
