@@ -101,16 +101,50 @@ func (p *plan[S]) positionRule(path string) (rule[S], bool) {
 // version To can place: the static check.
 func (p *plan[S]) check() error {
 	var problems []error
+	reported := map[string]bool{}
 	for _, n := range p.src.nodes {
 		if _, ok := p.positionRule(n.Path); ok {
 			continue
 		}
-		if t := p.mapPath(n.Path); !p.dst.has(t) {
+		t := p.mapPath(n.Path)
+		if !p.dst.has(t) {
 			problems = append(problems, &NoTargetError{From: p.m.from, To: p.m.to, Path: n.Path, Tried: t})
+			continue
+		}
+		// Enclosing nodes of version To that start empty must not be ones
+		// that start all their children again.
+		kept := map[string]bool{}
+		for q := parentOf(n.Path); q != ""; q = parentOf(q) {
+			if u := p.mapPath(q); sameKind(p.src.kind(q), p.dst.kind(u)) {
+				kept[u] = true
+			}
+		}
+		for u := parentOf(t); u != ""; u = parentOf(u) {
+			if !kept[u] && p.restartsChildren(u) && !reported[u] {
+				reported[u] = true
+				problems = append(problems, p.restartError(n.Path, u))
+			}
 		}
 	}
 	return errors.Join(problems...)
 }
+
+// restartsChildren reports whether the node at path u of version To,
+// entered with an empty frame, would start all of its children again
+// instead of resuming the active ones: a Parallel enters every branch, a
+// ForEach starts its items.
+func (p *plan[S]) restartsChildren(u string) bool {
+	return p.dst.kind(u) == "parallel" || p.dst.instances(u)
+}
+
+func (p *plan[S]) restartError(pos, u string) error {
+	return &MigrationError{From: p.m.from, To: p.m.to, Reason: fmt.Sprintf(
+		"position %q would enter %q, a %s that is new or changed its kind, which would start all its children again; "+
+			"add a Restart or Continue rule to say so", pos, u, p.dst.kind(u))}
+}
+
+// sameKind reports whether two kinds match, an unknown kind matching any.
+func sameKind(a, b string) bool { return a == "" || b == "" || a == b }
 
 // link is one frame on the way from the root to a position.
 type link struct {
@@ -247,6 +281,7 @@ type bnode struct {
 	frame stepflow.Frame // own fields only
 	set   bool           // frame holds memory from the old state
 	fresh bool           // restarted: no memory, no children
+	reset bool           // changed kind: memory dropped
 	kids  []*bnode
 }
 
@@ -299,14 +334,18 @@ func (b *builder[S]) insert(pl placement) error {
 			kinds[l.frame] = p.src.kind(l.node)
 		}
 	}
+	pos := pl.chain[len(pl.chain)-1].node
 	n := &b.root
 	var u string
 	for _, name := range stepflow.SplitPath(pl.target) {
+		if u != "" && p.restartsChildren(u) && (!n.set || n.reset) {
+			return p.restartError(pos, u)
+		}
 		if p.dst.instances(u) {
 			f, ok := inst[u]
 			if !ok {
-				return &MigrationError{From: p.m.from, To: p.m.to, Reason: fmt.Sprintf(
-					"position %q would move inside %q, a ForEach that holds no instance for it; add a Continue or Restart rule", pl.chain[len(pl.chain)-1].node, u)}
+				// Kinds unknown: a node that became a ForEach.
+				return p.restartError(pos, u)
 			}
 			n = n.child(f.Name)
 			b.take(n, f)
@@ -326,6 +365,7 @@ func (b *builder[S]) insert(pl placement) error {
 			// The node changed its kind: its memory means something else
 			// now, so it starts empty (its active children still map).
 			n.frame = stepflow.Frame{}
+			n.reset = true
 			b.changed = true
 		}
 	}

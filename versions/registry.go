@@ -246,30 +246,15 @@ func (r *Registry[S]) Start(data S) stepflow.State[S] { return r.latest.Start(da
 // position without a target is a *NoTargetError): a process is never reset
 // silently. Otherwise the results are those of stepflow.Flow.Apply.
 func (r *Registry[S]) Apply(ctx context.Context, st stepflow.State[S]) (stepflow.State[S], error) {
-	if st.Version == r.latest.Version() {
-		return r.latest.Apply(ctx, st)
-	}
-	if _, ok := r.shapes[st.Version]; !ok {
-		return st, r.unknown(st.Version)
-	}
-	if st.Terminal() {
+	if st.Version != r.latest.Version() && st.Terminal() {
+		if _, ok := r.shapes[st.Version]; !ok {
+			return st, r.unknown(st.Version)
+		}
 		return st, nil
 	}
-	var f *stepflow.Flow[S]
-	switch r.policy {
-	case PolicyRefuse:
-		return st, &OutdatedError{Version: st.Version, Latest: r.latest.Version()}
-	case PolicyPinned:
-		if f = r.flows[st.Version]; f != nil {
-			return f.Apply(ctx, st)
-		}
-	}
-	moved, err := r.migrate(st, r.policy == PolicyPinned)
+	f, moved, err := r.resolve(st)
 	if err != nil {
 		return st, err
-	}
-	if f = r.flows[moved.Version]; f == nil {
-		return st, r.unknown(moved.Version)
 	}
 	next, err := f.Apply(ctx, moved)
 	var se *stepflow.StepError
@@ -278,6 +263,99 @@ func (r *Registry[S]) Apply(ctx context.Context, st stepflow.State[S]) (stepflow
 		return st, err
 	}
 	return next, err
+}
+
+// resolve returns the flow that handles st under the policy, and st
+// migrated to that flow's version if needed.
+func (r *Registry[S]) resolve(st stepflow.State[S]) (*stepflow.Flow[S], stepflow.State[S], error) {
+	if st.Version == r.latest.Version() {
+		return r.latest, st, nil
+	}
+	if _, ok := r.shapes[st.Version]; !ok {
+		return nil, st, r.unknown(st.Version)
+	}
+	switch r.policy {
+	case PolicyRefuse:
+		return nil, st, &OutdatedError{Version: st.Version, Latest: r.latest.Version()}
+	case PolicyPinned:
+		if f := r.flows[st.Version]; f != nil {
+			return f, st, nil
+		}
+	}
+	moved, err := r.migrate(st, r.policy == PolicyPinned)
+	if err != nil {
+		return nil, st, err
+	}
+	f := r.flows[moved.Version]
+	if f == nil {
+		return nil, st, r.unknown(moved.Version)
+	}
+	return f, moved, nil
+}
+
+// Signal delivers a signal to a process (see stepflow.Flow.Signal),
+// choosing the version as Apply does: under PolicyLazy an older state is
+// migrated first. On error it returns st unchanged.
+func (r *Registry[S]) Signal(st stepflow.State[S], name string, payload []byte) (stepflow.State[S], error) {
+	f, moved, err := r.resolve(st)
+	if err != nil {
+		return st, err
+	}
+	next, err := f.Signal(moved, name, payload)
+	if err != nil {
+		return st, err
+	}
+	return next, nil
+}
+
+// Cancel cancels a process (see stepflow.Flow.Cancel), choosing the
+// version as Apply does. On error it returns st unchanged.
+func (r *Registry[S]) Cancel(st stepflow.State[S], reason string) (stepflow.State[S], error) {
+	f, moved, err := r.resolve(st)
+	if err != nil {
+		return st, err
+	}
+	next, err := f.Cancel(moved, reason)
+	if err != nil {
+		return st, err
+	}
+	return next, nil
+}
+
+// Redrive resumes a failed process (see stepflow.Flow.Redrive), choosing
+// the version as Apply does: under PolicyLazy a failed process of an older
+// version is redriven on the newest one. On error it returns st unchanged.
+func (r *Registry[S]) Redrive(st stepflow.State[S]) (stepflow.State[S], error) {
+	f, moved, err := r.resolve(st)
+	if err != nil {
+		return st, err
+	}
+	next, err := f.Redrive(moved)
+	if err != nil {
+		return st, err
+	}
+	return next, nil
+}
+
+// Describe explains a state with the definition of its own version when
+// the registry has it, otherwise with the nearest newer definition (the
+// state is migrated for the description only).
+func (r *Registry[S]) Describe(st stepflow.State[S]) (stepflow.Description, error) {
+	if f := r.flows[st.Version]; f != nil {
+		return f.Describe(st)
+	}
+	if _, ok := r.shapes[st.Version]; !ok {
+		return stepflow.Description{}, r.unknown(st.Version)
+	}
+	moved, err := r.migrate(st, true)
+	if err != nil {
+		return stepflow.Description{}, err
+	}
+	f := r.flows[moved.Version]
+	if f == nil {
+		return stepflow.Description{}, r.unknown(moved.Version)
+	}
+	return f.Describe(moved)
 }
 
 // Migrate moves a state of any known version to the newest version through
