@@ -24,9 +24,11 @@ const (
 type RolloutSpec struct {
 	// App names the application. The controller creates a ConfigMap
 	// "<app>-config" and a Deployment "<app>" in the Rollout's namespace.
+	// It cannot be changed once set.
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=50
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="app is immutable"
 	App string `json:"app"`
 
 	// Image is the container image to run.
@@ -58,7 +60,8 @@ type RolloutStatus struct {
 	FlowVersion string `json:"flowVersion,omitempty"`
 
 	// Phase is the process status: running, waiting, done, failed,
-	// canceled or needs-attention. It repeats State for printer columns.
+	// canceled or needs-attention, or unreadable when status.state
+	// cannot be read. It repeats State for printer columns.
 	// +optional
 	Phase string `json:"phase,omitempty"`
 
