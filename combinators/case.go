@@ -38,6 +38,14 @@ func Case[S any](name string, pred func(context.Context, *S) (bool, error), then
 	}}
 }
 
+// When runs body only if pred is true: a Case without an else branch,
+// recorded the same way.
+func When[S any](name string, pred func(context.Context, *S) (bool, error), body ...stepflow.Node[S]) stepflow.Node[S] {
+	c := Case(name, pred, body...)
+	c.sw.kind = "when"
+	return c
+}
+
 // CaseNode is a Case; its Else method adds the nodes run when the predicate
 // is false.
 type CaseNode[S any] struct{ sw switchNode[S] }

@@ -123,7 +123,7 @@ func (x *exec[S]) finish(r Result) (State[S], error) {
 		next.Root = Frame{}
 		next.Intent = ""
 	case OutcomeFail:
-		se := x.locate(x.flow.root, r.Err)
+		se := x.locate("", r.Err)
 		next.Status = Failed
 		if next.Root.Branch == rootCancel {
 			// A cleanup failed while canceling: the process still ends
@@ -241,7 +241,7 @@ func (x *exec[S]) frames(n int) []Frame {
 }
 
 // locate makes sure a failure names the node it came from.
-func (x *exec[S]) locate(n *compiled[S], err error) *StepError {
+func (x *exec[S]) locate(path string, err error) *StepError {
 	var se *StepError
 	if errors.As(err, &se) {
 		return se
@@ -250,7 +250,7 @@ func (x *exec[S]) locate(n *compiled[S], err error) *StepError {
 	if x.mem != nil {
 		attempt = x.mem.ctx.call.Attempt
 	}
-	return &StepError{Path: n.path, Attempt: attempt, Err: err}
+	return &StepError{Path: path, Attempt: attempt, Err: err}
 }
 
 // failure converts a located error to its persisted form.
@@ -262,10 +262,11 @@ func (x *exec[S]) failure(se *StepError) *Failure {
 // (writable: it is already a private copy), the data, the clock, and the
 // means to advance its children and to call user code.
 type Cursor[S any] struct {
-	x     *exec[S]
-	n     *compiled[S]
-	f     *Frame
-	owned bool // f.Children is private to the new state
+	x      *exec[S]
+	n      *compiled[S]
+	f      *Frame
+	owned  bool // f.Children is private to the new state
+	inInst bool // f is an instance frame of n (see Instance)
 	scope
 }
 
@@ -277,6 +278,24 @@ type scope struct {
 	iters   []uint32
 	item    []byte
 	caught  *Failure
+	insts   []instSeg
+}
+
+// instSeg notes that below the node at path at, frames sit in the
+// instance frame name: failure paths include it ("each/[3]/step").
+type instSeg struct{ at, name string }
+
+// FullPath is the node's path with ForEach instance segments included,
+// as failures report it.
+func (c *Cursor[S]) FullPath() string {
+	p := c.n.path
+	for i := len(c.insts) - 1; i >= 0; i-- {
+		s := c.insts[i]
+		if len(p) > len(s.at) && p[:len(s.at)] == s.at && p[len(s.at)] == '/' {
+			p = s.at + "/" + s.name + p[len(s.at):]
+		}
+	}
+	return p
 }
 
 // Frame returns the node's frame. Writes go to the new state only.
@@ -456,7 +475,7 @@ func (c *Cursor[S]) Record(outcome string, err error) {
 // its persisted form. Nodes that hold on to an error across Applies (Catch,
 // Finally, Retry) store it in their frame with it.
 func (c *Cursor[S]) Failure(err error) *Failure {
-	return c.x.failure(c.x.locate(c.n, err))
+	return c.x.failure(c.x.locate(c.FullPath(), err))
 }
 
 // Raise turns a persisted failure back into an error to return with Fail.
@@ -593,7 +612,7 @@ func (c *Cursor[S]) advanceAt(i, j int, unwind bool) Result {
 		r = cc.n.node.Advance(cc)
 	}
 	if r.Outcome == OutcomeFail {
-		r.Err = c.x.locate(cc.n, r.Err)
+		r.Err = c.x.locate(cc.FullPath(), r.Err)
 	}
 	return r
 }
@@ -613,7 +632,7 @@ type Unwinder[S any] interface {
 // its frame dropped when done. It returns Complete when no child remains,
 // otherwise the combined result of the children still cleaning up.
 func (c *Cursor[S]) Unwind() Result {
-	if c.n.info.Instances {
+	if c.n.info.Instances && !c.inInst {
 		return c.unwindInstances()
 	}
 	res := Complete()
@@ -681,7 +700,8 @@ func (c *Cursor[S]) Instances() int { return len(c.f.Children) }
 // frames.
 func (c *Cursor[S]) Instance(j int) *Cursor[S] {
 	c.own()
-	ic := &Cursor[S]{x: c.x, n: c.n, f: &c.f.Children[j], scope: c.scope}
+	ic := &Cursor[S]{x: c.x, n: c.n, f: &c.f.Children[j], inInst: true, scope: c.scope}
+	ic.insts = append(c.insts[:len(c.insts):len(c.insts)], instSeg{c.n.path, c.f.Children[j].Name})
 	return ic
 }
 

@@ -1,0 +1,267 @@
+package combinators
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/stepflow-io/go-stepflow/stepflow"
+)
+
+// ForEach computes a list of items once (items is called when the node is
+// entered), stores it in the state, and runs body once per item. Steps of
+// the body read their item with Item. Items are stored JSON-encoded, so I
+// must round-trip through encoding/json.
+//
+// Items run one at a time unless Concurrency raises the limit. Progress is
+// in the frame: Index is the number of items started, Count the number
+// completed, and each item in progress has an instance frame "[i]" (its
+// path segment, as in "deploy/each/[3]/step"). The first failing item
+// abandons the others (their Finally cleanups run) and fails the node.
+func ForEach[S, I any](name string, items func(context.Context, *S) ([]I, error), body ...stepflow.Node[S]) *ForEachNode[S] {
+	n := &ForEachNode[S]{name: name, body: body, conc: 1}
+	if items != nil {
+		n.items = func(ctx context.Context, d *S) ([][]byte, error) {
+			list, err := items(ctx, d)
+			if err != nil {
+				return nil, err
+			}
+			out := make([][]byte, len(list))
+			for i, it := range list {
+				if out[i], err = json.Marshal(it); err != nil {
+					return nil, stepflow.Permanent(fmt.Errorf("encode item %d: %w", i, err))
+				}
+			}
+			return out, nil
+		}
+	}
+	return n
+}
+
+// Item returns the current ForEach item, decoded into I. It fails outside
+// a ForEach body or when the item does not decode into I.
+func Item[I any](ctx context.Context) (I, error) {
+	var it I
+	call, ok := stepflow.CallFrom(ctx)
+	if !ok || call.Item == nil {
+		return it, errors.New("stepflow: no ForEach item in this context")
+	}
+	if err := json.Unmarshal(call.Item, &it); err != nil {
+		return it, fmt.Errorf("stepflow: decode ForEach item: %w", err)
+	}
+	return it, nil
+}
+
+// ForEachNode is a ForEach; Concurrency changes how many items run at once.
+type ForEachNode[S any] struct {
+	name  string
+	items func(context.Context, *S) ([][]byte, error)
+	body  []stepflow.Node[S]
+	conc  int
+}
+
+// Concurrency returns a copy running up to n items side by side; each
+// Apply advances each of them by at most one step.
+func (n *ForEachNode[S]) Concurrency(k int) *ForEachNode[S] {
+	cp := *n
+	cp.conc = k
+	return &cp
+}
+
+func (n *ForEachNode[S]) Info() stepflow.Info {
+	return stepflow.Info{Name: n.name, Kind: "foreach", Detail: fmt.Sprintf("concurrency %d", n.conc), Leaf: true, Instances: true}
+}
+
+func (n *ForEachNode[S]) Children() []stepflow.Node[S] { return n.body }
+
+func (n *ForEachNode[S]) Check() []string {
+	var p []string
+	if n.items == nil {
+		p = append(p, "nil items function")
+	}
+	if len(n.body) == 0 {
+		p = append(p, "foreach with an empty body")
+	}
+	if n.conc < 1 {
+		p = append(p, fmt.Sprintf("concurrency %d must be at least 1", n.conc))
+	}
+	return p
+}
+
+func (n *ForEachNode[S]) Advance(c *stepflow.Cursor[S]) stepflow.Result {
+	f := c.Frame()
+	switch f.Branch {
+	case "":
+		if !c.CanRun() {
+			return stepflow.Continue()
+		}
+		var list [][]byte
+		err := c.Run(func(ctx context.Context, d *S) (e error) {
+			list, e = n.items(ctx, d)
+			return e
+		})
+		if c.Aborted() {
+			return stepflow.Continue()
+		}
+		if err != nil {
+			c.Record(outcomeOf(err), err)
+			return stepflow.Fail(err)
+		}
+		c.Record(fmt.Sprintf("%d items", len(list)), nil)
+		f.Payload, f.Branch = packItems(list), phaseRunning
+	case phaseFailing:
+		return n.abandon(c)
+	}
+	total := itemCount(f.Payload)
+	if total < 0 {
+		return c.Invalid("corrupt item list")
+	}
+	for c.Instances() < n.conc && int(f.Index) < total {
+		c.AddInstance(stepflow.InstanceName(int(f.Index)))
+		f.Index++
+	}
+	budget := c.Budget()
+	ran := false
+	res := stepflow.Complete()
+	added := 0 // items started by this loop get no budget until the next Apply
+	for j := 0; j < c.Instances(); {
+		ic := c.Instance(j)
+		idx, ok := instanceIndex(ic.Frame().Name, total)
+		if !ok {
+			return c.Invalid("bad instance frame %q", ic.Frame().Name)
+		}
+		ic.SetItem(itemAt(f.Payload, idx))
+		ic.AddIteration(uint32(idx))
+		if j >= c.Instances()-added {
+			c.SetBudget(0)
+		} else {
+			c.SetBudget(min(budget, 1))
+		}
+		r := ic.Sequence(0, len(n.body))
+		if c.Aborted() {
+			return stepflow.Continue()
+		}
+		ran = ran || (budget > 0 && c.Budget() == 0)
+		switch r.Outcome {
+		case stepflow.OutcomeDone:
+			c.RemoveInstance(j)
+			f.Count++
+			if int(f.Index) < total {
+				c.AddInstance(stepflow.InstanceName(int(f.Index)))
+				f.Index++
+				added++
+			}
+			continue
+		case stepflow.OutcomeFail:
+			c.NoteError(r.Err)
+			f.Branch, f.Err = phaseFailing, c.Failure(r.Err)
+			c.RemoveInstance(j)
+			c.SetBudget(0)
+			return n.abandon(c)
+		}
+		res = stepflow.Combine(res, r)
+		j++
+	}
+	if ran {
+		c.SetBudget(0)
+	} else {
+		c.SetBudget(budget)
+	}
+	if res.Outcome == stepflow.OutcomeDone {
+		f.Payload = nil
+	}
+	return res
+}
+
+func (n *ForEachNode[S]) abandon(c *stepflow.Cursor[S]) stepflow.Result {
+	r := c.Unwind()
+	if r.Outcome == stepflow.OutcomeDone {
+		return stepflow.Fail(c.Raise(c.Frame().Err))
+	}
+	return r
+}
+
+// Redrive resumes a failed ForEach at the item that failed when items run
+// one at a time. With Concurrency above one, items abandoned beside the
+// failed one left nothing to resume from, so the node starts again.
+func (n *ForEachNode[S]) Redrive(f *stepflow.Frame) {
+	if n.conc > 1 {
+		*f = stepflow.Frame{Name: f.Name}
+		return
+	}
+	if f.Branch == phaseFailing && f.Err != nil {
+		// Restart the failed item: it is the one whose instance is gone
+		// while Count says it had not completed.
+		f.Branch = phaseRunning
+		if idx := failedItem(f); idx >= 0 {
+			f.Children = append(f.Children, stepflow.Frame{Name: stepflow.InstanceName(idx)})
+		}
+	}
+	f.Err = nil
+}
+
+// failedItem finds the item index named in the failure path.
+func failedItem(f *stepflow.Frame) int {
+	for _, seg := range stepflow.SplitPath(f.Err.Path) {
+		if len(seg) > 2 && seg[0] == '[' {
+			if i, err := strconv.Atoi(strings.Trim(seg, "[]")); err == nil {
+				return i
+			}
+		}
+	}
+	return -1
+}
+
+// Items are packed so that item i is found without reading the others:
+// a 4-byte count, count+1 4-byte offsets, then the JSON of each item.
+func packItems(list [][]byte) []byte {
+	size := 4 + 4*(len(list)+1)
+	for _, it := range list {
+		size += len(it)
+	}
+	b := make([]byte, 0, size)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(list)))
+	off := uint32(4 + 4*(len(list)+1))
+	for _, it := range list {
+		b = binary.BigEndian.AppendUint32(b, off)
+		off += uint32(len(it))
+	}
+	b = binary.BigEndian.AppendUint32(b, off)
+	for _, it := range list {
+		b = append(b, it...)
+	}
+	return b
+}
+
+// itemCount returns the number of packed items, or -1 if b is malformed.
+func itemCount(b []byte) int {
+	if len(b) < 8 {
+		return -1
+	}
+	n := int(binary.BigEndian.Uint32(b))
+	if n < 0 || 4+4*(n+1) > len(b) || int(binary.BigEndian.Uint32(b[4+4*n:])) != len(b) {
+		return -1
+	}
+	return n
+}
+
+func itemAt(b []byte, i int) []byte {
+	lo := binary.BigEndian.Uint32(b[4+4*i:])
+	hi := binary.BigEndian.Uint32(b[8+4*i:])
+	if lo > hi || int(hi) > len(b) {
+		return nil
+	}
+	return b[lo:hi]
+}
+
+func instanceIndex(name string, total int) (int, bool) {
+	if len(name) < 3 || name[0] != '[' || name[len(name)-1] != ']' {
+		return 0, false
+	}
+	i, err := strconv.Atoi(name[1 : len(name)-1])
+	return i, err == nil && i >= 0 && i < total
+}

@@ -1,0 +1,149 @@
+package combinators
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/stepflow-io/go-stepflow/stepflow"
+)
+
+// Parallel runs its branches side by side until all complete. Each Apply
+// advances every branch that can run now by at most one step (one after
+// the other, in flow order, so the result never depends on timing); the
+// node waits until the earliest wake time among waiting branches. Each
+// branch is one node: use Sequence for a branch of several steps.
+//
+// By default the first failure stops the others: they are abandoned (their
+// Finally cleanups run) and the failure propagates. WaitAll lets every
+// branch finish and then reports every failure, joined.
+func Parallel[S any](name string, branches ...stepflow.Node[S]) *ParallelNode[S] {
+	return &ParallelNode[S]{name: name, branches: branches}
+}
+
+// ParallelNode is a Parallel; WaitAll changes its failure policy.
+type ParallelNode[S any] struct {
+	name     string
+	branches []stepflow.Node[S]
+	waitAll  bool
+}
+
+// WaitAll returns a copy that lets every branch run to its end before
+// reporting the failures, if any, together.
+func (n *ParallelNode[S]) WaitAll() *ParallelNode[S] {
+	cp := *n
+	cp.waitAll = true
+	return &cp
+}
+
+const (
+	phaseRunning = "running"
+	phaseFailing = "failing"
+)
+
+func (n *ParallelNode[S]) Info() stepflow.Info {
+	d := "fail fast"
+	if n.waitAll {
+		d = "wait all"
+	}
+	return stepflow.Info{Name: n.name, Kind: "parallel", Detail: d}
+}
+
+func (n *ParallelNode[S]) Children() []stepflow.Node[S] { return n.branches }
+
+func (n *ParallelNode[S]) Check() []string {
+	if len(n.branches) == 0 {
+		return []string{"parallel without branches"}
+	}
+	return nil
+}
+
+func (n *ParallelNode[S]) Advance(c *stepflow.Cursor[S]) stepflow.Result {
+	f := c.Frame()
+	switch f.Branch {
+	case "":
+		all := make([]int, len(n.branches))
+		for i := range all {
+			all[i] = i
+		}
+		c.EnterAll(all)
+		f.Branch = phaseRunning
+	case phaseFailing:
+		return n.abandon(c)
+	}
+	budget := c.Budget()
+	ran := false
+	res := stepflow.Complete()
+	for _, i := range c.ActiveChildren() {
+		c.SetBudget(min(budget, 1))
+		r := c.AdvanceChild(i)
+		if c.Aborted() {
+			return stepflow.Continue()
+		}
+		ran = ran || (budget > 0 && c.Budget() == 0)
+		switch r.Outcome {
+		case stepflow.OutcomeDone:
+			c.RemoveChild(i)
+		case stepflow.OutcomeFail:
+			c.NoteError(r.Err)
+			c.RemoveChild(i)
+			if n.waitAll && !errors.Is(r.Err, stepflow.ErrCanceled) {
+				f.Payload = appendFailure(f.Payload, c.Failure(r.Err))
+				continue
+			}
+			f.Branch, f.Err = phaseFailing, c.Failure(r.Err)
+			c.SetBudget(0)
+			return n.abandon(c)
+		default:
+			res = stepflow.Combine(res, r)
+		}
+	}
+	if ran {
+		c.SetBudget(0)
+	} else {
+		c.SetBudget(budget)
+	}
+	if res.Outcome == stepflow.OutcomeDone && len(f.Payload) > 0 {
+		// One error naming the parallel node and wrapping every branch's.
+		return stepflow.Fail(&stepflow.StepError{Path: c.Path(), Attempt: c.Attempt(), Err: failuresError(c, f.Payload)})
+	}
+	return res
+}
+
+// abandon unwinds the remaining branches after a failure, then fails.
+func (n *ParallelNode[S]) abandon(c *stepflow.Cursor[S]) stepflow.Result {
+	r := c.Unwind()
+	if r.Outcome == stepflow.OutcomeDone {
+		return stepflow.Fail(c.Raise(c.Frame().Err))
+	}
+	return r
+}
+
+// Redrive restarts a failed parallel from its start: the branches that
+// failed or were abandoned left no frames to resume from, so every branch
+// runs again.
+func (n *ParallelNode[S]) Redrive(f *stepflow.Frame) {
+	*f = stepflow.Frame{Name: f.Name}
+}
+
+// Branch failures collected by WaitAll are kept in the frame's payload as
+// a JSON list, so they survive a save and a restart.
+func appendFailure(payload []byte, f *stepflow.Failure) []byte {
+	var list []stepflow.Failure
+	_ = json.Unmarshal(payload, &list)
+	list = append(list, *f)
+	b, _ := json.Marshal(list)
+	return b
+}
+
+func failuresError[S any](c *stepflow.Cursor[S], payload []byte) error {
+	var list []stepflow.Failure
+	if err := json.Unmarshal(payload, &list); err != nil {
+		return fmt.Errorf("%w: unreadable branch failures: %v", stepflow.ErrInvalidState, err)
+	}
+	errs := make([]error, len(list))
+	for i := range list {
+		errs[i] = c.Raise(&list[i])
+	}
+	return errors.Join(errs...)
+}
