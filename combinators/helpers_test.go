@@ -99,4 +99,3 @@ func (h *harness) run(f *stepflow.Flow[D], st stepflow.State[D]) stepflow.State[
 	}
 	return st
 }
-
