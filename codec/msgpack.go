@@ -216,6 +216,13 @@ func (c *msgpackCodec[S]) Decode(b []byte) (st stepflow.State[S], err error) {
 	if r.err != nil {
 		return fail(r.err)
 	}
+	dr := &reader{b: data}
+	for dr.off < len(data) && dr.err == nil {
+		dr.checkValue(0)
+	}
+	if dr.err != nil {
+		return fail(fmt.Errorf("%w: data: %v", ErrCorrupt, dr.err))
+	}
 	if err := msgpack.Unmarshal(data, &st.Data); err != nil {
 		return fail(fmt.Errorf("%w: data: %v", ErrCorrupt, err))
 	}

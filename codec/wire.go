@@ -311,3 +311,82 @@ func (r *reader) time() time.Time {
 	}
 	return time.Unix(sec, nsec).UTC()
 }
+
+// checkValue walks one msgpack value without decoding it and fails if any
+// length it declares exceeds what the remaining bytes could hold. The
+// reflection decoder used for process data preallocates from declared
+// lengths, so this check is what bounds its memory by the input size.
+func (r *reader) checkValue(depth int) {
+	if depth > maxDepth {
+		r.corrupt("data nested deeper than %d", maxDepth)
+		return
+	}
+	c := r.byte()
+	if r.err != nil {
+		return
+	}
+	var n, per int // element count, and values per element (2 for maps)
+	switch {
+	case c <= 0x7f, c >= 0xe0, c == 0xc0, c == 0xc2, c == 0xc3:
+		return
+	case c&0xe0 == 0xa0:
+		r.bytes(int(c & 0x1f))
+		return
+	case c&0xf0 == 0x90:
+		n, per = int(c&0x0f), 1
+	case c&0xf0 == 0x80:
+		n, per = int(c&0x0f), 2
+	}
+	switch c {
+	case 0xcc, 0xd0:
+		r.bytes(1)
+	case 0xcd, 0xd1:
+		r.bytes(2)
+	case 0xca, 0xce, 0xd2:
+		r.bytes(4)
+	case 0xcb, 0xcf, 0xd3:
+		r.bytes(8)
+	case 0xc4, 0xd9:
+		r.bytes(int(r.byte()))
+	case 0xc5, 0xda:
+		r.bytes(r.u16())
+	case 0xc6, 0xdb:
+		r.bytes(r.u32())
+	case 0xd4:
+		r.bytes(2)
+	case 0xd5:
+		r.bytes(3)
+	case 0xd6:
+		r.bytes(5)
+	case 0xd7:
+		r.bytes(9)
+	case 0xd8:
+		r.bytes(17)
+	case 0xc7:
+		r.bytes(int(r.byte()) + 1)
+	case 0xc8:
+		r.bytes(r.u16() + 1)
+	case 0xc9:
+		r.bytes(r.u32() + 1)
+	case 0xdc:
+		n, per = r.u16(), 1
+	case 0xdd:
+		n, per = r.u32(), 1
+	case 0xde:
+		n, per = r.u16(), 2
+	case 0xdf:
+		n, per = r.u32(), 2
+	case 0xc1:
+		r.corrupt("reserved msgpack code 0xc1")
+	}
+	if per == 0 || r.err != nil {
+		return
+	}
+	if n*per > len(r.b)-r.off {
+		r.fail(fmt.Errorf("%w: data claims %d elements, %d bytes left", ErrTruncated, n, len(r.b)-r.off))
+		return
+	}
+	for i := 0; i < n*per && r.err == nil; i++ {
+		r.checkValue(depth + 1)
+	}
+}
