@@ -18,6 +18,7 @@ type D struct {
 	Env   string
 	Polls int
 	Seed  uint64
+	N     int
 }
 
 func (d D) Clone() D { d.Ran = slices.Clone(d.Ran); return d }

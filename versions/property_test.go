@@ -26,7 +26,8 @@ const (
 	mSeq
 	mCase
 	mWait
-	mWrapCase // a Case whose predicate is always true, added by an edit
+	mWrapCase  // a Case whose predicate is always true, added by an edit
+	mWrapRetry // a Retry, added by an edit
 )
 
 type mnode struct {
@@ -58,7 +59,7 @@ func cloneList(l []*mnode) []*mnode {
 // lists returns the node's child lists (each one is a sequence).
 func (n *mnode) lists() []*[]*mnode {
 	switch n.kind {
-	case mSeq, mWrapCase:
+	case mSeq, mWrapCase, mWrapRetry:
 		return []*[]*mnode{&n.kids}
 	case mCase:
 		return []*[]*mnode{&n.kids, &n.elses}
@@ -141,6 +142,8 @@ func (m *model) flow(version string) *stepflow.Flow[D] {
 				}, build(n.kids)...).Else(build(n.elses)...)
 			case mWrapCase:
 				out[i] = combinators.Case(n.name, func(context.Context, *D) (bool, error) { return true, nil }, build(n.kids)...)
+			case mWrapRetry:
+				out[i] = combinators.Retry(n.name, combinators.RetryPolicy{}, build(n.kids)...)
 			}
 		}
 		return out
@@ -245,12 +248,10 @@ func (g *gen) edit(d *derived) {
 	case 2: // rename
 		g.nextID++
 		(*l)[i].name = fmt.Sprintf("r%d", g.nextID)
-	case 3: // wrap in a sequence or in an always-true case
+	case 3: // wrap in a sequence, a Retry or an always-true case
 		g.nextID++
-		w := &mnode{id: g.nextID, name: fmt.Sprintf("w%d", g.nextID), kind: mSeq, kids: []*mnode{(*l)[i]}}
-		if rapid.Bool().Draw(g.t, "wrapCase") {
-			w.kind = mWrapCase
-		}
+		kinds := []mkind{mSeq, mWrapRetry, mWrapCase}
+		w := &mnode{id: g.nextID, name: fmt.Sprintf("w%d", g.nextID), kind: rapid.SampledFrom(kinds).Draw(g.t, "wrap"), kids: []*mnode{(*l)[i]}}
 		(*l)[i] = w
 	}
 }
