@@ -2,9 +2,11 @@ package stepflowtest
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/stepflow-io/go-stepflow/codec"
@@ -21,7 +23,32 @@ var (
 	// ErrMutatedInput: Apply changed the state it was given, which it must
 	// never do.
 	ErrMutatedInput = errors.New("stepflowtest: Apply modified its input state")
+	// ErrIdle: the state waits for a signal only, and no event of
+	// RunOptions.Events is left to deliver. The trace ends with that state.
+	ErrIdle = errors.New("stepflowtest: waiting for a signal that nothing will send")
 )
+
+// Event is something from outside the flow that Run delivers while it
+// runs: a signal (with Flow.Signal) or a cancellation (with Flow.Cancel).
+type Event struct {
+	// After is how long after the start of the run the event happens, on
+	// the run's clock. When the state waits past that time, the clock stops
+	// at it to deliver the event first.
+	After time.Duration
+	// Signal is the name of the signal to deliver, with Payload.
+	Signal  string
+	Payload []byte
+	// Cancel, when true, cancels the process with Reason instead.
+	Cancel bool
+	Reason string
+}
+
+func (e Event) String() string {
+	if e.Cancel {
+		return fmt.Sprintf("cancel %q after %s", e.Reason, e.After)
+	}
+	return fmt.Sprintf("signal %s %q after %s", e.Signal, e.Payload, e.After)
+}
 
 // RunOptions configures Run. A nil *RunOptions means all defaults.
 type RunOptions[S any] struct {
@@ -40,6 +67,9 @@ type RunOptions[S any] struct {
 	// Tick is how far the clock moves after each Apply, so that steps get
 	// distinct timestamps. Zero: the clock moves only to wake times.
 	Tick time.Duration
+	// Events are delivered in order of After (in the given order for equal
+	// times), each before the first Apply at or after its time. Nil: none.
+	Events []Event
 }
 
 func (o *RunOptions[S]) withDefaults() RunOptions[S] {
@@ -81,8 +111,13 @@ type Transition[S any] struct {
 	N int
 	// At is the clock's time when Apply was called.
 	At time.Time
-	// Before are the positions of the state Apply was given.
+	// Given is the state Apply was given: the previous state, or, after a
+	// crash, the one before it, with the Events delivered.
+	Given stepflow.State[S]
+	// Before are the positions of Given.
 	Before []string
+	// Events are the events delivered just before this Apply.
+	Events []Event
 	// Calls are the calls of user code Apply made, in order.
 	Calls []Call
 	// After is the state Apply returned, as decoded from Encoded. For a
@@ -142,6 +177,9 @@ func Run[S any](ctx context.Context, flow *stepflow.Flow[S], start stepflow.Stat
 		return tr, fmt.Errorf("stepflowtest: decode start state: %w", err)
 	}
 	tr.Start, tr.Final = st, st
+	events := slices.Clone(o.Events)
+	slices.SortStableFunc(events, func(a, b Event) int { return cmp.Compare(a.After, b.After) })
+	began := o.Clock.Now()
 	// saved is true while st is the state this run has just saved (as
 	// opposed to one loaded after a crash): only then may an at-most-once
 	// step whose intent st records run, as with a runner.
@@ -150,8 +188,49 @@ func Run[S any](ctx context.Context, flow *stepflow.Flow[S], start stepflow.Stat
 		if n > o.MaxSteps {
 			return tr, fmt.Errorf("%w (%d applies, at %v)", ErrMaxSteps, o.MaxSteps, st.Positions())
 		}
-		FastForward(o.Clock, st)
-		t := Transition[S]{N: n, At: o.Clock.Now(), Before: st.Positions()}
+		// Move the clock to the next thing that can happen: the state's
+		// wake time, or an event due before it.
+		if st.Status == stepflow.Waiting {
+			wake := st.WakeAt
+			if len(events) > 0 {
+				if at := began.Add(events[0].After); wake.IsZero() || at.Before(wake) {
+					wake = at
+				}
+			}
+			if wake.IsZero() {
+				return tr, fmt.Errorf("%w (at %v)", ErrIdle, st.Positions())
+			}
+			if wake.After(o.Clock.Now()) {
+				o.Clock.Set(wake)
+			}
+		}
+		t := Transition[S]{N: n, At: o.Clock.Now()}
+		for len(events) > 0 && !began.Add(events[0].After).After(t.At) {
+			e := events[0]
+			events = events[1:]
+			var err error
+			if e.Cancel {
+				st, err = flow.Cancel(st, e.Reason)
+			} else {
+				st, err = flow.Signal(st, e.Signal, e.Payload)
+			}
+			if err != nil {
+				return tr, fmt.Errorf("stepflowtest: deliver %v: %w", e, err)
+			}
+			// The runner saves the state with the event before applying it.
+			if stored, err = o.Codec.Encode(st); err != nil {
+				return tr, fmt.Errorf("stepflowtest: encode state after %v: %w", e, err)
+			}
+			if st, err = o.Codec.Decode(stored); err != nil {
+				return tr, fmt.Errorf("stepflowtest: decode state after %v: %w", e, err)
+			}
+			t.Events = append(t.Events, e)
+			saved = true
+			tr.Final = st
+		}
+		// A cancellation without cleanups may have ended the process: the
+		// Apply below then returns it unchanged, and the run ends.
+		t.Given, t.Before = st, st.Positions()
 		actx := ctx
 		if saved && st.Intent != "" {
 			actx = stepflow.WithIntentSaved(ctx, st)

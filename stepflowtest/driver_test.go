@@ -106,3 +106,26 @@ func TestTraceString(t *testing.T) {
 	assert.Equal(t, s, run(t, "gift card", stepflowtest.Script{"physical/refund": stepflowtest.Calls(stepflowtest.Crash)}).String(),
 		"the rendering is deterministic")
 }
+
+func TestRunCancelEvent(t *testing.T) {
+	flow := orderFlow()
+	tr, err := stepflowtest.Run(context.Background(), flow, flow.Start(Order{Item: "book"}), &stepflowtest.RunOptions[Order]{
+		Script: stepflowtest.Script{"paid": stepflowtest.Always(stepflowtest.False)},
+		Events: []stepflowtest.Event{{After: 2 * time.Minute, Cancel: true, Reason: "customer left"}},
+	})
+	require.NoError(t, err)
+	assert.Equal(t, stepflow.Canceled, tr.Final.Status)
+	assert.Equal(t, "customer left", tr.Final.Err.Message)
+	last := tr.Transitions[len(tr.Transitions)-1]
+	assert.Equal(t, stepflowtest.Epoch.Add(2*time.Minute), last.At, "the clock stops at the event, before the next poll")
+	assert.Len(t, last.Events, 1)
+	assert.Empty(t, last.Calls)
+	assert.Contains(t, tr.String(), "#4 2025-01-01T00:02:00Z cancel \"customer left\" after 2m0s\n")
+	assert.Equal(t, []string{"reserve", "paid", "paid"}, tr.Visited(), "polls at 0 and 1m, canceled at 2m before the 3m poll")
+
+	var r recorder
+	assert.True(t, stepflowtest.CheckInvariants(&r, flow, flow.Start(Order{Item: "book"}), &stepflowtest.InvariantOptions[Order]{
+		Script: stepflowtest.Script{"paid": stepflowtest.Always(stepflowtest.False)},
+		Events: []stepflowtest.Event{{After: 2 * time.Minute, Cancel: true, Reason: "customer left"}},
+	}), "%v", r.errs)
+}

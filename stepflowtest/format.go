@@ -26,6 +26,9 @@ func (tr *Trace[S]) String() string {
 	writeState(&b, tr.Start)
 	b.WriteByte('\n')
 	for _, t := range tr.Transitions {
+		for _, e := range t.Events {
+			fmt.Fprintf(&b, "#%d %s %s\n", t.N, stamp(t.At), oneLine(e.String()))
+		}
 		fmt.Fprintf(&b, "#%d %s at %s\n", t.N, stamp(t.At), positions(t.Before))
 		for _, c := range t.Calls {
 			fmt.Fprintf(&b, "  call %s attempt=%d", c.Path, c.Attempt)

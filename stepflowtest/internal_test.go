@@ -29,7 +29,7 @@ func TestCrashScript(t *testing.T) {
 	assert.Equal(t, Script{"a": {Outcomes: []Outcome{Crash, Normal}}}, got)
 }
 
-func TestProgressed(t *testing.T) {
+func TestKept(t *testing.T) {
 	rec := func(seq uint64, path string) stepflow.Record { return stepflow.Record{Seq: seq, Path: path} }
 	st := func(steps uint64, r ...stepflow.Record) stepflow.State[stepflow.None] {
 		return stepflow.State[stepflow.None]{Steps: steps, Record: r}
@@ -52,7 +52,13 @@ func TestProgressed(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := progressed(tt.prev, tt.next, tt.limit)
+			if tt.name == "nothing new" {
+				assert.NoError(t, kept(tt.prev, stepflow.State[stepflow.None]{Steps: 1, Record: tt.prev.Record}, tt.limit, false),
+					"a signal keeps Steps")
+				assert.Error(t, kept(tt.prev, stepflow.State[stepflow.None]{Steps: 0, Record: tt.prev.Record}, tt.limit, false),
+					"nothing makes Steps go back")
+			}
+			err := kept(tt.prev, tt.next, tt.limit, true)
 			assert.Equal(t, tt.ok, err == nil, "%v", err)
 		})
 	}

@@ -19,6 +19,8 @@ type InvariantOptions[S any] struct {
 	// Script is the outcome script of the runs checked. Nil: every call runs
 	// normally.
 	Script Script
+	// Events are delivered during every run, as RunOptions.Events.
+	Events []Event
 	// Reset is called before every run, to put back in their first state the
 	// fakes that the steps talk to. Nil: nothing is reset.
 	Reset func()
@@ -80,7 +82,7 @@ func CheckInvariants[S any](t TestingT, flow *stepflow.Flow[S], start stepflow.S
 		if o.Reset != nil {
 			o.Reset()
 		}
-		tr, err := Run(context.Background(), flow, start, &RunOptions[S]{Script: s, MaxSteps: o.MaxSteps})
+		tr, err := Run(context.Background(), flow, start, &RunOptions[S]{Script: s, MaxSteps: o.MaxSteps, Events: o.Events})
 		if err != nil {
 			c.fail(InvariantRuns, s, tr, "%v", err)
 			return tr, false
@@ -155,22 +157,37 @@ func (c *checker[S]) fail(inv string, s Script, tr *Trace[S], format string, arg
 
 func (c *checker[S]) checkStates(s Script, tr *Trace[S]) {
 	limit := c.flow.Options().Record
-	states := tr.States()
-	for i, st := range states {
+	check := func(what string, st stepflow.State[S]) {
 		if err := c.flow.Validate(st); err != nil {
-			c.fail(InvariantRoundTrip, s, tr, "state %d does not validate: %v", i, err)
+			c.fail(InvariantRoundTrip, s, tr, "%s does not validate: %v", what, err)
 		}
 		if err := roundTrip(codec.Msgpack[S](nil), st); err != nil {
-			c.fail(InvariantRoundTrip, s, tr, "state %d: %v", i, err)
+			c.fail(InvariantRoundTrip, s, tr, "%s: %v", what, err)
 		}
 		if err := roundTrip(codec.JSON[S](nil), st); err != nil {
-			c.fail(InvariantRoundTrip, s, tr, "state %d: %v", i, err)
+			c.fail(InvariantRoundTrip, s, tr, "%s: %v", what, err)
 		}
-		if i == 0 {
-			continue
+	}
+	check("the start state", tr.Start)
+	prev := tr.Start
+	for _, t := range tr.Transitions {
+		what := fmt.Sprintf("the state after apply %d", t.N)
+		check(what, t.After)
+		if len(t.Events) > 0 {
+			check(fmt.Sprintf("the state after the events before apply %d", t.N), t.Given)
+			if err := kept(prev, t.Given, limit, false); err != nil {
+				c.fail(InvariantProgress, s, tr, "delivering %v before apply %d: %v", t.Events, t.N, err)
+			}
 		}
-		if err := progressed(states[i-1], st, limit); err != nil {
-			c.fail(InvariantProgress, s, tr, "state %d: %v", i, err)
+		if t.Given.Terminal() {
+			if !t.After.Terminal() || t.After.Steps != t.Given.Steps {
+				c.fail(InvariantProgress, s, tr, "apply %d changed a %s state", t.N, t.Given.Status)
+			}
+		} else if err := kept(t.Given, t.After, limit, true); err != nil {
+			c.fail(InvariantProgress, s, tr, "apply %d: %v", t.N, err)
+		}
+		if !t.Crashed {
+			prev = t.After
 		}
 	}
 	// A terminal state is final: applying it again changes nothing.
@@ -218,14 +235,19 @@ func roundTrip[S any](c codec.Codec[S], st stepflow.State[S]) error {
 	return nil
 }
 
-// progressed checks that next keeps everything prev recorded.
-func progressed[S any](prev, next stepflow.State[S], limit int) error {
-	if next.Steps != prev.Steps+1 {
+// kept checks that next keeps everything prev recorded. An Apply (step
+// true) adds exactly one to Steps; other changes (a signal, a cancellation)
+// add at most one.
+func kept[S any](prev, next stepflow.State[S], limit int, step bool) error {
+	switch {
+	case step && next.Steps != prev.Steps+1:
 		return fmt.Errorf("Steps went from %d to %d, want %d", prev.Steps, next.Steps, prev.Steps+1)
+	case !step && (next.Steps < prev.Steps || next.Steps > prev.Steps+1):
+		return fmt.Errorf("Steps went from %d to %d", prev.Steps, next.Steps)
 	}
 	var added []stepflow.Record
 	for _, r := range next.Record {
-		if r.Seq == next.Steps {
+		if r.Seq > prev.Steps && r.Seq == next.Steps {
 			added = append(added, r)
 		}
 	}
