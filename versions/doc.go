@@ -42,7 +42,14 @@
 //   - a node that is new around a position (a wrapper) starts with an
 //     empty frame: a new Retry starts at its first attempt, a new Case
 //     evaluates its predicate when the process resumes;
-//   - the target of a Continue or a Restart starts with an empty frame.
+//   - the target of a Continue or a Restart starts with an empty frame;
+//   - positions inside a ForEach instance ("each/[3]/step") stay in their
+//     instance.
+//
+// A Parallel entered with an empty frame starts every branch, a ForEach
+// starts its items: a position may not move into one that is new or that
+// changed kind unless a Restart or Continue rule says so, and the start-up
+// check reports it.
 //
 // A migrated Waiting state stays Waiting only when every frame kept its
 // memory; otherwise it becomes Running, and the next Apply computes the new
@@ -74,7 +81,8 @@
 // Options.Policy chooses what Registry.Apply does with an older state:
 // PolicyLazy migrates it to the newest version on its next Apply,
 // PolicyPinned lets it finish on its own version, PolicyRefuse returns an
-// *OutdatedError. Registry.Migrate migrates explicitly under any policy.
+// *OutdatedError. Signal, Cancel, Redrive and Describe choose the version
+// the same way. Registry.Migrate migrates explicitly under any policy.
 //
 // # Fingerprints
 //
