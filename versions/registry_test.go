@@ -1,6 +1,7 @@
 package versions_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"testing"
@@ -196,4 +197,75 @@ func TestMigrateNewestIsIdentity(t *testing.T) {
 	bad.Root = stepflow.Frame{Children: []stepflow.Frame{{Name: "nope"}}}
 	_, err = reg.Migrate(bad)
 	require.ErrorIs(t, err, stepflow.ErrInvalidState)
+}
+
+func TestPaths(t *testing.T) {
+	got := versions.Paths("a", "g", "g/x", "g/y")
+	require.Len(t, got, 4)
+	assert.Equal(t, []string{"x", "y"}, got[1].Children)
+	assert.Equal(t, 2, got[2].Depth)
+	assert.Equal(t, "y", got[3].Name)
+	assert.Empty(t, got[0].Kind)
+}
+
+func TestPolicyString(t *testing.T) {
+	assert.Equal(t, "lazy", versions.PolicyLazy.String())
+	assert.Equal(t, "refuse", versions.PolicyRefuse.String())
+	assert.Equal(t, "policy(9)", versions.Policy(9).String())
+}
+
+func TestRegistryControls(t *testing.T) {
+	v1 := must(stepflow.New("f/v1", step("a", "a"),
+		combinators.Do("b", func(context.Context, *D) error { return errors.New("down") }), step("c", "c")))
+	v2 := must(stepflow.New("f/v2", step("a", "a"), step("b2", "b"), step("c", "c")))
+	m := versions.NewMigration[D]("f/v1", "f/v2").Rename("b", "b2")
+	reg, err := versions.New([]*stepflow.Flow[D]{v1, v2}, nil, m)
+	require.NoError(t, err)
+	ctx, c := newCtx()
+	st := until(t, ctx, c, v1, v1.Start(D{}), "b")
+
+	// Describe uses the state's own version when the registry has it.
+	d, err := reg.Describe(st)
+	require.NoError(t, err)
+	assert.Equal(t, "f/v1", d.Version)
+	assert.Equal(t, []string{"b"}, d.Positions)
+
+	// A process that failed on v1 is redriven on v2, where b is fixed.
+	failed, err := v1.Apply(ctx, st)
+	require.ErrorIs(t, err, stepflow.ErrStep)
+	require.Equal(t, stepflow.Failed, failed.Status)
+	redriven, err := reg.Redrive(failed)
+	require.NoError(t, err)
+	assert.Equal(t, "f/v2", redriven.Version)
+	assert.Equal(t, []string{"a", "b", "c"}, finish(t, ctx, c, reg, redriven).Data.Ran)
+
+	canceled, err := reg.Cancel(st, "no longer needed")
+	require.NoError(t, err)
+	assert.Equal(t, "f/v2", canceled.Version)
+	canceled = finish(t, ctx, c, reg, canceled)
+	assert.Equal(t, stepflow.Canceled, canceled.Status)
+
+	// Refused and unknown versions leave the state alone.
+	refuse, err := versions.New([]*stepflow.Flow[D]{v1, v2}, &versions.Options{Policy: versions.PolicyRefuse}, m)
+	require.NoError(t, err)
+	for _, call := range []func() (stepflow.State[D], error){
+		func() (stepflow.State[D], error) { return refuse.Cancel(st, "x") },
+		func() (stepflow.State[D], error) { return refuse.Signal(st, "x", nil) },
+		func() (stepflow.State[D], error) { return refuse.Redrive(failed) },
+	} {
+		_, err := call()
+		assert.ErrorIs(t, err, versions.ErrOutdated)
+	}
+	other := st
+	other.Version = "f/v0"
+	_, err = reg.Describe(other)
+	assert.ErrorIs(t, err, versions.ErrUnknownVersion)
+
+	// Without v1's code, Describe shows the state as v2 would run it.
+	reg, err = versions.New([]*stepflow.Flow[D]{v2}, nil, m.Source(versions.Structure(v1)))
+	require.NoError(t, err)
+	d, err = reg.Describe(st)
+	require.NoError(t, err)
+	assert.Equal(t, "f/v2", d.Version)
+	assert.Equal(t, []string{"b2"}, d.Positions)
 }
