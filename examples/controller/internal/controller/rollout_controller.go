@@ -186,7 +186,6 @@ func (r *RolloutReconciler) SetupWithManager(mgr ctrl.Manager) error {
 // errors (TransientError) are not recorded as failures: the reconcile
 // returns them and controller-runtime retries with backoff.
 func (r *RolloutReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	log := logf.FromContext(ctx)
 	ctx = stepflow.WithClock(ctx, r.opts.Clock)
 
 	var ro v1alpha1.Rollout
@@ -202,67 +201,47 @@ func (r *RolloutReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		}
 	}
 
-	st, err := r.load(ctx, &ro)
+	st, fresh, err := r.load(ctx, &ro)
 	if err != nil {
-		log.Info("rollout state is unreadable; leaving it for a person to inspect", "error", err.Error())
-		status := ro.Status.DeepCopy()
-		setBrokenStatus(status, ro.Generation, ReasonStateUnreadable, unreadableMessage(err), r.now(ctx))
-		return r.writeStatus(ctx, &ro, status, ctrl.Result{}, nil)
+		return r.broken(ctx, &ro, ReasonStateUnreadable, unreadableMessage(err))
 	}
-	loaded := st
-
-	var retry error
-	for range r.opts.MaxSteps {
-		if !r.runnable(ctx, st) {
-			break
-		}
-		next, err := r.flow.Apply(ctx, st)
-		var se *stepflow.StepError
-		switch {
-		case err == nil:
-		case isTransient(err):
-			// Keep what earlier steps achieved; the failing step runs again.
-			retry = err
-		case errors.As(err, &se):
-			// The process failed: next is the Failed state, to be recorded.
-			log.Info("rollout failed", "step", se.Path, "error", se.Err.Error())
-		case errors.Is(err, stepflow.ErrInvalidState):
-			log.Info("rollout state does not fit the flow", "error", err.Error())
-			status := ro.Status.DeepCopy()
-			setBrokenStatus(status, ro.Generation, ReasonStateUnreadable, unreadableMessage(err), r.now(ctx))
-			return r.writeStatus(ctx, &ro, status, ctrl.Result{}, nil)
-		default:
-			// The context ended, or something unforeseen: let
-			// controller-runtime retry with backoff.
-			retry = err
-		}
-		if retry != nil || next.Steps == st.Steps {
-			break
-		}
-		st = next
+	next, retry, invalid := r.advance(ctx, st)
+	if invalid != nil {
+		return r.broken(ctx, &ro, ReasonStateUnreadable, unreadableMessage(invalid))
 	}
 
 	status := ro.Status.DeepCopy()
-	if st.Steps != loaded.Steps || status.State == nil || ro.Status.ObservedGeneration != ro.Generation {
-		raw, err := r.codec.Encode(st)
-		if err != nil {
-			log.Error(err, "cannot encode rollout state")
-			setBrokenStatus(status, ro.Generation, ReasonStateUnwritable, err.Error(), r.now(ctx))
-			return r.writeStatus(ctx, &ro, status, ctrl.Result{}, nil)
+	// Encode only a changed state: the stored bytes were rewritten by the
+	// API server (key order, spacing), so encoding an unchanged state again
+	// would look like a change and cost a pointless write.
+	if fresh || next.Steps != st.Steps {
+		if err := r.encodeInto(status, next); err != nil {
+			logf.FromContext(ctx).Error(err, "cannot encode rollout state")
+			return r.broken(ctx, &ro, ReasonStateUnwritable, err.Error())
 		}
-		status.State = &runtime.RawExtension{Raw: raw}
 	}
-	setProcessStatus(status, ro.Generation, st, r.why(st), r.now(ctx))
-	return r.writeStatus(ctx, &ro, status, r.requeue(ctx, st), retry)
+	setProcessStatus(status, ro.Generation, next, r.why(next), r.now(ctx))
+	return r.writeStatus(ctx, &ro, status, r.requeue(ctx, next), retry)
 }
 
-// load returns the process to continue: the one in the status, or a new one.
-func (r *RolloutReconciler) load(ctx context.Context, ro *v1alpha1.Rollout) (stepflow.State[Plan], error) {
+// broken records a process that cannot go on: Failed=True with reason and
+// msg, the stored state untouched, and no requeue, since trying again
+// cannot help. A new spec starts a new rollout.
+func (r *RolloutReconciler) broken(ctx context.Context, ro *v1alpha1.Rollout, reason, msg string) (ctrl.Result, error) {
+	logf.FromContext(ctx).Info("rollout cannot go on; leaving its state for a person to inspect", "reason", reason, "message", msg)
+	status := ro.Status.DeepCopy()
+	setBrokenStatus(status, ro.Generation, reason, msg, r.now(ctx))
+	return r.writeStatus(ctx, ro, status, ctrl.Result{}, nil)
+}
+
+// load returns the process to continue: the one in the status (fresh is
+// false), or a new one for the current spec (fresh is true).
+func (r *RolloutReconciler) load(ctx context.Context, ro *v1alpha1.Rollout) (st stepflow.State[Plan], fresh bool, err error) {
 	log := logf.FromContext(ctx)
-	start := func() (stepflow.State[Plan], error) {
+	start := func() (stepflow.State[Plan], bool, error) {
 		st := r.flow.Start(newPlan(ro))
 		st.ID = processID(ro)
-		return st, nil
+		return st, true, nil
 	}
 	s := ro.Status
 	if s.State == nil || len(s.State.Raw) == 0 {
@@ -272,28 +251,93 @@ func (r *RolloutReconciler) load(ctx context.Context, ro *v1alpha1.Rollout) (ste
 		log.Info("spec changed; starting a new rollout", "from", s.ObservedGeneration, "to", ro.Generation, "abandoned", s.Phase)
 		return start()
 	}
-	st, err := r.codec.Decode(s.State.Raw)
+	st, err = r.codec.Decode(s.State.Raw)
 	if err != nil {
-		return st, err
+		return st, false, err
 	}
 	if st.Version != r.flow.Version() {
 		log.Info("state of another flow version; starting a new rollout", "stored", st.Version, "flow", r.flow.Version())
 		return start()
 	}
 	if err := r.flow.Validate(st); err != nil {
-		return st, err
+		return st, false, err
 	}
-	return st, nil
+	return st, false, nil
 }
 
-// finalize tears down a deleted Rollout's objects and releases it.
+// advance applies st while it is runnable, at most MaxSteps times. It
+// returns the last state worth keeping and, when the reconcile should be
+// retried by controller-runtime, the error that says why. A state the flow
+// rejects as invalid comes back as invalid.
+func (r *RolloutReconciler) advance(ctx context.Context, st stepflow.State[Plan]) (next stepflow.State[Plan], retry, invalid error) {
+	log := logf.FromContext(ctx)
+	for range r.opts.MaxSteps {
+		if !r.runnable(ctx, st) {
+			break
+		}
+		n, err := r.flow.Apply(ctx, st)
+		var se *stepflow.StepError
+		switch {
+		case err == nil:
+		case isTransient(err):
+			// Keep what earlier steps achieved; the failing step runs again.
+			return st, err, nil
+		case errors.As(err, &se):
+			// The process failed: n is the Failed state, to be recorded.
+			log.Info("rollout failed", "step", se.Path, "error", se.Err.Error())
+		case errors.Is(err, stepflow.ErrInvalidState):
+			return st, nil, err
+		default:
+			// The context ended, or something unforeseen: let
+			// controller-runtime retry with backoff.
+			return st, err, nil
+		}
+		if n.Steps == st.Steps {
+			break
+		}
+		st = n
+	}
+	return st, nil, nil
+}
+
+// finalize runs when a Rollout is being deleted. A process still in flight
+// is canceled, so that the cleanups of its Finally nodes run (this flow
+// has none: the teardown below is done directly), and its Canceled state is
+// written. Then the Rollout's objects are torn down and the finalizer
+// removed, which lets the API server delete the object.
 func (r *RolloutReconciler) finalize(ctx context.Context, ro *v1alpha1.Rollout) (ctrl.Result, error) {
+	log := logf.FromContext(ctx)
 	if !controllerutil.ContainsFinalizer(ro, Finalizer) {
 		return ctrl.Result{}, nil
 	}
+	st, fresh, err := r.load(ctx, ro)
+	switch {
+	case err != nil:
+		// Nothing can be canceled; the teardown still runs.
+		log.Info("deleting a rollout whose state is unreadable", "error", err.Error())
+	case !fresh && !st.Terminal():
+		if !st.Canceling() {
+			if st, err = r.flow.Cancel(st, "the Rollout is being deleted"); err != nil {
+				return ctrl.Result{}, fmt.Errorf("cancel rollout: %w", err)
+			}
+		}
+		next, retry, invalid := r.advance(ctx, st)
+		if invalid != nil {
+			log.Info("cannot run the cleanups of an invalid state", "error", invalid.Error())
+			break
+		}
+		status := ro.Status.DeepCopy()
+		if err := r.encodeInto(status, next); err != nil {
+			return ctrl.Result{}, err
+		}
+		setProcessStatus(status, ro.Generation, next, r.why(next), r.now(ctx))
+		if res, err := r.writeStatus(ctx, ro, status, r.requeue(ctx, next), retry); err != nil || !next.Terminal() || res.RequeueAfter > 0 {
+			// Cleanups still running, or the write lost: come back.
+			return res, err
+		}
+	}
 	// The teardown works from the spec: app is immutable, so the names are
-	// those every process of this Rollout used. It runs whatever the
-	// process was doing; a process interrupted here is simply not continued.
+	// those every process of this Rollout used.
 	p := newPlan(ro)
 	if err := r.steps.teardown(ctx, &p); err != nil {
 		return ctrl.Result{}, fmt.Errorf("teardown of rollout %s: %w", client.ObjectKeyFromObject(ro), err)
@@ -302,8 +346,18 @@ func (r *RolloutReconciler) finalize(ctx context.Context, ro *v1alpha1.Rollout) 
 	if err := r.client.Update(ctx, ro); err != nil {
 		return writeFailed(ctx, err)
 	}
-	logf.FromContext(ctx).Info("rollout torn down")
+	log.Info("rollout torn down")
 	return ctrl.Result{}, nil
+}
+
+// encodeInto stores st in status.state.
+func (r *RolloutReconciler) encodeInto(status *v1alpha1.RolloutStatus, st stepflow.State[Plan]) error {
+	raw, err := r.codec.Encode(st)
+	if err != nil {
+		return err
+	}
+	status.State = &runtime.RawExtension{Raw: raw}
+	return nil
 }
 
 // writeStatus writes status if it differs from the stored one, then

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -223,14 +224,20 @@ func TestReconcileTransientErrorRetries(t *testing.T) {
 	assert.Equal(t, "waiting", e.rollout().Status.Phase)
 }
 
-// Deleting a Rollout mid-flight tears down what it created, in order, and
-// then releases the object.
+// Deleting a Rollout mid-flight cancels its process, tears down what it
+// created, Deployment first, and then releases the object.
 func TestReconcileDeletionTearsDown(t *testing.T) {
-	var deleted []string
-	e := newEnv(t, &interceptor.Funcs{Delete: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteOption) error {
-		deleted = append(deleted, obj.GetObjectKind().GroupVersionKind().Kind+"/"+obj.GetName())
-		return c.Delete(ctx, obj, opts...)
-	}}, newRollout())
+	var deleted, phases []string
+	e := newEnv(t, &interceptor.Funcs{
+		Delete: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteOption) error {
+			deleted = append(deleted, fmt.Sprintf("%T %s", obj, obj.GetName()))
+			return c.Delete(ctx, obj, opts...)
+		},
+		SubResourceUpdate: func(ctx context.Context, c client.Client, sub string, obj client.Object, opts ...client.SubResourceUpdateOption) error {
+			phases = append(phases, obj.(*v1alpha1.Rollout).Status.Phase)
+			return c.SubResource(sub).Update(ctx, obj, opts...)
+		},
+	}, newRollout())
 	// An object of the same kind that the Rollout does not control.
 	bystander := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web-settings"}}
 	require.NoError(t, e.base.Create(e.ctx, bystander))
@@ -239,22 +246,57 @@ func TestReconcileDeletionTearsDown(t *testing.T) {
 	require.Equal(t, DefaultPollInitial, res.RequeueAfter, "mid-flight: waiting for the Deployment")
 
 	require.NoError(t, e.base.Delete(e.ctx, e.rollout()))
-	ro := e.rollout()
-	require.False(t, ro.DeletionTimestamp.IsZero(), "the finalizer holds the object")
+	require.False(t, e.rollout().DeletionTimestamp.IsZero(), "the finalizer holds the object")
 
 	assert.Equal(t, ctrl.Result{}, e.mustReconcile())
 
+	assert.Equal(t, []string{"waiting", "canceled"}, phases, "the canceled process was recorded before the object went")
 	var gone v1alpha1.Rollout
 	assert.True(t, apierrors.IsNotFound(e.base.Get(e.ctx, e.key, &gone)), "finalizer removed, object gone")
 	assert.True(t, apierrors.IsNotFound(e.base.Get(e.ctx, types.NamespacedName{Namespace: "shop", Name: "web"}, &appsv1.Deployment{})))
 	assert.True(t, apierrors.IsNotFound(e.base.Get(e.ctx, types.NamespacedName{Namespace: "shop", Name: "web-config"}, &corev1.ConfigMap{})))
 	assert.NoError(t, e.base.Get(e.ctx, client.ObjectKeyFromObject(bystander), &corev1.ConfigMap{}), "objects the Rollout does not control stay")
-	require.Len(t, deleted, 2)
-	assert.Contains(t, deleted[0], "web", "the Deployment goes first")
-	assert.NotContains(t, deleted[0], "config")
+	assert.Equal(t, []string{"*v1.Deployment web", "*v1.ConfigMap web-config"}, deleted)
 
 	// A reconcile for the vanished object is a no-op.
 	assert.Equal(t, ctrl.Result{}, e.mustReconcile())
+}
+
+// Deleting a Rollout whose process has ended, or whose state is unreadable,
+// has nothing to cancel: the teardown runs and the object goes.
+func TestReconcileDeletionWithoutProcess(t *testing.T) {
+	tests := []struct {
+		name  string
+		setup func(e *env)
+	}{
+		{"done", func(e *env) {
+			e.mustReconcile()
+			e.makeAvailable()
+			e.drive(10, nil)
+			require.Equal(t, "done", e.rollout().Status.Phase)
+		}},
+		{"unreadable", func(e *env) {
+			e.mustReconcile()
+			ro := e.rollout()
+			ro.Status.State = &runtime.RawExtension{Raw: []byte(`{"stepflow":1,"state":{"status":"exploded"}}`)}
+			require.NoError(t, e.base.Status().Update(e.ctx, ro))
+			e.mustReconcile()
+			require.Equal(t, phaseUnreadable, e.rollout().Status.Phase)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, nil, newRollout())
+			tt.setup(e)
+			rv := e.rollout().ResourceVersion
+			require.NoError(t, e.base.Delete(e.ctx, e.rollout()))
+			require.NotEqual(t, rv, e.rollout().ResourceVersion)
+
+			assert.Equal(t, ctrl.Result{}, e.mustReconcile())
+			assert.True(t, apierrors.IsNotFound(e.base.Get(e.ctx, e.key, &v1alpha1.Rollout{})))
+			assert.True(t, apierrors.IsNotFound(e.base.Get(e.ctx, types.NamespacedName{Namespace: "shop", Name: "web"}, &appsv1.Deployment{})))
+		})
+	}
 }
 
 // When another writer (a second replica during a leader hand-over, or a
