@@ -1,0 +1,205 @@
+package runner_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/stepflow-io/go-stepflow/codec"
+	"github.com/stepflow-io/go-stepflow/combinators"
+	"github.com/stepflow-io/go-stepflow/runner"
+	"github.com/stepflow-io/go-stepflow/stepflow"
+	"github.com/stepflow-io/go-stepflow/store"
+	"github.com/stepflow-io/go-stepflow/store/boltstore"
+)
+
+// noopFlow has ten steps that do nothing: the benchmarks measure the
+// runner and the store, not user code.
+func noopFlow(b testing.TB) *stepflow.Flow[counter] {
+	var nodes []stepflow.Node[counter]
+	for i := range 10 {
+		nodes = append(nodes, combinators.Do(fmt.Sprintf("s%d", i), func(context.Context, *counter) error { return nil }))
+	}
+	f, err := stepflow.New("noop/v1", nodes...)
+	require.NoError(b, err)
+	return f
+}
+
+// benchFixture holds a store filled with processes and the bytes to reset
+// them to their start.
+type benchFixture struct {
+	flow  *stepflow.Flow[counter]
+	store store.Store
+	start map[string][]byte
+}
+
+func startBlobs(b testing.TB, f *stepflow.Flow[counter], n int) map[string][]byte {
+	enc := codec.Msgpack[counter](nil)
+	out := make(map[string][]byte, n)
+	for i := range n {
+		st := f.Start(counter{})
+		st.ID = fmt.Sprintf("p%07d", i)
+		bs, err := enc.Encode(st)
+		require.NoError(b, err)
+		out[st.ID] = bs
+	}
+	return out
+}
+
+func fill(b testing.TB, s store.Store, blobs map[string][]byte) {
+	ctx := context.Background()
+	if bs, ok := s.(*boltstore.Store); ok {
+		// One fsync per Create would dominate the set-up.
+		bs.DB().NoSync = true
+		defer func() { bs.DB().NoSync = false; require.NoError(b, bs.DB().Sync()) }()
+	}
+	for id, blob := range blobs {
+		require.NoError(b, s.Create(ctx, store.Record{ID: id, Status: stepflow.Running, Blob: blob}))
+	}
+}
+
+// reset puts every process back at its start, through the store's
+// interface (outside writes), without timing it.
+func (fx *benchFixture) reset(b testing.TB) {
+	ctx := context.Background()
+	after := ""
+	for {
+		recs, err := fx.store.List(ctx, store.Filter{After: after, Limit: 2000})
+		require.NoError(b, err)
+		if len(recs) == 0 {
+			return
+		}
+		ws := make([]store.Write, len(recs))
+		for i, r := range recs {
+			ws[i] = store.Write{ID: r.ID, Revision: r.Revision, Status: stepflow.Running, Blob: fx.start[r.ID]}
+		}
+		errs, err := fx.store.Commit(ctx, "", ws)
+		require.NoError(b, err)
+		require.Nil(b, errs)
+		after = recs[len(recs)-1].ID
+	}
+}
+
+// runBench advances processes with the given number of runners (each one
+// goroutine, as separate runner processes would be) until b.N process-steps
+// are done, resetting the processes whenever all have finished.
+func runBench(b *testing.B, fx *benchFixture, runners int, opts runner.Options) {
+	ctx := context.Background()
+	rs := make([]*runner.Runner[counter], runners)
+	for i := range rs {
+		o := opts
+		o.Owner = fmt.Sprintf("bench-%d", i)
+		r, err := runner.New(fx.flow, fx.store, &o)
+		require.NoError(b, err)
+		rs[i] = r
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	var done atomic.Int64
+	for done.Load() < int64(b.N) {
+		var wg sync.WaitGroup
+		var round atomic.Int64
+		for _, r := range rs {
+			wg.Go(func() {
+				for done.Load() < int64(b.N) {
+					n, err := r.Step(ctx)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					if n == 0 {
+						return
+					}
+					done.Add(int64(n))
+					round.Add(int64(n))
+				}
+			})
+		}
+		wg.Wait()
+		if b.Failed() {
+			return
+		}
+		if done.Load() < int64(b.N) && round.Load() == 0 {
+			b.StopTimer()
+			fx.reset(b)
+			b.StartTimer()
+		}
+	}
+	b.ReportMetric(float64(done.Load())/b.Elapsed().Seconds(), "steps/s")
+}
+
+var benchSizes = []int{1_000, 10_000, 100_000}
+
+// BenchmarkRunner measures process-steps per second: one goroutine (one
+// runner) advancing 10-step no-op flows, with 1k, 10k and 100k processes in
+// the store, batches of 256 committed together (group commit).
+func BenchmarkRunner(b *testing.B) {
+	for _, kind := range []string{"memory", "bolt"} {
+		for _, n := range benchSizes {
+			b.Run(fmt.Sprintf("store=%s/procs=%d", kind, n), func(b *testing.B) {
+				f := noopFlow(b)
+				var s store.Store
+				if kind == "memory" {
+					s = store.NewMemory()
+				} else {
+					s = newBolt(b, "")
+				}
+				fx := &benchFixture{flow: f, store: s, start: startBlobs(b, f, n)}
+				fill(b, s, fx.start)
+				runBench(b, fx, 1, runner.Options{})
+			})
+		}
+	}
+}
+
+// pgFill inserts the processes in bulk with the table layout of package
+// pgstore; Create one row at a time would dominate the set-up.
+func pgFill(b testing.TB, schema string, blobs map[string][]byte) {
+	ids := make([]string, 0, len(blobs))
+	for id := range blobs {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	table := pgx.Identifier{schema, "stepflow_processes"}.Sanitize()
+	for lo := 0; lo < len(ids); lo += 5000 {
+		chunk := ids[lo:min(lo+5000, len(ids))]
+		bs := make([][]byte, len(chunk))
+		for i, id := range chunk {
+			bs[i] = blobs[id]
+		}
+		_, err := testPool(b).Exec(context.Background(),
+			`INSERT INTO `+table+` (id, revision, status, due, owner, quarantine, blob)
+			 SELECT id, 1, 0, 0, '', '', blob FROM unnest($1::text[], $2::bytea[]) AS u(id, blob)`, chunk, bs)
+		require.NoError(b, err)
+	}
+	_, err := testPool(b).Exec(context.Background(), `ANALYZE `+table)
+	require.NoError(b, err)
+}
+
+// BenchmarkRunnerPostgres is BenchmarkRunner on PostgreSQL, with 1, 2 and
+// 3 runners (each one goroutine with its own owner, as separate runner
+// processes would be) sharing the table.
+func BenchmarkRunnerPostgres(b *testing.B) {
+	pgDSN(b)
+	for _, runners := range []int{1, 2, 3} {
+		for _, n := range benchSizes {
+			if runners > 1 && n != 10_000 {
+				continue
+			}
+			b.Run(fmt.Sprintf("runners=%d/procs=%d", runners, n), func(b *testing.B) {
+				f := noopFlow(b)
+				schema := newSchema(b)
+				s := newPG(b, schema)
+				fx := &benchFixture{flow: f, store: s, start: startBlobs(b, f, n)}
+				pgFill(b, schema, fx.start)
+				runBench(b, fx, runners, runner.Options{})
+			})
+		}
+	}
+}
