@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"strings"
 	"time"
 
 	"pgregory.net/rapid"
@@ -74,34 +75,110 @@ func scriptedPred(ctx context.Context, d *Data) (bool, error) {
 
 // genNodes draws a random list of nodes (at least one), depth-limited.
 func genNodes(t *rapid.T, label string, depth int) []stepflow.Node[Data] {
-	n := rapid.IntRange(1, 4).Draw(t, label+"/len")
+	nodes, _ := genBounded(t, label, depth)
+	return nodes
+}
+
+// genBounded draws nodes and an upper bound on the Apply calls they can
+// take before ending, derived from their structure and policies.
+func genBounded(t *rapid.T, label string, depth int) ([]stepflow.Node[Data], int) {
+	n := rapid.IntRange(1, 3).Draw(t, label+"/len")
 	out := make([]stepflow.Node[Data], n)
+	total := 0
 	for i := range out {
 		name := fmt.Sprintf("%s%d", label, i)
-		kind := "do"
+		kinds := []string{"do", "wait"}
 		if depth < 3 {
-			kind = rapid.SampledFrom([]string{"do", "do", "wait", "case", "seq"}).Draw(t, name+"/kind")
-		} else {
-			kind = rapid.SampledFrom([]string{"do", "wait"}).Draw(t, name+"/kind")
+			kinds = []string{"do", "do", "wait", "case", "seq", "retry", "parallel", "timelimit", "catch", "finally",
+				"optional", "loop", "while", "foreach", "sleep"}
+		}
+		kind := rapid.SampledFrom(kinds).Draw(t, name+"/kind")
+		var b int // this node's bound
+		sub := func(tag string) []stepflow.Node[Data] {
+			nodes, k := genBounded(t, name+tag, depth+1)
+			b += k
+			return nodes
 		}
 		switch kind {
 		case "do":
-			out[i] = combinators.Do(name, scriptedStep)
+			out[i], b = combinators.Do(name, scriptedStep), 1
 		case "wait":
+			every := rapid.IntRange(1, 60).Draw(t, name+"/every")
+			timeout := rapid.IntRange(0, 300).Draw(t, name+"/timeout")
 			out[i] = combinators.WaitFor(name, scriptedPred,
-				combinators.Every(time.Duration(rapid.IntRange(1, 60).Draw(t, name+"/every"))*time.Second),
-				combinators.Timeout(time.Duration(rapid.IntRange(0, 300).Draw(t, name+"/timeout"))*time.Second))
+				combinators.Every(time.Duration(every)*time.Second), combinators.Timeout(time.Duration(timeout)*time.Second))
+			// Scripts hold at most 3 outcomes, after which the predicate is
+			// true; a timeout ends it sooner.
+			b = 5
 		case "case":
-			c := combinators.Case(name, scriptedPred, genNodes(t, name+"t", depth+1)...)
+			c := combinators.Case(name, scriptedPred, sub("t")...)
 			if rapid.Bool().Draw(t, name+"/else") {
-				c = c.Else(genNodes(t, name+"e", depth+1)...)
+				c = c.Else(sub("e")...)
 			}
 			out[i] = c
+			b++
 		case "seq":
-			out[i] = combinators.Sequence(name, genNodes(t, name+"s", depth+1)...)
+			out[i] = combinators.Sequence(name, sub("s")...)
+		case "retry":
+			max := rapid.IntRange(1, 4).Draw(t, name+"/max")
+			out[i] = combinators.Retry(name, combinators.RetryPolicy{
+				MaxAttempts:     max,
+				InitialInterval: time.Duration(rapid.IntRange(1, 30).Draw(t, name+"/interval")) * time.Second,
+				Jitter:          rapid.SampledFrom([]float64{0, 0.3}).Draw(t, name+"/jitter"),
+			}, sub("r")...)
+			b = max * (b + 1)
+		case "parallel":
+			branches := make([]stepflow.Node[Data], rapid.IntRange(1, 3).Draw(t, name+"/branches"))
+			for j := range branches {
+				branches[j] = combinators.Sequence(fmt.Sprintf("%sb%d", name, j), sub(fmt.Sprintf("b%d_", j))...)
+			}
+			p := combinators.Parallel(name, branches...)
+			if rapid.Bool().Draw(t, name+"/waitall") {
+				p = p.WaitAll()
+			}
+			out[i] = p
+			b += 2
+		case "timelimit":
+			out[i] = combinators.TimeLimit(name, time.Duration(rapid.IntRange(1, 120).Draw(t, name+"/limit"))*time.Second, sub("l")...)
+			b += 2
+		case "catch":
+			out[i] = combinators.Catch(name, combinators.Sequence(name+"body", sub("b")...), sub("h")...)
+			b++
+		case "finally":
+			out[i] = combinators.Finally(name, combinators.Sequence(name+"body", sub("b")...), combinators.Do(name+cleanupMark, cleanupStep))
+			b += 2
+		case "optional":
+			out[i] = combinators.Optional(name, sub("o")...)
+		case "loop", "while":
+			body := sub("u")
+			if kind == "loop" {
+				out[i] = combinators.LoopUntil(name, scriptedPred, body, combinators.MaxIterations(3))
+			} else {
+				out[i] = combinators.While(name, scriptedPred, body, combinators.MaxIterations(3))
+			}
+			b = 4 * (b + 2)
+		case "foreach":
+			items := rapid.IntRange(0, 3).Draw(t, name+"/items")
+			out[i] = combinators.ForEach(name, func(context.Context, *Data) ([]int, error) { return make([]int, items), nil }, sub("f")...).
+				Concurrency(rapid.IntRange(1, 3).Draw(t, name+"/conc"))
+			b = 2 + items*(b+1)
+		case "sleep":
+			out[i] = combinators.Sleep[Data](name, time.Duration(rapid.IntRange(0, 90).Draw(t, name+"/sleep"))*time.Second)
+			b = 2
 		}
+		total += b + 1
 	}
-	return out
+	return out, total
+}
+
+// cleanupMark names the single cleanup step of generated Finally nodes;
+// it always succeeds, so the properties can count cleanups.
+const cleanupMark = "_cleanup"
+
+func cleanupStep(ctx context.Context, d *Data) error {
+	call, _ := stepflow.CallFrom(ctx)
+	d.Log = append(d.Log, call.Path)
+	return nil
 }
 
 // genScript draws outcomes for every node path of f.
@@ -111,8 +188,11 @@ func genScript(t *rapid.T, f *stepflow.Flow[Data]) map[string][]string {
 		var choices []string
 		switch n.Kind {
 		case "do":
+			if strings.HasSuffix(n.Path, cleanupMark) {
+				continue
+			}
 			choices = []string{"ok", "ok", "ok", "err", "panic"}
-		case "wait", "case":
+		case "wait", "case", "loop-until", "while":
 			choices = []string{"ok", "false", "false", "err"}
 		default:
 			continue
@@ -124,12 +204,19 @@ func genScript(t *rapid.T, f *stepflow.Flow[Data]) map[string][]string {
 
 // genFlow draws a random flow and a script of step outcomes for it.
 func genFlow(t *rapid.T) (*stepflow.Flow[Data], Data) {
+	f, data, _ := genFlowBound(t)
+	return f, data
+}
+
+// genFlowBound also returns the bound on Apply calls to a terminal state.
+func genFlowBound(t *rapid.T) (*stepflow.Flow[Data], Data, int) {
 	opts := &stepflow.Options{Record: rapid.SampledFrom([]int{0, 3, 32}).Draw(t, "record")}
-	f, err := stepflow.NewWithOptions("gen/v1", opts, genNodes(t, "n", 0)...)
+	nodes, bound := genBounded(t, "n", 0)
+	f, err := stepflow.NewWithOptions("gen/v1", opts, nodes...)
 	if err != nil {
 		t.Fatalf("generated flow invalid: %v", err)
 	}
-	return f, Data{Script: genScript(t, f)}
+	return f, Data{Script: genScript(t, f)}, bound
 }
 
 // run drives st to a terminal state (bounded), advancing clk to each WakeAt,
