@@ -30,6 +30,15 @@ func TestChainWithDeletedDefinitions(t *testing.T) {
 		versions.NewMigration[D]("f/v2", "f/v3").Source(versions.Structure(v2)).Rename("b", "b2").Continue("c", "d"))
 	require.NoError(t, err)
 	assert.Equal(t, []string{"f/v1", "f/v2", "f/v3"}, reg.Versions())
+	assert.Same(t, v3, reg.Latest())
+	_, ok := reg.Flow("f/v1")
+	assert.False(t, ok, "v1 is known by its structure only")
+	f, ok := reg.Flow("f/v3")
+	assert.True(t, ok)
+	assert.Same(t, v3, f)
+	m := versions.NewMigration[D]("f/v1", "f/v2")
+	assert.Equal(t, "f/v1", m.From())
+	assert.Equal(t, "f/v2", m.To())
 
 	ctx, c := newCtx()
 	for _, tc := range []struct {

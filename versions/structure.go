@@ -142,8 +142,3 @@ func parentOf(p string) string {
 	}
 	return ""
 }
-
-// within reports whether p is q or lies below q.
-func within(p, q string) bool {
-	return p == q || (len(p) > len(q) && p[len(q)] == '/' && p[:len(q)] == q)
-}
