@@ -13,7 +13,7 @@ import (
 // plan is a migration compiled against the structures of both versions.
 type plan[S any] struct {
 	m   *Migration[S]
-	src *shape // nil when version From's structure is unknown
+	src *shape // structure of version From (kinds may be unknown)
 	dst *shape
 	// renames maps a From path to its To path.
 	renames map[string]string

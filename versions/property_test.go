@@ -28,6 +28,7 @@ const (
 	mWait
 	mWrapCase  // a Case whose predicate is always true, added by an edit
 	mWrapRetry // a Retry, added by an edit
+	mPar       // a Parallel; its kids are the branches
 )
 
 type mnode struct {
@@ -59,7 +60,7 @@ func cloneList(l []*mnode) []*mnode {
 // lists returns the node's child lists (each one is a sequence).
 func (n *mnode) lists() []*[]*mnode {
 	switch n.kind {
-	case mSeq, mWrapCase, mWrapRetry:
+	case mSeq, mWrapCase, mWrapRetry, mPar:
 		return []*[]*mnode{&n.kids}
 	case mCase:
 		return []*[]*mnode{&n.kids, &n.elses}
@@ -88,20 +89,22 @@ func (m *model) walk(visit func(n *mnode, path, parent string)) {
 	rec(m.top, "")
 }
 
-// allLists returns every list of the model: the top level and each node's.
-func (m *model) allLists() []*[]*mnode {
-	out := []*[]*mnode{&m.top}
+// allLists returns every list of the model: the top level and each node's,
+// saying which ones are the branches of a Parallel.
+func (m *model) allLists() (lists []*[]*mnode, branches []bool) {
+	lists, branches = []*[]*mnode{&m.top}, []bool{false}
 	var rec func(l []*mnode)
 	rec = func(l []*mnode) {
 		for _, n := range l {
 			for _, sub := range n.lists() {
-				out = append(out, sub)
+				lists = append(lists, sub)
+				branches = append(branches, n.kind == mPar)
 				rec(*sub)
 			}
 		}
 	}
 	rec(m.top)
-	return out
+	return lists, branches
 }
 
 type info struct {
@@ -142,6 +145,8 @@ func (m *model) flow(version string) *stepflow.Flow[D] {
 				}, build(n.kids)...).Else(build(n.elses)...)
 			case mWrapCase:
 				out[i] = combinators.Case(n.name, func(context.Context, *D) (bool, error) { return true, nil }, build(n.kids)...)
+			case mPar:
+				out[i] = combinators.Parallel(n.name, build(n.kids)...)
 			case mWrapRetry:
 				out[i] = combinators.Retry(n.name, combinators.RetryPolicy{}, build(n.kids)...)
 			}
@@ -165,8 +170,11 @@ func (g *gen) node(depth int) *mnode {
 		n.kind = mDo
 	case k < 6:
 		n.kind = mWait
-	case k < 8:
+	case k < 7:
 		n.kind = mSeq
+		n.kids = g.list(depth + 1)
+	case k < 8:
+		n.kind = mPar
 		n.kids = g.list(depth + 1)
 	default:
 		n.kind = mCase
@@ -212,8 +220,9 @@ func contains(n *mnode, ids map[int]bool) bool {
 }
 
 func (g *gen) edit(d *derived) {
-	lists := d.v2.allLists()
-	l := lists[rapid.IntRange(0, len(lists)-1).Draw(g.t, "list")]
+	lists, branches := d.v2.allLists()
+	li := rapid.IntRange(0, len(lists)-1).Draw(g.t, "list")
+	l := lists[li]
 	kind := rapid.IntRange(0, 3).Draw(g.t, "edit")
 	if kind == 0 {
 		// Insert a new step, possibly into an empty else branch.
@@ -229,7 +238,9 @@ func (g *gen) edit(d *derived) {
 	i := rapid.IntRange(0, len(*l)-1).Draw(g.t, "at")
 	switch kind {
 	case 1: // remove node i, continuing at the node after it
-		if i+1 >= len(*l) || contains((*l)[i], d.anchored) {
+		// (A removed parallel branch has no node after it to continue at:
+		// its siblings run beside it, not after it.)
+		if branches[li] || i+1 >= len(*l) || contains((*l)[i], d.anchored) {
 			return
 		}
 		next := (*l)[i+1]
@@ -323,7 +334,7 @@ func TestPropertyMigrateRandomEdits(t *testing.T) {
 		restart := map[int]bool{}
 		i2 := d.v2.index()
 		v1m.walk(func(n *mnode, _, _ string) {
-			if _, ok := i2[n.id]; ok && (n.kind == mSeq || n.kind == mCase) && rapid.IntRange(0, 4).Draw(t, "restart") == 0 {
+			if _, ok := i2[n.id]; ok && (n.kind == mSeq || n.kind == mCase || n.kind == mPar) && rapid.IntRange(0, 4).Draw(t, "restart") == 0 {
 				restart[n.id] = true
 			}
 		})
