@@ -49,10 +49,14 @@ func (s *scripted) intercept(ctx context.Context, call stepflow.Call, next func(
 	return next(ctx)
 }
 
-// applyOnce applies st to flow at the given time with the given outcomes.
-func applyOnce(flow *stepflow.Flow[Data], st stepflow.State[Data], now time.Time, outcomes []byte) (stepflow.State[Data], error) {
+// applyOnce applies st to flow at the given time with the given outcomes,
+// authorizing a recorded at-most-once intent if asked to.
+func applyOnce(flow *stepflow.Flow[Data], st stepflow.State[Data], now time.Time, outcomes []byte, authorized bool) (stepflow.State[Data], error) {
 	ctx := stepflowtest.NewClock(now).Context(context.Background())
 	ctx = stepflow.WithInterceptor(ctx, (&scripted{outcomes: outcomes}).intercept)
+	if authorized {
+		ctx = stepflow.WithIntentSaved(ctx, st)
+	}
 	return flow.Apply(ctx, st)
 }
 
@@ -63,16 +67,21 @@ func fuzzTime(n int64) time.Time {
 	return stepflowtest.Epoch.Add(time.Duration(((n%span)+span)%span) * time.Second)
 }
 
+// FuzzApply applies an arbitrary state to stored/v1 (flow even) or rich/v1
+// (flow odd). Unless flow has its high bit set, the state's version is set
+// to the flow's, so that most inputs get past the version check; bit 6
+// authorizes a recorded at-most-once intent.
 func FuzzApply(f *testing.F) {
-	addStoredStates(f, "msgpack", true, int64(0), []byte(nil))
-	flow := storedFlow()
+	addStoredStates(f, "msgpack", uint8(0), int64(0), []byte(nil))
+	flows := []*stepflow.Flow[Data]{storedFlow(), richFlow()}
 	mp := codec.Msgpack[Data](nil)
-	f.Fuzz(func(t *testing.T, b []byte, keepVersion bool, now int64, outcomes []byte) {
+	f.Fuzz(func(t *testing.T, b []byte, which uint8, now int64, outcomes []byte) {
 		st, err := codec.Decode[Data](b, nil)
 		if err != nil {
 			return
 		}
-		if !keepVersion {
+		flow := flows[which%2]
+		if which&0x80 == 0 {
 			st.Version = flow.Version()
 		}
 		in, err := mp.Encode(st)
@@ -80,14 +89,15 @@ func FuzzApply(f *testing.F) {
 			return
 		}
 		at := fuzzTime(now)
-		next, err := applyOnce(flow, st, at, outcomes)
+		authorized := which&0x40 != 0
+		next, err := applyOnce(flow, st, at, outcomes, authorized)
 		after, encErr := mp.Encode(st)
 		require.NoError(t, encErr)
 		require.Equal(t, in, after, "Apply modified its input")
 
 		// Deterministic: the same input, time and outcomes give the same
 		// result.
-		next2, err2 := applyOnce(flow, st, at, outcomes)
+		next2, err2 := applyOnce(flow, st, at, outcomes, authorized)
 		require.Equal(t, fmt.Sprint(err), fmt.Sprint(err2), "Apply is not deterministic")
 		out, encErr := mp.Encode(next)
 		require.NoError(t, encErr)
@@ -164,7 +174,7 @@ func FuzzMigrate(f *testing.F) {
 		_, err = mp.Decode(out)
 		require.NoError(t, err)
 		// And it runs on the new version.
-		next, err := applyOnce(latest, moved, stepflowtest.Epoch.Add(24*time.Hour), outcomes)
+		next, err := applyOnce(latest, moved, stepflowtest.Epoch.Add(24*time.Hour), outcomes, false)
 		nb, _ := mp.Encode(next)
 		checkApplied(t, latest, moved, next, err, out, nb)
 	})

@@ -134,8 +134,14 @@ func writeSeeds(t *testing.T, states []storedState) {
 			seeds["FuzzDecodeMsgpack"] = append(seeds["FuzzDecodeMsgpack"], []any{m[:len(m)/2]})
 			seeds["FuzzDecodeJSON"] = append(seeds["FuzzDecodeJSON"], []any{j[:len(j)/2]})
 		}
-		seeds["FuzzApply"] = append(seeds["FuzzApply"], []any{m, false, int64(i * 97), []byte{byte(i), byte(i * 7), 0}})
-		seeds["FuzzMigrate"] = append(seeds["FuzzMigrate"], []any{m, []byte{byte(i)}})
+		which := uint8(0)
+		if s.state.Version == "rich/v1" {
+			which = 1 | uint8(i%2)<<6
+		}
+		seeds["FuzzApply"] = append(seeds["FuzzApply"], []any{m, which, int64(i * 97), []byte{byte(i), byte(i * 7), 0}})
+		if s.state.Version == "stored/v1" {
+			seeds["FuzzMigrate"] = append(seeds["FuzzMigrate"], []any{m, []byte{byte(i)}})
+		}
 	}
 	hostile := [][]byte{
 		{0xf5, 'm', 1, 0xdd, 0xff, 0xff, 0xff, 0xff},                                       // a state array claiming 4G fields

@@ -3,6 +3,8 @@ package fuzz
 import (
 	"context"
 	"errors"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/stepflow-io/go-stepflow/combinators"
@@ -17,6 +19,14 @@ type Data struct {
 	Count  int               `json:"count,omitempty" msgpack:"count,omitempty"`
 	Tags   []string          `json:"tags,omitempty" msgpack:"tags,omitempty"`
 	Labels map[string]string `json:"labels,omitempty" msgpack:"labels,omitempty"`
+}
+
+// Clone returns a deep copy, so that steps may change the tags and labels
+// in place without touching the state Apply was given.
+func (d Data) Clone() Data {
+	d.Tags = slices.Clone(d.Tags)
+	d.Labels = maps.Clone(d.Labels)
+	return d
 }
 
 // Names that make steps of the flows below misbehave.
@@ -125,4 +135,80 @@ func registry() *versions.Registry[Data] {
 		panic(err)
 	}
 	return r
+}
+
+// richFlow is version rich/v1: every kind of node, nested, for FuzzApply
+// and the stored corpus. Like stored/v1 it must never change.
+func richFlow() *stepflow.Flow[Data] {
+	do := func(name string, fn func(d *Data) error) stepflow.Node[Data] {
+		return combinators.Do(name, func(ctx context.Context, d *Data) error { return fn(d) })
+	}
+	count := func(d *Data) error { d.Count++; return nil }
+	return stepflow.Must(stepflow.NewWithOptions("rich/v1", &stepflow.Options{Record: 6, MaxSignals: 4},
+		combinators.Retry("fetch", combinators.RetryPolicy{MaxAttempts: 3, InitialInterval: time.Minute, Jitter: 0.2},
+			combinators.Do("download", func(ctx context.Context, d *Data) error {
+				call, _ := stepflow.CallFrom(ctx)
+				if d.Name == "flaky" && call.Attempt < 2 {
+					return errors.New("connection reset")
+				}
+				d.Count++
+				return nil
+			}),
+		),
+		combinators.Parallel("checks",
+			combinators.Sequence("lint", do("lint1", count), combinators.Sleep[Data]("cool", 5*time.Minute)),
+			combinators.WaitFor("scan", func(ctx context.Context, d *Data) (bool, error) {
+				d.Count++
+				return d.Count%3 == 0, nil
+			}, combinators.Every(2*time.Minute), combinators.Timeout(30*time.Minute)),
+		),
+		combinators.ForEach("regions", func(ctx context.Context, d *Data) ([]string, error) {
+			if d.Tags != nil {
+				return d.Tags, nil // no regions: the loop ends at once
+			}
+			return []string{"eu", "us"}, nil
+		}, combinators.Do("rollout", func(ctx context.Context, d *Data) error {
+			region, err := combinators.Item[string](ctx)
+			if err != nil {
+				return err
+			}
+			if d.Labels == nil {
+				d.Labels = map[string]string{}
+			}
+			d.Labels["region-"+region] = "done"
+			return nil
+		})).Concurrency(2),
+		combinators.LoopUntil("converge", func(ctx context.Context, d *Data) (bool, error) { return d.Count >= 6, nil },
+			[]stepflow.Node[Data]{do("nudge", count)}, combinators.MaxIterations(20)),
+		combinators.Catch("guarded",
+			combinators.TimeLimit("approval", time.Hour,
+				combinators.WaitSignal("approve", "approve", func(d *Data, p []byte) error {
+					if d.Labels == nil {
+						d.Labels = map[string]string{}
+					}
+					d.Labels["approved-by"] = string(p)
+					return nil
+				}),
+			),
+			do("escalate", func(d *Data) error { d.Tags = append(d.Tags, "escalated"); return nil }),
+		),
+		combinators.Finally("release",
+			combinators.Do("charge", func(ctx context.Context, d *Data) error {
+				if d.Name == nameFail {
+					return stepflow.Permanent(errRefused)
+				}
+				return nil
+			}, combinators.AtMostOnce(combinators.AskPerson)),
+			do("unlock", count),
+		),
+		combinators.When("early", func(ctx context.Context, d *Data) (bool, error) { return d.Name == "exit", nil },
+			combinators.Succeed[Data]("exit")),
+		combinators.Optional("extra", do("bonus", func(d *Data) error {
+			if d.Name == "bonus" {
+				return errors.New("no bonus")
+			}
+			return nil
+		})),
+		combinators.Do("finish", func(ctx context.Context, d *Data) error { return nil }),
+	))
 }

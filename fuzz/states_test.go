@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -86,12 +87,74 @@ func corpusStates(t testing.TB) []storedState {
 	signalled.Signals = []stepflow.Signal{{Name: "approve", Payload: []byte(`{"by":"ops"}`), At: stepflowtest.Epoch}}
 	add("waiting-signal-pending", signalled)
 
+	out = append(out, richStates(t)...)
+
 	// How each ends when a runner carries on.
 	for i := range out {
-		tr, err := stepflowtest.Run(ctx, flow, out[i].state, nil)
+		f := flow
+		if out[i].state.Version == richFlow().Version() {
+			f = richFlow()
+		}
+		tr, err := stepflowtest.Run(ctx, f, out[i].state, &stepflowtest.RunOptions[Data]{Events: approval})
 		require.NoError(t, err, out[i].name)
 		out[i].expect = expectation{Status: out[i].state.Status, Steps: out[i].state.Steps, Final: tr.Final.Status}
 	}
+	return out
+}
+
+// approval is the signal the rich/v1 runs receive.
+var approval = []stepflowtest.Event{{After: 50 * time.Minute, Signal: "approve", Payload: []byte("ops")}}
+
+// richStates stops rich/v1 processes inside every kind of node.
+func richStates(t testing.TB) []storedState {
+	flow := richFlow()
+	run := func(data Data, id string, s stepflowtest.Script, events []stepflowtest.Event) *stepflowtest.Trace[Data] {
+		st := flow.Start(data)
+		st.ID = id
+		tr, err := stepflowtest.Run(context.Background(), flow, st, &stepflowtest.RunOptions[Data]{Script: s, Events: events})
+		require.NoError(t, err, "%+v", data)
+		return tr
+	}
+	var out []storedState
+	// pick adds the first state of tr, before or after events, that
+	// matches.
+	pick := func(name string, tr *stepflowtest.Trace[Data], match func(stepflow.State[Data]) bool) {
+		for _, x := range tr.Transitions {
+			for _, st := range []stepflow.State[Data]{x.Given, x.After} {
+				if !x.Crashed && match(st) {
+					out = append(out, storedState{name: name, state: st})
+					return
+				}
+			}
+		}
+		t.Fatalf("no state for %s in\n%s", name, tr)
+	}
+	at := func(pos ...string) func(stepflow.State[Data]) bool {
+		return func(st stepflow.State[Data]) bool { return slices.Equal(st.Positions(), pos) }
+	}
+	main := run(Data{Name: "main"}, "r-main", nil, approval)
+	pick("rich-parallel", main, at("checks/lint/lint1", "checks/scan"))
+	pick("rich-sleeping", main, func(st stepflow.State[Data]) bool {
+		return st.Status == stepflow.Waiting && slices.Equal(st.Positions(), []string{"checks/lint/cool"})
+	})
+	pick("rich-foreach", main, at("regions/[0]/rollout", "regions/[1]/rollout"))
+	pick("rich-loop", main, at("converge/nudge"))
+	pick("rich-waiting-signal", main, at("guarded/approval/approve"))
+	pick("rich-signal-pending", main, func(st stepflow.State[Data]) bool { return len(st.Signals) > 0 })
+	pick("rich-intent", main, func(st stepflow.State[Data]) bool { return st.Intent != "" })
+	pick("rich-done", main, func(st stepflow.State[Data]) bool { return st.Status == stepflow.Done })
+
+	flaky := run(Data{Name: "flaky"}, "r-flaky", nil, approval)
+	pick("rich-retry-backoff", flaky, func(st stepflow.State[Data]) bool { return st.Status == stepflow.Waiting })
+	crashed := run(Data{Name: "crash"}, "r-crash", stepflowtest.Script{"release/charge": stepflowtest.Calls(stepflowtest.Crash)}, approval)
+	pick("rich-needs-attention", crashed, func(st stepflow.State[Data]) bool { return st.Status == stepflow.NeedsAttention })
+	failed := run(Data{Name: nameFail}, "r-fail", nil, approval)
+	pick("rich-finally-cleanup", failed, at("release/unlock"))
+	pick("rich-failed", failed, func(st stepflow.State[Data]) bool { return st.Status == stepflow.Failed })
+	escalated := run(Data{Name: "late"}, "r-late", nil, nil)
+	pick("rich-caught", escalated, func(st stepflow.State[Data]) bool { return st.Status == stepflow.Running && st.Err != nil })
+	exited := run(Data{Name: "exit"}, "r-exit", nil, approval)
+	pick("rich-exit", exited, func(st stepflow.State[Data]) bool { return st.Status == stepflow.Done })
 	return out
 }
 
@@ -167,7 +230,7 @@ func formats(t *testing.T) []int {
 // codec or engine change that breaks states saved by a released version
 // fails here.
 func TestStoredStates(t *testing.T) {
-	flow := storedFlow()
+	flows := map[string]*stepflow.Flow[Data]{"stored/v1": storedFlow(), "rich/v1": richFlow()}
 	for _, v := range formats(t) {
 		dir := formatDir(v)
 		expect := readExpect(t, dir)
@@ -185,6 +248,8 @@ func TestStoredStates(t *testing.T) {
 					require.NoError(t, err)
 					st, err := codec.Decode[Data](b, nil)
 					require.NoError(t, err, enc)
+					flow := flows[st.Version]
+					require.NotNil(t, flow, "state of unknown version %q", st.Version)
 					require.NoError(t, flow.Validate(st), enc)
 					assert.Equal(t, want.Status, st.Status, enc)
 					assert.Equal(t, want.Steps, st.Steps, enc)
@@ -197,7 +262,7 @@ func TestStoredStates(t *testing.T) {
 						require.NoError(t, err)
 						assert.Equal(t, strings.TrimSpace(string(b)), string(again), "%s encoding of a stored state changed; a new encoding needs a new format version", enc)
 					}
-					tr, err := stepflowtest.Run(context.Background(), flow, st, nil)
+					tr, err := stepflowtest.Run(context.Background(), flow, st, &stepflowtest.RunOptions[Data]{Events: approval})
 					require.NoError(t, err, enc)
 					assert.Equal(t, want.Final, tr.Final.Status, "%s: a run from the stored state ends otherwise\n%s", enc, tr)
 					decoded = append(decoded, st)
@@ -225,6 +290,9 @@ func TestStoredStatesMigrate(t *testing.T) {
 			require.NoError(t, err)
 			st, err := codec.Decode[Data](b, nil)
 			require.NoError(t, err)
+			if st.Version != "stored/v1" {
+				continue
+			}
 			moved, err := reg.Migrate(st)
 			require.NoError(t, err, name)
 			assert.Equal(t, "stored/v2", moved.Version, name)
