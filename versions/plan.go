@@ -203,6 +203,13 @@ func (p *plan[S]) migrate(st stepflow.State[S]) (stepflow.State[S], error) {
 		}
 	}
 	visit("", &st.Root)
+	if st.Intent != "" {
+		intent, err := p.intent(st.Intent, places)
+		if err != nil {
+			return st, err
+		}
+		out.Intent = intent
+	}
 	if len(problems) > 0 {
 		return st, errors.Join(problems...)
 	}
@@ -235,6 +242,25 @@ func (p *plan[S]) migrate(st stepflow.State[S]) (stepflow.State[S], error) {
 		return st, err
 	}
 	return out, nil
+}
+
+// intent maps State.Intent, the path of an at-most-once step whose outcome
+// is not known yet. The step's frame holds that fact, so the step must keep
+// its frame: moving the process elsewhere could run the step's effect twice
+// or lose track of it.
+func (p *plan[S]) intent(path string, places []placement) (string, error) {
+	for _, pl := range places {
+		if pl.chain[len(pl.chain)-1].node != path {
+			continue
+		}
+		if !pl.fresh && sameKind(p.src.kind(path), p.dst.kind(pl.target)) {
+			return pl.target, nil
+		}
+		return "", &MigrationError{From: p.m.from, To: p.m.to, Reason: fmt.Sprintf(
+			"the at-most-once step %q has a recorded intent and its rule does not keep its frame; "+
+				"let the process get past the step (or Resolve it) before migrating", path)}
+	}
+	return path, nil
 }
 
 // place resolves one position, given by its node path.

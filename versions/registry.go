@@ -241,7 +241,11 @@ func (r *Registry[S]) Start(data S) stepflow.State[S] { return r.latest.Start(da
 //   - an older version under PolicyRefuse: st and an *OutdatedError;
 //   - a version the registry does not know: st and an *UnknownVersionError.
 //
-// A terminal state is returned unchanged, whatever its version. When the
+// A terminal state is returned unchanged, whatever its version. Under
+// PolicyLazy, a state holding the recorded intent of an at-most-once step
+// (State.Intent) runs that step on its own version first when the registry
+// has its definition, so that the authorization given with
+// stepflow.WithIntentSaved still matches; the next Apply migrates it. When the
 // migration fails, Apply returns st and the migration's error (every
 // position without a target is a *NoTargetError): a process is never reset
 // silently. Otherwise the results are those of stepflow.Flow.Apply.
@@ -252,10 +256,16 @@ func (r *Registry[S]) Apply(ctx context.Context, st stepflow.State[S]) (stepflow
 		}
 		return st, nil
 	}
-	f, moved, err := r.resolve(st)
-	if err != nil {
-		return st, err
+	f, moved := r.flows[st.Version], st
+	if f == nil || st.Intent == "" || st.Status == stepflow.NeedsAttention || r.policy != PolicyLazy {
+		var err error
+		if f, moved, err = r.resolve(st); err != nil {
+			return st, err
+		}
 	}
+	// Otherwise the caller authorized the at-most-once step for this very
+	// state (stepflow.WithIntentSaved), and a migrated copy would not match
+	// the authorization: the step runs on its own version first.
 	next, err := f.Apply(ctx, moved)
 	var se *stepflow.StepError
 	if err != nil && !errors.As(err, &se) {

@@ -278,3 +278,46 @@ func TestRegistryControls(t *testing.T) {
 	assert.Equal(t, "f/v2", d.Version)
 	assert.Equal(t, []string{"b2"}, d.Positions)
 }
+
+func TestAtMostOnceIntentAcrossMigration(t *testing.T) {
+	charge := func(name string) stepflow.Node[D] {
+		return combinators.Do(name, func(_ context.Context, d *D) error {
+			d.Ran = append(d.Ran, "charge")
+			return nil
+		}, combinators.AtMostOnce(combinators.AskPerson))
+	}
+	v1 := must(stepflow.New("f/v1", step("a", "a"), charge("charge"), step("b", "b")))
+	v2 := must(stepflow.New("f/v2", step("a", "a"), charge("chargeCard"), step("b", "b")))
+	m := versions.NewMigration[D]("f/v1", "f/v2").Rename("charge", "chargeCard")
+	reg, err := versions.New([]*stepflow.Flow[D]{v1, v2}, nil, m)
+	require.NoError(t, err)
+	ctx, c := newCtx()
+	st := until(t, ctx, c, v1, v1.Start(D{}), "charge")
+	st = advance(t, ctx, c, v1, st, 1) // records the intent
+	require.Equal(t, "charge", st.Intent)
+
+	// Migrate maps the intent with its step.
+	moved, err := reg.Migrate(st)
+	require.NoError(t, err)
+	assert.Equal(t, "chargeCard", moved.Intent)
+	assert.Equal(t, stepflow.IntentRecorded, moved.Root.Child("chargeCard").Branch)
+
+	// Apply runs the authorized step on its own version, then migrates.
+	next, err := reg.Apply(stepflow.WithIntentSaved(ctx, st), st)
+	require.NoError(t, err)
+	assert.Equal(t, "f/v1", next.Version)
+	assert.Equal(t, []string{"a", "charge"}, next.Data.Ran)
+	next, err = reg.Apply(ctx, next)
+	require.NoError(t, err)
+	assert.Equal(t, "f/v2", next.Version)
+	assert.Equal(t, []string{"a", "charge", "b"}, next.Data.Ran)
+
+	// A rule that does not keep the step's frame would lose the intent.
+	m = versions.NewMigration[D]("f/v1", "f/v2").Continue("charge", "b")
+	reg, err = versions.New([]*stepflow.Flow[D]{v1, v2}, nil, m)
+	require.NoError(t, err)
+	_, err = reg.Migrate(st)
+	require.ErrorIs(t, err, versions.ErrInvalidMigration)
+	assert.EqualError(t, err, `stepflow: invalid migration f/v1 -> f/v2: the at-most-once step "charge" has a recorded intent `+
+		`and its rule does not keep its frame; let the process get past the step (or Resolve it) before migrating`)
+}
