@@ -74,19 +74,20 @@ func (n *ParallelNode[S]) Advance(c *stepflow.Cursor[S]) stepflow.Result {
 	budget := c.Budget()
 	ran := false
 	res := stepflow.Complete()
-	for _, i := range c.ActiveChildren() {
+	for j := 0; j < c.NumActive(); {
 		c.SetBudget(min(budget, 1))
-		r := c.AdvanceChild(i)
+		r, _ := c.AdvanceActive(j)
 		if c.Aborted() {
 			return stepflow.Continue()
 		}
 		ran = ran || (budget > 0 && c.Budget() == 0)
 		switch r.Outcome {
 		case stepflow.OutcomeDone:
-			c.RemoveChild(i)
+			c.RemoveActive(j)
+			continue
 		case stepflow.OutcomeFail:
 			c.NoteError(r.Err)
-			c.RemoveChild(i)
+			c.RemoveActive(j)
 			if n.waitAll && !errors.Is(r.Err, stepflow.ErrCanceled) {
 				f.Payload = appendFailure(f.Payload, c.Failure(r.Err))
 				continue
@@ -94,9 +95,9 @@ func (n *ParallelNode[S]) Advance(c *stepflow.Cursor[S]) stepflow.Result {
 			f.Branch, f.Err = phaseFailing, c.Failure(r.Err)
 			c.SetBudget(0)
 			return n.abandon(c)
-		default:
-			res = stepflow.Combine(res, r)
 		}
+		res = stepflow.Combine(res, r)
+		j++
 	}
 	if ran {
 		c.SetBudget(0)

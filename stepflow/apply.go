@@ -579,6 +579,24 @@ func (c *Cursor[S]) AdvanceChild(i int) Result {
 	return c.advanceAt(i, j, false)
 }
 
+// NumActive returns the number of active child frames.
+func (c *Cursor[S]) NumActive() int { return len(c.f.Children) }
+
+// AdvanceActive advances the child whose frame is the j-th active frame,
+// returning its result and the child's index. Nodes with many active
+// children (Parallel) use it to avoid looking frames up by name.
+func (c *Cursor[S]) AdvanceActive(j int) (Result, int) {
+	i, ok := c.n.childIndex(c.f.Children[j].Name)
+	if !ok {
+		c.invalidChild(c.f.Children[j].Name)
+		return Continue(), -1
+	}
+	return c.advanceAt(i, j, false), i
+}
+
+// RemoveActive drops the j-th active frame.
+func (c *Cursor[S]) RemoveActive(j int) { c.removeFrame(j) }
+
 // frameOf returns the index in f.Children of child i's frame, or -1.
 func (c *Cursor[S]) frameOf(i int) int {
 	name := c.n.children[i].info.Name

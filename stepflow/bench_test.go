@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/stepflow-io/go-stepflow/combinators"
 	"github.com/stepflow-io/go-stepflow/stepflow"
@@ -51,5 +52,110 @@ func BenchmarkApplySequence(b *testing.B) {
 	}
 	for _, n := range []int{10, 1000} {
 		b.Run(fmt.Sprintf("steps=%d/record=32", n), func(b *testing.B) { benchSeq(b, n, &stepflow.Options{Record: 32}) })
+	}
+}
+
+// BenchmarkApplyDeep resumes a process whose position is 8 levels deep in
+// nested sequences, in the middle of a 1000-step flow.
+func BenchmarkApplyDeep(b *testing.B) {
+	var inner stepflow.Node[stepflow.None] = combinators.Sequence("l7",
+		combinators.Plain.Do("a", noop), combinators.Plain.Do("b", noop))
+	for i := 6; i >= 0; i-- {
+		inner = combinators.Sequence(fmt.Sprintf("l%d", i), inner)
+	}
+	nodes := []stepflow.Node[stepflow.None]{}
+	for i := range 500 {
+		nodes = append(nodes, combinators.Plain.Do(fmt.Sprintf("pre%d", i), noop))
+	}
+	nodes = append(nodes, inner)
+	for i := range 500 {
+		nodes = append(nodes, combinators.Plain.Do(fmt.Sprintf("post%d", i), noop))
+	}
+	f := stepflow.Must(stepflow.New("deep/v1", nodes...))
+	ctx := context.Background()
+	st := f.Start(stepflow.None{})
+	for len(st.Positions()) == 0 || st.Positions()[0] != "l0/l1/l2/l3/l4/l5/l6/l7/a" {
+		st, _ = f.Apply(ctx, st)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := f.Apply(ctx, st); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+var errFlaky = fmt.Errorf("flaky")
+
+// BenchmarkApplyRetry fails a step inside a Retry forever: each iteration
+// is one Apply, alternating a failing attempt and the end of a backoff.
+func BenchmarkApplyRetry(b *testing.B) {
+	f := stepflow.Must(stepflow.New("retry/v1", combinators.Retry("r",
+		combinators.RetryPolicy{MaxAttempts: 1 << 30, InitialInterval: time.Second, MaxInterval: time.Minute, Jitter: 0.2},
+		combinators.Plain.Do("flaky", func(context.Context) error { return errFlaky }))))
+	clk := newClock()
+	ctx := stepflow.WithClock(context.Background(), clk)
+	st := f.Start(stepflow.None{})
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if st.Status == stepflow.Waiting {
+			clk.Set(st.WakeAt)
+		}
+		st, _ = f.Apply(ctx, st)
+	}
+}
+
+// BenchmarkApplyParallel advances a Parallel of n branches of 1000 steps:
+// each Apply runs one step in every branch. The figure is per Apply.
+func BenchmarkApplyParallel(b *testing.B) {
+	for _, n := range []int{8, 64} {
+		b.Run(fmt.Sprintf("branches=%d", n), func(b *testing.B) {
+			branches := make([]stepflow.Node[stepflow.None], n)
+			for i := range branches {
+				steps := make([]stepflow.Node[stepflow.None], 1000)
+				for j := range steps {
+					steps[j] = combinators.Plain.Do(fmt.Sprintf("s%d", j), noop)
+				}
+				branches[i] = combinators.Sequence(fmt.Sprintf("b%d", i), steps...)
+			}
+			f := stepflow.Must(stepflow.New("par/v1", combinators.Parallel("p", branches...)))
+			ctx := context.Background()
+			start := f.Start(stepflow.None{})
+			st := start
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				st, _ = f.Apply(ctx, st)
+				if st.Terminal() {
+					st = start
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/branch-step")
+		})
+	}
+}
+
+// BenchmarkApplyForEach runs a ForEach over 1000 items with a 2-step body;
+// the cost per Apply must not grow with the items already done.
+func BenchmarkApplyForEach(b *testing.B) {
+	for _, conc := range []int{1, 8} {
+		b.Run(fmt.Sprintf("items=1000/concurrency=%d", conc), func(b *testing.B) {
+			f := stepflow.Must(stepflow.New("each/v1",
+				combinators.ForEach("each", func(context.Context, *stepflow.None) ([]int, error) { return make([]int, 1000), nil },
+					combinators.Plain.Do("a", noop), combinators.Plain.Do("b", noop)).Concurrency(conc)))
+			ctx := context.Background()
+			start := f.Start(stepflow.None{})
+			st := start
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				st, _ = f.Apply(ctx, st)
+				if st.Terminal() {
+					st = start
+				}
+			}
+		})
 	}
 }
