@@ -239,7 +239,7 @@ func Run[S any](ctx context.Context, flow *stepflow.Flow[S], start stepflow.Stat
 		t.Calls, t.Crashed = in.take()
 		t.Err = applyErr
 		if again, err := o.Codec.Encode(st); err != nil || !bytes.Equal(again, stored) {
-			return tr, fmt.Errorf("%w at apply %d", ErrMutatedInput, n)
+			return tr, fmt.Errorf("%w at apply %d%s", ErrMutatedInput, n, mutationHint(o.Codec, stored, st))
 		}
 		var se *stepflow.StepError
 		if applyErr != nil && !errors.As(applyErr, &se) {
@@ -331,4 +331,24 @@ func (tr *Trace[S]) Elapsed() time.Duration {
 		return 0
 	}
 	return tr.Transitions[len(tr.Transitions)-1].At.Sub(tr.Transitions[0].At)
+}
+
+// mutationHint explains the usual cause of ErrMutatedInput: the data holds
+// a map, a slice or a pointer that a step changed in place, and so changed
+// the previous state too.
+func mutationHint[S any](c codec.Codec[S], stored []byte, now stepflow.State[S]) string {
+	before, err := c.Decode(stored)
+	if err != nil {
+		return ""
+	}
+	before.Data = now.Data
+	if b, err := c.Encode(before); err == nil && bytes.Equal(b, mustEncode(c, now)) {
+		return ": only the data changed; a step modified a map, slice or pointer that the previous state shares (give the data type a Clone() method returning a deep copy, which Apply then uses)"
+	}
+	return ""
+}
+
+func mustEncode[S any](c codec.Codec[S], st stepflow.State[S]) []byte {
+	b, _ := c.Encode(st)
+	return b
 }

@@ -61,6 +61,9 @@ func writeState[S any](b *strings.Builder, st stepflow.State[S]) {
 	if p := st.Positions(); len(p) > 0 {
 		fmt.Fprintf(b, " at %s", positions(p))
 	}
+	if st.Intent != "" {
+		fmt.Fprintf(b, " intent=%s", st.Intent)
+	}
 	if !st.WakeAt.IsZero() {
 		fmt.Fprintf(b, " until %s", stamp(st.WakeAt))
 	}
