@@ -118,7 +118,7 @@ func (x *exec[S]) finish(r Result) (State[S], error) {
 	case OutcomeDone:
 		next.Status = Done
 		if next.Root.Branch == rootCancel {
-			next.Status = Canceled
+			next.Status, next.Err = Canceled, next.Root.Err
 		}
 		next.Root = Frame{}
 		next.Intent = ""

@@ -64,9 +64,6 @@ func (f *Flow[S]) Cancel(st State[S], reason string) (State[S], error) {
 	if err != nil && out.Status != Canceled {
 		return st, err
 	}
-	if out.Status == Canceled && out.Err == nil {
-		out.Err = next.Root.Err
-	}
 	return out, nil
 }
 

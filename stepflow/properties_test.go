@@ -152,4 +152,3 @@ func parent(p string) string {
 	}
 	return ""
 }
-
