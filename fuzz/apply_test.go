@@ -73,6 +73,7 @@ func fuzzTime(n int64) time.Time {
 // authorizes a recorded at-most-once intent.
 func FuzzApply(f *testing.F) {
 	addStoredStates(f, "msgpack", uint8(0), int64(0), []byte(nil))
+	addStoredStates(f, "msgpack", uint8(1), int64(3600), []byte(nil))
 	flows := []*stepflow.Flow[Data]{storedFlow(), richFlow()}
 	mp := codec.Msgpack[Data](nil)
 	f.Fuzz(func(t *testing.T, b []byte, which uint8, now int64, outcomes []byte) {
