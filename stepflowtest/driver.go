@@ -156,7 +156,8 @@ type Trace[S any] struct {
 // user code, through an interceptor added to ctx.
 //
 // Run returns the trace so far and an error when the run could not go on:
-// ErrMaxSteps, ErrMutatedInput, a codec error, or an Apply error
+// ErrMaxSteps, ErrIdle, ErrMutatedInput, a codec error, an event that
+// could not be delivered, or an Apply error
 // other than a *stepflow.StepError (such as a *stepflow.StateError). A flow
 // that fails is not an error of Run: the trace ends with the Failed state and
 // Trace.Err holds the *stepflow.StepError.
@@ -224,8 +225,9 @@ func Run[S any](ctx context.Context, flow *stepflow.Flow[S], start stepflow.Stat
 			if st, err = o.Codec.Decode(stored); err != nil {
 				return tr, fmt.Errorf("stepflowtest: decode state after %v: %w", e, err)
 			}
+			// An event does not authorize an intent that a crash left
+			// unauthorized: only the Apply that recorded it does.
 			t.Events = append(t.Events, e)
-			saved = true
 			tr.Final = st
 		}
 		// A cancellation without cleanups may have ended the process: the
