@@ -13,6 +13,10 @@
 // that does not survive encoding shows up in tests. Apply is also checked
 // never to modify the state it is given.
 //
+// Signals and cancellations reach the process at the times given in
+// RunOptions.Events; an at-most-once step runs only right after its intent
+// was saved, as with a runner.
+//
 // The result is a Trace: for each Apply, the positions before it, the calls
 // of user code it made (path, attempt, outcome), the clock's time and the
 // state after it. Trace.String renders it as text for failure messages and
