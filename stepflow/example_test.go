@@ -154,3 +154,38 @@ func ExampleFlow_Redrive() {
 	// b
 	// done
 }
+
+// The seed pipeline with the plain step signatures of the original
+// go-stepflow, for flows that keep no data of their own.
+func ExampleNew_plain() {
+	step := func(name string) func(context.Context) error {
+		return func(context.Context) error { fmt.Println(name); return nil }
+	}
+	yes := func(context.Context) (bool, error) { return true, nil }
+	flow, err := stepflow.New("deploy/v1",
+		combinators.Plain.Do("getPreActualState", step("collect pre-deploy state")),
+		combinators.Plain.WaitFor("waitForPreActualState", yes),
+		combinators.Plain.Case("deploy", yes,
+			combinators.Plain.Do("createDeployRequest", step("open GitOps pull request")),
+			combinators.Plain.WaitFor("waitForAcceptedDeployRequest", yes),
+			combinators.Plain.WaitFor("monitorDeploymentProgress", yes),
+			combinators.Plain.Do("getPostActualState", step("collect post-deploy state")),
+			combinators.Plain.WaitFor("waitForPostActualState", yes),
+			combinators.Plain.Do("validatePostDeployActualState", step("validate")),
+		),
+	)
+	if err != nil {
+		panic(err)
+	}
+	st := flow.Start(stepflow.None{})
+	for !st.Terminal() {
+		st, _ = flow.Apply(context.Background(), st)
+	}
+	fmt.Println(st.Status, st.Steps, "steps")
+	// Output:
+	// collect pre-deploy state
+	// open GitOps pull request
+	// collect post-deploy state
+	// validate
+	// done 9 steps
+}
