@@ -107,7 +107,9 @@ func (m *Migration[S]) Source(nodes []stepflow.NodeInfo) *Migration[S] {
 
 // Decision is what a Custom rule decides about one position.
 type Decision[S any] struct {
-	// Path is the position in version From.
+	// Path is the position in version From, as a node path: inside a
+	// ForEach it has no instance segment ("each/step", not
+	// "each/[3]/step"); the process stays in its instance.
 	Path string
 	// Frame is the position's frame in version From. Read it only.
 	Frame stepflow.Frame
