@@ -142,16 +142,21 @@ func checkApplied(t *testing.T, flow *stepflow.Flow[Data], st, next stepflow.Sta
 	}
 }
 
+// FuzzMigrate migrates an arbitrary state from stored/v1 to stored/v2
+// (which even) or from rich/v1 to rich/v2 (which odd), then applies the
+// result with the given outcomes.
 func FuzzMigrate(f *testing.F) {
-	addStoredStates(f, "msgpack", []byte(nil))
-	reg := registry()
+	addStoredStates(f, "msgpack", uint8(0), []byte(nil))
+	addStoredStates(f, "msgpack", uint8(1), []byte(nil))
+	regs := []*versions.Registry[Data]{registry(), richRegistry()}
 	mp := codec.Msgpack[Data](nil)
-	f.Fuzz(func(t *testing.T, b []byte, outcomes []byte) {
+	f.Fuzz(func(t *testing.T, b []byte, which uint8, outcomes []byte) {
 		st, err := codec.Decode[Data](b, nil)
 		if err != nil {
 			return
 		}
-		st.Version = "stored/v1"
+		reg := regs[which%2]
+		st.Version = reg.Versions()[0]
 		in, err := mp.Encode(st)
 		if err != nil {
 			return
@@ -167,8 +172,8 @@ func FuzzMigrate(f *testing.F) {
 			require.True(t, matched, "Migrate returned an untyped error %T: %v", err, err)
 			return
 		}
-		require.Equal(t, "stored/v2", moved.Version)
 		latest := reg.Latest()
+		require.Equal(t, latest.Version(), moved.Version)
 		require.NoError(t, latest.Validate(moved), "a migrated state must be valid")
 		out, err := mp.Encode(moved)
 		require.NoError(t, err)

@@ -139,9 +139,7 @@ func writeSeeds(t *testing.T, states []storedState) {
 			which = 1 | uint8(i%2)<<6
 		}
 		seeds["FuzzApply"] = append(seeds["FuzzApply"], []any{m, which, int64(i * 97), []byte{byte(i), byte(i * 7), 0}})
-		if s.state.Version == "stored/v1" {
-			seeds["FuzzMigrate"] = append(seeds["FuzzMigrate"], []any{m, []byte{byte(i)}})
-		}
+		seeds["FuzzMigrate"] = append(seeds["FuzzMigrate"], []any{m, which & 1, []byte{byte(i)}})
 	}
 	hostile := [][]byte{
 		{0xf5, 'm', 1, 0xdd, 0xff, 0xff, 0xff, 0xff},                                       // a state array claiming 4G fields

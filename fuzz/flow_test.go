@@ -140,11 +140,41 @@ func registry() *versions.Registry[Data] {
 // richFlow is version rich/v1: every kind of node, nested, for FuzzApply
 // and the stored corpus. Like stored/v1 it must never change.
 func richFlow() *stepflow.Flow[Data] {
+	return stepflow.Must(stepflow.NewWithOptions("rich/v1", &stepflow.Options{Record: 6, MaxSignals: 4}, richNodes()...))
+}
+
+// richNextFlow is rich/v2: the download renamed, the approval removed (its
+// processes go on at release), the loop wrapped in a Retry, an audit step
+// added at the end.
+func richNextFlow() *stepflow.Flow[Data] {
+	n := richNodes()
+	fetch := combinators.Retry("fetch", combinators.RetryPolicy{MaxAttempts: 3, InitialInterval: time.Minute, Jitter: 0.2},
+		combinators.Do("get", func(ctx context.Context, d *Data) error { d.Count++; return nil }))
+	converge := combinators.Retry("retry-converge", combinators.RetryPolicy{MaxAttempts: 2}, n[3])
+	audit := combinators.Do("audit", func(ctx context.Context, d *Data) error { d.Tags = append(d.Tags, "audited"); return nil })
+	return stepflow.Must(stepflow.NewWithOptions("rich/v2", &stepflow.Options{Record: 6, MaxSignals: 4},
+		fetch, n[1], n[2], converge, n[5], n[6], n[7], n[8], audit))
+}
+
+// richRegistry migrates rich/v1 states to rich/v2.
+func richRegistry() *versions.Registry[Data] {
+	m := versions.NewMigration[Data]("rich/v1", "rich/v2").
+		Rename("fetch/download", "fetch/get").
+		Rename("converge", "retry-converge/converge").
+		Continue("guarded", "release")
+	r, err := versions.New([]*stepflow.Flow[Data]{richFlow(), richNextFlow()}, nil, m)
+	if err != nil {
+		panic(err)
+	}
+	return r
+}
+
+func richNodes() []stepflow.Node[Data] {
 	do := func(name string, fn func(d *Data) error) stepflow.Node[Data] {
 		return combinators.Do(name, func(ctx context.Context, d *Data) error { return fn(d) })
 	}
 	count := func(d *Data) error { d.Count++; return nil }
-	return stepflow.Must(stepflow.NewWithOptions("rich/v1", &stepflow.Options{Record: 6, MaxSignals: 4},
+	return []stepflow.Node[Data]{
 		combinators.Retry("fetch", combinators.RetryPolicy{MaxAttempts: 3, InitialInterval: time.Minute, Jitter: 0.2},
 			combinators.Do("download", func(ctx context.Context, d *Data) error {
 				call, _ := stepflow.CallFrom(ctx)
@@ -210,5 +240,5 @@ func richFlow() *stepflow.Flow[Data] {
 			return nil
 		})),
 		combinators.Do("finish", func(ctx context.Context, d *Data) error { return nil }),
-	))
+	}
 }

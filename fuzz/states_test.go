@@ -18,6 +18,7 @@ import (
 	"github.com/stepflow-io/go-stepflow/codec"
 	"github.com/stepflow-io/go-stepflow/stepflow"
 	"github.com/stepflow-io/go-stepflow/stepflowtest"
+	"github.com/stepflow-io/go-stepflow/versions"
 )
 
 const statesDir = "testdata/states"
@@ -282,7 +283,7 @@ func TestStoredStates(t *testing.T) {
 // TestStoredStatesMigrate moves every stored state to stored/v2 and runs it
 // there: old states stay usable after a flow changes.
 func TestStoredStatesMigrate(t *testing.T) {
-	reg := registry()
+	regs := map[string]*versions.Registry[Data]{"stored/v1": registry(), "rich/v1": richRegistry()}
 	for _, v := range formats(t) {
 		dir := formatDir(v)
 		for name, want := range readExpect(t, dir) {
@@ -290,13 +291,12 @@ func TestStoredStatesMigrate(t *testing.T) {
 			require.NoError(t, err)
 			st, err := codec.Decode[Data](b, nil)
 			require.NoError(t, err)
-			if st.Version != "stored/v1" {
-				continue
-			}
+			reg := regs[st.Version]
+			require.NotNil(t, reg, st.Version)
 			moved, err := reg.Migrate(st)
 			require.NoError(t, err, name)
-			assert.Equal(t, "stored/v2", moved.Version, name)
-			tr, err := stepflowtest.Run(context.Background(), reg.Latest(), moved, nil)
+			assert.Equal(t, reg.Latest().Version(), moved.Version, name)
+			tr, err := stepflowtest.Run(context.Background(), reg.Latest(), moved, &stepflowtest.RunOptions[Data]{Events: approval})
 			require.NoError(t, err, name)
 			assert.Equal(t, want.Final.Terminal(), tr.Final.Terminal(), "%s\n%s", name, tr)
 		}
