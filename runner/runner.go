@@ -141,66 +141,78 @@ func (r *Runner[S]) State(ctx context.Context, id string) (stepflow.State[S], er
 // Counts returns how many processes the store holds, by status.
 func (r *Runner[S]) Counts(ctx context.Context) (store.Counts, error) { return r.store.Count(ctx) }
 
-// canceler is what Flow.Cancel looks like; the runner uses it when the
-// flow has it, and marks the state canceled itself otherwise.
-type canceler[S any] interface {
-	Cancel(st stepflow.State[S], reason string) (stepflow.State[S], error)
+// Cancel cancels a process through Flow.Cancel: the cleanups of its active
+// Finally nodes run (the runner applies them as usual), then it is
+// Canceled with the reason recorded, and it never runs again. Canceling a
+// process that has already ended does nothing. If a runner is working on
+// the process at that moment, that runner's save is refused (the revision
+// changed) and its result dropped; the step it ran may still have had its
+// effect.
+func (r *Runner[S]) Cancel(ctx context.Context, id, reason string) error {
+	return r.update(ctx, "cancel", id, func(st stepflow.State[S]) (stepflow.State[S], error) {
+		if st.Terminal() {
+			return st, errUnchanged
+		}
+		return r.flow.Cancel(st, reason)
+	})
 }
 
-// Cancel cancels a process: its state becomes Canceled with the reason
-// recorded, and it is never run again. Canceling a process that has already
-// ended does nothing. If a runner is working on the process at that moment,
-// that runner's save is refused (the revision changed) and its result is
-// dropped; the step it ran may still have had its effect.
-func (r *Runner[S]) Cancel(ctx context.Context, id, reason string) error {
+// Signal delivers an external event to a process through Flow.Signal, for
+// a WaitSignal node to consume, and wakes the runners: a waiting process
+// becomes runnable at once.
+func (r *Runner[S]) Signal(ctx context.Context, id, name string, payload []byte) error {
+	return r.update(ctx, "signal", id, func(st stepflow.State[S]) (stepflow.State[S], error) {
+		return r.flow.Signal(st, name, payload)
+	})
+}
+
+// errUnchanged tells update that there is nothing to write.
+var errUnchanged = errors.New("unchanged")
+
+// update changes a process from outside the run loop: load, change, write
+// back with the revision check, and try again on a conflict.
+func (r *Runner[S]) update(ctx context.Context, op, id string, change func(stepflow.State[S]) (stepflow.State[S], error)) error {
 	for range 10 {
 		rec, err := r.store.Load(ctx, id)
 		if err != nil {
-			return fmt.Errorf("stepflow/runner: cancel %q: %w", id, err)
+			return fmt.Errorf("stepflow/runner: %s %q: %w", op, id, err)
 		}
 		if rec.Quarantine != "" {
 			return &QuarantineError{ID: id, Reason: rec.Quarantine}
 		}
 		st, err := codec.Decode[S](rec.Blob, r.opts.Codec)
 		if err != nil {
-			return fmt.Errorf("stepflow/runner: cancel %q: %w", id, err)
+			return fmt.Errorf("stepflow/runner: %s %q: %w", op, id, err)
 		}
-		if st.Terminal() {
+		next, err := change(st)
+		if errors.Is(err, errUnchanged) {
 			return nil
 		}
-		next, err := r.cancelState(st, reason)
 		if err != nil {
-			return fmt.Errorf("stepflow/runner: cancel %q: %w", id, err)
+			return fmt.Errorf("stepflow/runner: %s %q: %w", op, id, err)
 		}
 		b, err := r.enc.Encode(next)
 		if err != nil {
-			return fmt.Errorf("stepflow/runner: cancel %q: %w", id, err)
+			return fmt.Errorf("stepflow/runner: %s %q: %w", op, id, err)
 		}
-		errs, err := r.store.Commit(ctx, "", []store.Write{{ID: id, Revision: rec.Revision, Status: next.Status, Due: next.WakeAt, Blob: b}})
+		due := next.WakeAt
+		if next.Status == stepflow.Running {
+			due = r.now()
+		}
+		errs, err := r.store.Commit(ctx, "", []store.Write{{ID: id, Revision: rec.Revision, Status: next.Status, Due: due, Blob: b}})
 		if err != nil {
-			return fmt.Errorf("stepflow/runner: cancel %q: %w", id, err)
+			return fmt.Errorf("stepflow/runner: %s %q: %w", op, id, err)
 		}
 		if errs == nil {
 			r.forget(id)
 			return nil
 		}
 		if !errors.Is(errs[0], store.ErrConflict) {
-			return fmt.Errorf("stepflow/runner: cancel %q: %w", id, errs[0])
+			return fmt.Errorf("stepflow/runner: %s %q: %w", op, id, errs[0])
 		}
 		// Someone wrote in between: reload and try again.
 	}
-	return fmt.Errorf("stepflow/runner: cancel %q: %w (too many concurrent writes)", id, store.ErrConflict)
-}
-
-func (r *Runner[S]) cancelState(st stepflow.State[S], reason string) (stepflow.State[S], error) {
-	if c, ok := any(r.flow).(canceler[S]); ok {
-		return c.Cancel(st, reason)
-	}
-	st.Status = stepflow.Canceled
-	st.WakeAt = time.Time{}
-	st.Steps++
-	st.Err = &stepflow.Failure{Kind: "canceled", Message: reason, At: r.now()}
-	return st, nil
+	return fmt.Errorf("stepflow/runner: %s %q: %w (too many concurrent writes)", op, id, store.ErrConflict)
 }
 
 // Run advances due processes until ctx is done, then shuts down

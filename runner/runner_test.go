@@ -369,3 +369,29 @@ func TestOptions(t *testing.T) {
 	require.NoError(t, err)
 	assert.NotEqual(t, a.Owner(), b.Owner(), "default owners are unique")
 }
+
+func TestSignalWakesWaitingProcess(t *testing.T) {
+	ctx := t.Context()
+	clock := newClock()
+	f, err := stepflow.New("sig/v1",
+		combinators.WaitSignal("approval", "approve", func(d *counter, b []byte) error { d.N = len(b); return nil }),
+		combinators.Do("after", func(_ context.Context, d *counter) error { d.N *= 10; return nil }),
+	)
+	require.NoError(t, err)
+	r, err := runner.New(f, store.NewMemory(), &runner.Options{Clock: clock})
+	require.NoError(t, err)
+	_, err = r.Start(ctx, "p", counter{})
+	require.NoError(t, err)
+	drain(t, r)
+	st, err := r.State(ctx, "p")
+	require.NoError(t, err)
+	require.Equal(t, stepflow.Waiting, st.Status)
+
+	require.NoError(t, r.Signal(ctx, "p", "approve", []byte("abc")))
+	drain(t, r)
+	st, err = r.State(ctx, "p")
+	require.NoError(t, err)
+	assert.Equal(t, stepflow.Done, st.Status)
+	assert.Equal(t, 30, st.Data.N)
+	assert.Error(t, r.Signal(ctx, "p", "approve", nil), "an ended process takes no signal")
+}

@@ -204,14 +204,18 @@ func CheckClaim(c Claim) error {
 
 // NormalizeDue returns the due time a write or record should be stored
 // with: zero for quarantined processes and statuses that never run again
-// (terminal, needs attention), d otherwise, in UTC. A schedulable process
-// with a zero d is due at once: it gets DueNow. Implementations use it so
+// (terminal, needs attention), d otherwise, in UTC. A zero d means never
+// for a waiting process (it waits for a signal with no deadline) and at
+// once for a running one, which then gets DueNow. Implementations use it so
 // they agree on scheduling.
 func NormalizeDue(status stepflow.Status, quarantine string, d time.Time) time.Time {
 	if quarantine != "" || status.Terminal() || status == stepflow.NeedsAttention {
 		return time.Time{}
 	}
 	if d.IsZero() {
+		if status == stepflow.Waiting {
+			return time.Time{}
+		}
 		return DueNow
 	}
 	return d.UTC()

@@ -325,6 +325,10 @@ func testNextDue(t *testing.T, s store.Store) {
 	_, ok, err = s.NextDue(ctx)
 	require.NoError(t, err)
 	assert.False(t, ok, "terminal processes are never due")
+	mustCreate(t, s, "forever", stepflow.Waiting, time.Time{})
+	_, ok, err = s.NextDue(ctx)
+	require.NoError(t, err)
+	assert.False(t, ok, "a waiting process without a wake-up time waits for a signal")
 
 	mustCreate(t, s, "w2", stepflow.Waiting, t0.Add(2*time.Hour))
 	mustCreate(t, s, "w1", stepflow.Waiting, t0.Add(time.Hour))
