@@ -20,6 +20,8 @@ import (
 func TestReasonFor(t *testing.T) {
 	tests := []struct{ path, want string }{
 		{"wait-available", "WaitAvailable"},
+		{PathAvailable, "RolloutStepsAvailable"},
+		{PathDeployment, "RolloutStepsApplyDeployment"},
 		{"deploy/wait-available", "DeployWaitAvailable"},
 		{"rollout/steps/apply-deployment", "RolloutStepsApplyDeployment"},
 		{"retry_2/do.it", "Retry2DoIt"},
@@ -66,9 +68,9 @@ func TestTruncate(t *testing.T) {
 func TestSetProcessStatus(t *testing.T) {
 	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	running := stepflow.State[Plan]{Version: FlowVersion, Status: stepflow.Waiting, WakeAt: t0.Add(time.Minute),
-		Root: stepflow.Frame{Children: []stepflow.Frame{{Name: StepWaitAvailable}}}}
+		Root: stepflow.Frame{Children: []stepflow.Frame{{Name: PathAvailable}}}}
 	failed := stepflow.State[Plan]{Version: FlowVersion, Status: stepflow.Failed,
-		Err: &stepflow.Failure{Path: StepApplyDeployment, Kind: stepflow.KindError, Message: "quota exceeded"}}
+		Err: &stepflow.Failure{Path: PathDeployment, Kind: stepflow.KindError, Message: "quota exceeded"}}
 	done := stepflow.State[Plan]{Version: FlowVersion, Status: stepflow.Done}
 	canceled := stepflow.State[Plan]{Version: FlowVersion, Status: stepflow.Canceled}
 
@@ -77,9 +79,9 @@ func TestSetProcessStatus(t *testing.T) {
 		st   stepflow.State[Plan]
 		want want
 	}{
-		{running, want{"True", "False", "False", "WaitAvailable"}},
+		{running, want{"True", "False", "False", "RolloutStepsAvailable"}},
 		{done, want{"False", "True", "False", ReasonComplete}},
-		{failed, want{"False", "False", "True", "ApplyDeployment"}},
+		{failed, want{"False", "False", "True", "RolloutStepsApplyDeployment"}},
 		{canceled, want{"False", "False", "False", ReasonCanceled}},
 	}
 	for _, tt := range tests {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"sort"
 
@@ -16,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/stepflow-io/go-stepflow/combinators"
 	"github.com/stepflow-io/go-stepflow/examples/controller/api/v1alpha1"
@@ -28,13 +28,25 @@ import (
 // (see Reconcile for what it does with them).
 const FlowVersion = "rollout/v1"
 
-// Step names. They are persisted in states and become condition reasons
-// (WriteConfig, ApplyDeployment, WaitAvailable), so they are chosen strings
-// that never change silently.
+// The flow's nodes, by path. Paths are persisted in states, shown in
+// status.step, and become condition reasons in CamelCase
+// (RolloutStepsApplyDeployment, RolloutStepsAvailable), so every name in
+// them is a chosen string that never changes silently.
+//
+//	rollout            Finally: run steps, then cleanup, whatever happened
+//	  steps            Sequence
+//	    apply          Retry: transient API errors are retried with backoff
+//	      config       Do: create or update the ConfigMap
+//	      deployment   Do: create or update the Deployment
+//	    available      WaitFor: the Deployment runs the new template
+//	  cleanup          Retry
+//	    teardown       Do: when the process was canceled, delete its objects
 const (
-	StepWriteConfig     = "write-config"
-	StepApplyDeployment = "apply-deployment"
-	StepWaitAvailable   = "wait-available"
+	PathRollout    = "rollout"
+	PathConfig     = "rollout/steps/apply/config"
+	PathDeployment = "rollout/steps/apply/deployment"
+	PathAvailable  = "rollout/steps/available"
+	PathTeardown   = "rollout/cleanup/teardown"
 )
 
 // Plan is the data of one rollout process. It is a snapshot of the spec
@@ -101,18 +113,37 @@ type steps struct {
 	scheme *runtime.Scheme
 }
 
-// newFlow compiles the rollout flow. Each step converges the cluster to the
-// plan and is safe to repeat: a step can run again when the status write
-// that would have recorded its completion loses a conflict, or when the
-// controller restarts between the two.
+// newFlow compiles the rollout flow (see the Path constants for its
+// shape). Each step converges the cluster to the plan and is safe to
+// repeat: a step runs again when the status write that would have recorded
+// its completion loses a conflict, when the controller restarts between
+// the two, and on every retry.
 func newFlow(s *steps, o Options) (*stepflow.Flow[Plan], error) {
 	return stepflow.NewWithOptions(FlowVersion, &stepflow.Options{Record: o.Record},
-		combinators.Do(StepWriteConfig, s.writeConfig),
-		combinators.Do(StepApplyDeployment, s.applyDeployment),
-		combinators.WaitFor(StepWaitAvailable, s.deploymentAvailable,
-			combinators.Backoff(o.PollInitial, o.PollMax),
-			combinators.Timeout(o.ReadyTimeout)),
+		combinators.Finally(PathRollout,
+			combinators.Sequence("steps",
+				combinators.Retry("apply", *o.Retry,
+					combinators.Do("config", s.writeConfig),
+					combinators.Do("deployment", s.applyDeployment)),
+				combinators.WaitFor("available", s.deploymentAvailable,
+					combinators.Backoff(o.PollInitial, o.PollMax),
+					combinators.Timeout(o.ReadyTimeout))),
+			combinators.Retry("cleanup", *o.Retry,
+				combinators.Do("teardown", s.cleanup))),
 	)
+}
+
+// cleanup runs after the steps, whatever happened to them. Only a canceled
+// rollout (its Rollout was deleted mid-flight) has something to do: remove
+// what it half made. A completed rollout's objects are what was asked for;
+// a failed one's are left for people to look at; and once the Rollout is
+// gone, the garbage collector removes both through their owner references.
+func (s *steps) cleanup(ctx context.Context, p *Plan) error {
+	call, _ := stepflow.CallFrom(ctx)
+	if call.Caught == nil || call.Caught.Kind != stepflow.KindCanceled {
+		return nil
+	}
+	return s.teardown(ctx, p)
 }
 
 // owner returns a stand-in for the Rollout, enough to build an owner
@@ -134,7 +165,7 @@ func (s *steps) writeConfig(ctx context.Context, p *Plan) error {
 		return nil
 	})
 	if err != nil {
-		return classify(fmt.Errorf("configmap %s/%s: %w", cm.Namespace, cm.Name, err))
+		return apiError(fmt.Errorf("configmap %s/%s: %w", cm.Namespace, cm.Name, err))
 	}
 	p.ConfigHash = hashData(data)
 	return nil
@@ -168,14 +199,15 @@ func (s *steps) applyDeployment(ctx context.Context, p *Plan) error {
 		return nil
 	})
 	if err != nil {
-		return classify(fmt.Errorf("deployment %s/%s: %w", d.Namespace, d.Name, err))
+		return apiError(fmt.Errorf("deployment %s/%s: %w", d.Namespace, d.Name, err))
 	}
 	p.DeploymentGeneration = d.Generation
 	return nil
 }
 
 // deploymentAvailable reports whether the Deployment runs the planned
-// template on every replica.
+// template on every replica. A failed read is a poll that said "not yet":
+// the wait's own timeout bounds how long that can go on.
 func (s *steps) deploymentAvailable(ctx context.Context, p *Plan) (bool, error) {
 	var d appsv1.Deployment
 	key := types.NamespacedName{Namespace: p.Namespace, Name: deploymentName(p)}
@@ -183,7 +215,8 @@ func (s *steps) deploymentAvailable(ctx context.Context, p *Plan) (bool, error) 
 		if apierrors.IsNotFound(err) {
 			return false, stepflow.Permanent(fmt.Errorf("deployment %s was deleted during the rollout", key))
 		}
-		return false, classify(fmt.Errorf("deployment %s: %w", key, err))
+		logf.FromContext(ctx).Info("cannot read the deployment; polling again", "deployment", key, "error", err.Error())
+		return false, nil
 	}
 	st := d.Status
 	return st.ObservedGeneration >= p.DeploymentGeneration &&
@@ -265,35 +298,13 @@ func hashData(m map[string]string) string {
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 
-// TransientError marks a step error that says nothing about the rollout
-// itself: the API server was busy, or an object changed between a read and
-// a write. The reconciler does not record such a failure; it keeps the
-// previous state and lets controller-runtime retry the reconcile with
-// backoff, so the step runs again.
-type TransientError struct{ Err error }
-
-func (e *TransientError) Error() string { return e.Err.Error() }
-func (e *TransientError) Unwrap() error { return e.Err }
-
-// classify sorts an API error: requests the server rejected as malformed
-// are permanent (repeating them cannot help), server-side hiccups and
-// lost races are transient, and anything else (quota, permissions) is a
-// plain step failure.
-func classify(err error) error {
-	switch {
-	case apierrors.IsInvalid(err), apierrors.IsBadRequest(err):
+// apiError marks errors that repeating the request cannot fix (the API
+// server rejected it as malformed) as permanent, so Retry gives up at
+// once. Everything else (lost races, a busy server, quota, permissions) is
+// retried with backoff until the attempts run out.
+func apiError(err error) error {
+	if apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) {
 		return stepflow.Permanent(err)
-	case apierrors.IsConflict(err), apierrors.IsServerTimeout(err), apierrors.IsTimeout(err),
-		apierrors.IsTooManyRequests(err), apierrors.IsServiceUnavailable(err),
-		apierrors.IsInternalError(err), errors.Is(err, context.DeadlineExceeded):
-		return &TransientError{Err: err}
 	}
 	return err
-}
-
-// isTransient reports whether a failed Apply should be retried rather than
-// recorded.
-func isTransient(err error) bool {
-	var t *TransientError
-	return errors.As(err, &t)
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -20,15 +21,15 @@ import (
 )
 
 // flowEnv is the flow alone, without the reconciler: its steps talk to a
-// fake API server whose Deployments become available as soon as they are
-// read (an instant Deployment controller), and the stepflowtest driver
-// plays the part of the reconciler.
+// fake API server, and the stepflowtest driver plays the part of the
+// reconciler. With instant set, Deployments become available as soon as
+// they are read (an instant Deployment controller); without it, never.
 type flowEnv struct {
 	base client.WithWatch
 	flow *stepflow.Flow[Plan]
 }
 
-func newFlowEnv(t *testing.T) *flowEnv {
+func newFlowEnv(t *testing.T, instant bool) *flowEnv {
 	scheme := testScheme(t)
 	base := fake.NewClientBuilder().WithScheme(scheme).WithStatusSubresource(&appsv1.Deployment{}).Build()
 	c := interceptor.NewClient(base, interceptor.Funcs{
@@ -36,7 +37,7 @@ func newFlowEnv(t *testing.T) *flowEnv {
 			if err := c.Get(ctx, key, obj, opts...); err != nil {
 				return err
 			}
-			if d, ok := obj.(*appsv1.Deployment); ok && d.Spec.Replicas != nil {
+			if d, ok := obj.(*appsv1.Deployment); ok && instant && d.Spec.Replicas != nil {
 				n := *d.Spec.Replicas
 				d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, UpdatedReplicas: n, AvailableReplicas: n}
 			}
@@ -72,7 +73,7 @@ func (e *flowEnv) start() stepflow.State[Plan] {
 // is deterministic, and ends the same when the controller dies between any
 // two steps (its steps are safe to repeat).
 func TestFlowInvariants(t *testing.T) {
-	e := newFlowEnv(t)
+	e := newFlowEnv(t, true)
 	stepflowtest.CheckInvariants(t, e.flow, e.start(), &stepflowtest.InvariantOptions[Plan]{
 		Reset: func() { e.reset(t) },
 	})
@@ -80,9 +81,10 @@ func TestFlowInvariants(t *testing.T) {
 
 // Scripted outcomes exercise paths that are awkward to reach through the
 // API server: a Deployment slow to become available, a step whose effect
-// happened but whose reply was lost.
+// happened but whose reply was lost, a request rejected for good.
 func TestFlowScripts(t *testing.T) {
 	ctx := context.Background()
+	const unchecked = -1
 	tests := []struct {
 		name    string
 		script  stepflowtest.Script
@@ -91,41 +93,91 @@ func TestFlowScripts(t *testing.T) {
 		elapsed time.Duration
 	}{{
 		name:    "slow deployment",
-		script:  stepflowtest.Script{StepWaitAvailable: stepflowtest.Times(stepflowtest.False, 3)},
+		script:  stepflowtest.Script{PathAvailable: stepflowtest.Times(stepflowtest.False, 3)},
 		status:  stepflow.Done,
-		visited: []string{StepWriteConfig, StepApplyDeployment, StepWaitAvailable, StepWaitAvailable, StepWaitAvailable, StepWaitAvailable},
+		visited: []string{PathConfig, PathDeployment, PathAvailable, PathAvailable, PathAvailable, PathAvailable, PathTeardown},
 		elapsed: 2*time.Second + 4*time.Second + 8*time.Second,
 	}, {
 		name:    "deployment never available",
-		script:  stepflowtest.Script{StepWaitAvailable: stepflowtest.Always(stepflowtest.False)},
+		script:  stepflowtest.Script{PathAvailable: stepflowtest.Always(stepflowtest.False)},
 		status:  stepflow.Failed,
 		elapsed: DefaultReadyTimeout,
 	}, {
-		name:    "lost reply",
-		script:  stepflowtest.Script{StepApplyDeployment: stepflowtest.Calls(stepflowtest.FailAfter)},
+		name:    "lost reply is retried",
+		script:  stepflowtest.Script{PathDeployment: stepflowtest.Calls(stepflowtest.FailAfter)},
+		status:  stepflow.Done,
+		visited: []string{PathConfig, PathDeployment, PathConfig, PathDeployment, PathAvailable, PathTeardown},
+		elapsed: unchecked, // one jittered retry delay
+	}, {
+		name:    "retries run out",
+		script:  stepflowtest.Script{PathDeployment: stepflowtest.Always(stepflowtest.Fail)},
 		status:  stepflow.Failed,
-		visited: []string{StepWriteConfig, StepApplyDeployment},
+		elapsed: unchecked,
+	}, {
+		name:    "rejected for good",
+		script:  stepflowtest.Script{PathConfig: stepflowtest.Calls(stepflowtest.FailPermanent)},
+		status:  stepflow.Failed,
+		visited: []string{PathConfig, PathTeardown},
 	}, {
 		name:    "crash after the deployment step",
-		script:  stepflowtest.Script{StepApplyDeployment: stepflowtest.Calls(stepflowtest.Crash)},
+		script:  stepflowtest.Script{PathDeployment: stepflowtest.Calls(stepflowtest.Crash)},
 		status:  stepflow.Done,
-		visited: []string{StepWriteConfig, StepApplyDeployment, StepApplyDeployment, StepWaitAvailable},
+		visited: []string{PathConfig, PathDeployment, PathDeployment, PathAvailable, PathTeardown},
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := newFlowEnv(t)
+			e := newFlowEnv(t, true)
 			tr, err := stepflowtest.Run(ctx, e.flow, e.start(), &stepflowtest.RunOptions[Plan]{Script: tt.script})
 			require.NoError(t, err)
 			stepflowtest.EndsWith(t, tr, tt.status)
 			if tt.visited != nil {
 				assert.Equal(t, tt.visited, tr.Visited(), "%s", tr)
 			}
-			assert.Equal(t, tt.elapsed, tr.Elapsed())
+			if tt.elapsed != unchecked {
+				assert.Equal(t, tt.elapsed, tr.Elapsed())
+			}
+			if tt.status == stepflow.Failed {
+				require.NotNil(t, tr.Final.Err)
+				assert.NotEqual(t, PathTeardown, tr.Final.Err.Path, "the cleanup did not fail")
+			}
+			var d appsv1.Deployment
+			err = e.base.Get(ctx, types.NamespacedName{Namespace: "shop", Name: "web"}, &d)
 			if tt.status == stepflow.Done {
-				var d appsv1.Deployment
-				require.NoError(t, e.base.Get(ctx, types.NamespacedName{Namespace: "shop", Name: "web"}, &d))
+				require.NoError(t, err)
 				assert.Equal(t, tr.Final.Data.ConfigHash, d.Spec.Template.Annotations[annotConfigHash])
 			}
 		})
+	}
+}
+
+// Canceling a process mid-flight runs the cleanup, which removes what the
+// rollout made; a process that completed keeps its objects.
+func TestFlowCancelTearsDown(t *testing.T) {
+	ctx := context.Background()
+	e := newFlowEnv(t, false)
+	clock := stepflowtest.NewClock(time.Time{})
+	st := e.start()
+	for range 3 { // config, deployment, first poll
+		var err error
+		st, err = e.flow.Apply(clock.Context(ctx), st)
+		require.NoError(t, err)
+	}
+	require.Equal(t, stepflow.Waiting, st.Status)
+	require.Equal(t, []string{PathAvailable}, st.Positions())
+
+	st, err := e.flow.Cancel(st, "deleted")
+	require.NoError(t, err)
+	tr, err := stepflowtest.Run(ctx, e.flow, st, &stepflowtest.RunOptions[Plan]{Clock: clock})
+	require.NoError(t, err)
+	stepflowtest.EndsWith(t, tr, stepflow.Canceled)
+	assert.Equal(t, []string{PathTeardown}, tr.Ran())
+
+	for _, obj := range []client.Object{&appsv1.Deployment{}, &corev1.ConfigMap{}} {
+		name := "web"
+		if _, ok := obj.(*corev1.ConfigMap); ok {
+			name = "web-config"
+		}
+		err := e.base.Get(ctx, types.NamespacedName{Namespace: "shop", Name: name}, obj)
+		assert.True(t, apierrors.IsNotFound(err), "%T %s: %v", obj, name, err)
 	}
 }

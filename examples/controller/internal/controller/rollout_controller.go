@@ -15,6 +15,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/stepflow-io/go-stepflow/codec"
+	"github.com/stepflow-io/go-stepflow/combinators"
 	"github.com/stepflow-io/go-stepflow/examples/controller/api/v1alpha1"
 	"github.com/stepflow-io/go-stepflow/stepflow"
 )
@@ -39,6 +40,9 @@ type Options struct {
 	// ReadyTimeout fails the rollout when the Deployment is not available
 	// this long after the first poll. Zero means DefaultReadyTimeout.
 	ReadyTimeout time.Duration
+	// Retry is the policy of the steps that write objects. Nil means
+	// DefaultRetry.
+	Retry *combinators.RetryPolicy
 	// Record is how many completed steps the state keeps for people to
 	// read in status.state.record. Zero means DefaultRecord; negative
 	// keeps none.
@@ -59,6 +63,12 @@ const (
 	// rest of the object.
 	DefaultMaxStateSize = 256 << 10
 )
+
+// DefaultRetry retries the API writes 5 times over about 15 seconds,
+// spread by ±20% so that rollouts failing together do not retry together.
+var DefaultRetry = combinators.RetryPolicy{
+	MaxAttempts: 5, InitialInterval: time.Second, MaxInterval: 30 * time.Second, Jitter: 0.2,
+}
 
 // Requeue delays that do not come from the flow.
 const (
@@ -94,6 +104,10 @@ func (o Options) withDefaults() Options {
 		o.Record = DefaultRecord
 	case o.Record < 0:
 		o.Record = 0
+	}
+	if o.Retry == nil {
+		p := DefaultRetry
+		o.Retry = &p
 	}
 	if o.MaxStateSize <= 0 {
 		o.MaxStateSize = DefaultMaxStateSize
@@ -182,9 +196,11 @@ func (r *RolloutReconciler) SetupWithManager(mgr ctrl.Manager) error {
 // would instead keep its old version compiled and finish old processes on it.
 //
 // Steps run at least once, not exactly once: a step whose completion is
-// lost (conflict, crash before the status write) runs again. Transient API
-// errors (TransientError) are not recorded as failures: the reconcile
-// returns them and controller-runtime retries with backoff.
+// lost (conflict, crash before the status write) runs again. API errors
+// inside steps are retried by the flow itself (Options.Retry), with the
+// attempts and the next try kept in the state; only errors of the
+// reconcile's own machinery (a canceled context) go back to
+// controller-runtime for a rate-limited retry.
 func (r *RolloutReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	ctx = stepflow.WithClock(ctx, r.opts.Clock)
 
@@ -279,9 +295,6 @@ func (r *RolloutReconciler) advance(ctx context.Context, st stepflow.State[Plan]
 		var se *stepflow.StepError
 		switch {
 		case err == nil:
-		case isTransient(err):
-			// Keep what earlier steps achieved; the failing step runs again.
-			return st, err, nil
 		case errors.As(err, &se):
 			// The process failed: n is the Failed state, to be recorded.
 			log.Info("rollout failed", "step", se.Path, "error", se.Err.Error())
@@ -301,10 +314,13 @@ func (r *RolloutReconciler) advance(ctx context.Context, st stepflow.State[Plan]
 }
 
 // finalize runs when a Rollout is being deleted. A process still in flight
-// is canceled, so that the cleanups of its Finally nodes run (this flow
-// has none: the teardown below is done directly), and its Canceled state is
-// written. Then the Rollout's objects are torn down and the finalizer
-// removed, which lets the API server delete the object.
+// is canceled with Flow.Cancel, which runs the cleanup of the flow's
+// Finally node (it tears down what the rollout half made) over as many
+// reconciles as it takes; its Canceled state is written, and then the
+// finalizer is removed, which lets the API server delete the object. A
+// process that has ended, or one whose state cannot be read, has nothing
+// to run: the finalizer goes at once, and the garbage collector removes
+// the Rollout's objects through their owner references.
 func (r *RolloutReconciler) finalize(ctx context.Context, ro *v1alpha1.Rollout) (ctrl.Result, error) {
 	log := logf.FromContext(ctx)
 	if !controllerutil.ContainsFinalizer(ro, Finalizer) {
@@ -313,8 +329,7 @@ func (r *RolloutReconciler) finalize(ctx context.Context, ro *v1alpha1.Rollout) 
 	st, fresh, err := r.load(ctx, ro)
 	switch {
 	case err != nil:
-		// Nothing can be canceled; the teardown still runs.
-		log.Info("deleting a rollout whose state is unreadable", "error", err.Error())
+		log.Info("deleting a rollout whose state is unreadable; no cleanup runs", "error", err.Error())
 	case !fresh && !st.Terminal():
 		if !st.Canceling() {
 			if st, err = r.flow.Cancel(st, "the Rollout is being deleted"); err != nil {
@@ -331,22 +346,23 @@ func (r *RolloutReconciler) finalize(ctx context.Context, ro *v1alpha1.Rollout) 
 			return ctrl.Result{}, err
 		}
 		setProcessStatus(status, ro.Generation, next, r.why(next), r.now(ctx))
-		if res, err := r.writeStatus(ctx, ro, status, r.requeue(ctx, next), retry); err != nil || !next.Terminal() || res.RequeueAfter > 0 {
+		res, err := r.writeStatus(ctx, ro, status, r.requeue(ctx, next), retry)
+		if err != nil || res.RequeueAfter > 0 {
 			// Cleanups still running, or the write lost: come back.
 			return res, err
 		}
-	}
-	// The teardown works from the spec: app is immutable, so the names are
-	// those every process of this Rollout used.
-	p := newPlan(ro)
-	if err := r.steps.teardown(ctx, &p); err != nil {
-		return ctrl.Result{}, fmt.Errorf("teardown of rollout %s: %w", client.ObjectKeyFromObject(ro), err)
+		if next.Status == stepflow.Failed {
+			// The cleanup failed; the state says why. Retrying the
+			// delete will not help, and an object that cannot be deleted
+			// is worse than a half-cleaned rollout: let it go.
+			log.Info("rollout cleanup failed; releasing the object anyway", "error", next.Err.String())
+		}
 	}
 	controllerutil.RemoveFinalizer(ro, Finalizer)
 	if err := r.client.Update(ctx, ro); err != nil {
 		return writeFailed(ctx, err)
 	}
-	log.Info("rollout torn down")
+	log.Info("rollout released")
 	return ctrl.Result{}, nil
 }
 

@@ -41,15 +41,15 @@ func TestReconcileRollsOutToReady(t *testing.T) {
 	ro := e.rollout()
 	assert.True(t, controllerutil.ContainsFinalizer(ro, Finalizer))
 	assert.Equal(t, "waiting", ro.Status.Phase)
-	assert.Equal(t, StepWaitAvailable, ro.Status.Step)
+	assert.Equal(t, PathAvailable, ro.Status.Step)
 	assert.Equal(t, FlowVersion, ro.Status.FlowVersion)
 	assert.Equal(t, int64(1), ro.Status.ObservedGeneration)
 	require.NotNil(t, ro.Status.WakeAt)
 	assert.True(t, ro.Status.WakeAt.Time.Equal(start.Add(DefaultPollInitial)))
-	c := requireCondition(t, ro, v1alpha1.ConditionProgressing, metav1.ConditionTrue, "WaitAvailable")
+	c := requireCondition(t, ro, v1alpha1.ConditionProgressing, metav1.ConditionTrue, "RolloutStepsAvailable")
 	assert.Contains(t, c.Message, "waiting until")
 	assert.True(t, c.LastTransitionTime.Time.Equal(start), "transition time from the injected clock")
-	requireCondition(t, ro, v1alpha1.ConditionReady, metav1.ConditionFalse, "WaitAvailable")
+	requireCondition(t, ro, v1alpha1.ConditionReady, metav1.ConditionFalse, "RolloutStepsAvailable")
 	requireCondition(t, ro, v1alpha1.ConditionFailed, metav1.ConditionFalse, ReasonNoFailure)
 
 	// The state is plain JSON in the object, readable with kubectl.
@@ -136,6 +136,13 @@ func TestReconcileFailures(t *testing.T) {
 		Namespace: "shop", Name: "web",
 		OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "other", UID: "uid-other", Controller: ptr(true)}},
 	}}
+	unavailable := &interceptor.Funcs{Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+		if _, ok := obj.(*appsv1.Deployment); ok {
+			return apierrors.NewServiceUnavailable("etcd is busy")
+		}
+		return c.Create(ctx, obj, opts...)
+	}}
+	const unchecked = -1
 	tests := []struct {
 		name    string
 		funcs   *interceptor.Funcs
@@ -144,6 +151,12 @@ func TestReconcileFailures(t *testing.T) {
 		message []string
 		elapsed time.Duration
 	}{{
+		name:    "retries run out",
+		funcs:   unavailable,
+		reason:  "RolloutStepsApplyDeployment",
+		message: []string{"deployment shop/web", "etcd is busy"},
+		elapsed: unchecked, // four jittered retry delays
+	}, {
 		name: "deployment rejected",
 		funcs: &interceptor.Funcs{Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
 			if _, ok := obj.(*appsv1.Deployment); ok {
@@ -151,16 +164,16 @@ func TestReconcileFailures(t *testing.T) {
 			}
 			return c.Create(ctx, obj, opts...)
 		}},
-		reason:  "ApplyDeployment",
+		reason:  "RolloutStepsApplyDeployment",
 		message: []string{"deployment shop/web", "image is rejected by policy"},
 	}, {
 		name:    "deployment owned by someone else",
 		objs:    []client.Object{foreign},
-		reason:  "ApplyDeployment",
+		reason:  "RolloutStepsApplyDeployment",
 		message: []string{"deployment shop/web", "already owned by another ReplicaSet controller other"},
 	}, {
 		name:    "deployment never available",
-		reason:  "WaitAvailable",
+		reason:  "RolloutStepsAvailable",
 		message: []string{"timed out after 10m0s"},
 		elapsed: DefaultReadyTimeout,
 	}}
@@ -170,7 +183,9 @@ func TestReconcileFailures(t *testing.T) {
 			start := e.clock.Now()
 			res := e.drive(50, nil)
 			assert.Equal(t, ctrl.Result{}, res)
-			assert.Equal(t, tt.elapsed, e.clock.Now().Sub(start))
+			if tt.elapsed != unchecked {
+				assert.Equal(t, tt.elapsed, e.clock.Now().Sub(start))
+			}
 
 			ro := e.rollout()
 			assert.Equal(t, "failed", ro.Status.Phase)
@@ -194,9 +209,9 @@ func TestReconcileFailures(t *testing.T) {
 
 func ptr[T any](v T) *T { return &v }
 
-// A transient API error is not a failure of the rollout: the reconcile
-// returns it for controller-runtime to retry, progress made before it is
-// kept, and the step runs again.
+// A transient API error is retried by the flow: the reconcile succeeds,
+// the state records the failed attempt and the time of the next one, and
+// the reconciler comes back then.
 func TestReconcileTransientErrorRetries(t *testing.T) {
 	deploymentCreates := 0
 	e := newEnv(t, &interceptor.Funcs{Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
@@ -209,19 +224,24 @@ func TestReconcileTransientErrorRetries(t *testing.T) {
 		return c.Create(ctx, obj, opts...)
 	}}, newRollout())
 
-	_, err := e.reconcile()
-	require.Error(t, err)
-	assert.True(t, apierrors.IsServiceUnavailable(err), "%v", err)
-
-	ro := e.rollout()
-	assert.Equal(t, "running", ro.Status.Phase, "the config step's progress was saved")
-	assert.Equal(t, StepApplyDeployment, ro.Status.Step)
-	requireCondition(t, ro, v1alpha1.ConditionFailed, metav1.ConditionFalse, ReasonNoFailure)
-
 	res := e.mustReconcile()
+	ro := e.rollout()
+	assert.Equal(t, "waiting", ro.Status.Phase)
+	assert.Equal(t, "rollout/steps/apply", ro.Status.Step, "backing off before the next attempt")
+	require.NotNil(t, ro.Status.WakeAt)
+	assert.WithinDuration(t, e.clock.Now().Add(res.RequeueAfter), ro.Status.WakeAt.Time, time.Second, "metav1.Time keeps seconds")
+	assert.Equal(t, e.state().WakeAt, e.clock.Now().Add(res.RequeueAfter), "the state keeps the exact time")
+	assert.InDelta(t, float64(DefaultRetry.InitialInterval), float64(res.RequeueAfter), DefaultRetry.Jitter*float64(DefaultRetry.InitialInterval))
+	requireCondition(t, ro, v1alpha1.ConditionFailed, metav1.ConditionFalse, ReasonNoFailure)
+	st := e.state()
+	require.NotNil(t, st.Err, "the failed attempt is on record")
+	assert.Contains(t, st.Err.Message, "etcd is busy")
+
+	e.clock.Advance(res.RequeueAfter)
+	res = e.mustReconcile()
 	assert.Equal(t, DefaultPollInitial, res.RequeueAfter)
 	assert.Equal(t, 2, deploymentCreates)
-	assert.Equal(t, "waiting", e.rollout().Status.Phase)
+	assert.Equal(t, PathAvailable, e.rollout().Status.Step)
 }
 
 // Deleting a Rollout mid-flight cancels its process, tears down what it
@@ -263,7 +283,7 @@ func TestReconcileDeletionTearsDown(t *testing.T) {
 }
 
 // Deleting a Rollout whose process has ended, or whose state is unreadable,
-// has nothing to cancel: the teardown runs and the object goes.
+// has nothing to cancel: the finalizer goes at once.
 func TestReconcileDeletionWithoutProcess(t *testing.T) {
 	tests := []struct {
 		name  string
@@ -294,7 +314,9 @@ func TestReconcileDeletionWithoutProcess(t *testing.T) {
 
 			assert.Equal(t, ctrl.Result{}, e.mustReconcile())
 			assert.True(t, apierrors.IsNotFound(e.base.Get(e.ctx, e.key, &v1alpha1.Rollout{})))
-			assert.True(t, apierrors.IsNotFound(e.base.Get(e.ctx, types.NamespacedName{Namespace: "shop", Name: "web"}, &appsv1.Deployment{})))
+			// No cleanup ran: the Deployment is left to the garbage
+			// collector, which the owner reference points at the Rollout.
+			requireControlledByRollout(t, e.deployment())
 		})
 	}
 }
@@ -423,7 +445,7 @@ func TestReconcileSpecChangeRestarts(t *testing.T) {
 	assert.Equal(t, int32(5), *d.Spec.Replicas)
 	ro = e.rollout()
 	assert.Equal(t, int64(2), ro.Status.ObservedGeneration)
-	requireCondition(t, ro, v1alpha1.ConditionProgressing, metav1.ConditionTrue, "WaitAvailable")
+	requireCondition(t, ro, v1alpha1.ConditionProgressing, metav1.ConditionTrue, "RolloutStepsAvailable")
 
 	e.clock.Advance(res.RequeueAfter)
 	e.drive(10, func(i int) {
@@ -468,7 +490,7 @@ func TestReconcileMaxSteps(t *testing.T) {
 			assert.Equal(t, RequeueRunnable, res.RequeueAfter)
 		}
 	}
-	assert.Equal(t, []string{StepApplyDeployment, StepWaitAvailable, StepWaitAvailable}, steps)
+	assert.Equal(t, []string{PathDeployment, PathAvailable, PathAvailable}, steps)
 	assert.Equal(t, uint64(3), e.state().Steps)
 }
 
