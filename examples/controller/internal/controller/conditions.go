@@ -52,7 +52,7 @@ func setProcessStatus(s *v1alpha1.RolloutStatus, gen int64, st stepflow.State[Pl
 	case stepflow.Running, stepflow.Waiting:
 		reason := reasonFor(s.Step)
 		set(v1alpha1.ConditionProgressing, metav1.ConditionTrue, reason, why)
-		set(v1alpha1.ConditionReady, metav1.ConditionFalse, reason, "the rollout is in progress: "+why)
+		set(v1alpha1.ConditionReady, metav1.ConditionFalse, reason, "the rollout is in progress at "+s.Step)
 		set(v1alpha1.ConditionFailed, metav1.ConditionFalse, ReasonNoFailure, "")
 	case stepflow.Done:
 		set(v1alpha1.ConditionProgressing, metav1.ConditionFalse, ReasonComplete, why)

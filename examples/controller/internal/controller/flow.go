@@ -247,7 +247,10 @@ func (s *steps) teardown(ctx context.Context, p *Plan) error {
 		if ref := metav1.GetControllerOf(obj); ref == nil || ref.UID != p.UID {
 			continue
 		}
-		err = s.client.Delete(ctx, obj, client.Preconditions{UID: &p.UID}, client.PropagationPolicy(metav1.DeletePropagationBackground))
+		// The precondition makes sure the object deleted is the one just
+		// checked, not a replacement created in between.
+		uid := obj.GetUID()
+		err = s.client.Delete(ctx, obj, client.Preconditions{UID: &uid}, client.PropagationPolicy(metav1.DeletePropagationBackground))
 		if err != nil && !apierrors.IsNotFound(err) {
 			return fmt.Errorf("delete %T %s: %w", obj, client.ObjectKeyFromObject(obj), err)
 		}

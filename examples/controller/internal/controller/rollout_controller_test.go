@@ -250,6 +250,17 @@ func TestReconcileDeletionTearsDown(t *testing.T) {
 	var deleted, phases []string
 	e := newEnv(t, &interceptor.Funcs{
 		Delete: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteOption) error {
+			// The fake client checks no UID precondition; the API server does.
+			do := (&client.DeleteOptions{}).ApplyOptions(opts)
+			if p := do.Preconditions; p != nil && p.UID != nil {
+				current := obj.DeepCopyObject().(client.Object)
+				if err := c.Get(ctx, client.ObjectKeyFromObject(obj), current); err != nil {
+					return err
+				}
+				if current.GetUID() != *p.UID {
+					return apierrors.NewConflict(schema.GroupResource{}, obj.GetName(), fmt.Errorf("UID precondition %s, object has %s", *p.UID, current.GetUID()))
+				}
+			}
 			deleted = append(deleted, fmt.Sprintf("%T %s", obj, obj.GetName()))
 			return c.Delete(ctx, obj, opts...)
 		},
