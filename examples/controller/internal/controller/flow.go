@@ -68,12 +68,12 @@ type Plan struct {
 	Environment string `json:"environment"`
 	Replicas    int32  `json:"replicas"`
 
-	// ConfigHash is the hash of the ConfigMap written by write-config. It
+	// ConfigHash is the hash of the ConfigMap written by the config step. It
 	// goes into the pod template, so that a change of configuration alone
 	// still rolls the pods.
 	ConfigHash string `json:"configHash,omitempty"`
 	// DeploymentGeneration is the Deployment's metadata.generation after
-	// apply-deployment wrote it. The wait is over only once the Deployment
+	// the deployment step wrote it. The wait is over only once the Deployment
 	// controller has observed that generation.
 	DeploymentGeneration int64 `json:"deploymentGeneration,omitempty"`
 }

@@ -72,10 +72,14 @@ var DefaultRetry = combinators.RetryPolicy{
 
 // Requeue delays that do not come from the flow.
 const (
-	// RequeueRunnable is the delay when a process can go on at once but
-	// the reconcile used up its MaxSteps: the status is written, and the
-	// next reconcile follows right away.
-	RequeueRunnable = time.Millisecond
+	// RequeueRunnable is the delay when a process could go on at once but
+	// the reconcile used up its MaxSteps. The status write itself brings
+	// the next reconcile: its watch event arrives once the informer cache
+	// holds the new state, whereas an immediate requeue would likely read
+	// the old one from the cache, redo the steps and lose the write to a
+	// conflict. The requeue is the safety net should that event be
+	// filtered out.
+	RequeueRunnable = time.Second
 	// RequeueConflict is the delay after a write lost to a newer version
 	// of the object: the next reconcile reads that version and goes on
 	// from it.
