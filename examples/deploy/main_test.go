@@ -1,0 +1,180 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/stepflow-io/go-stepflow/stepflow"
+)
+
+// TestMain makes the test binary a deploy run when DEPLOY_CHILD_DB is set,
+// so that a test can kill it with SIGKILL.
+func TestMain(m *testing.M) {
+	if db := os.Getenv("DEPLOY_CHILD_DB"); db != "" {
+		n, _ := strconv.Atoi(os.Getenv("DEPLOY_CHILD_N"))
+		cfg := testConfig(db, n, &bytes.Buffer{})
+		cfg.Step = logSteps(os.Getenv("DEPLOY_CHILD_LOG"))
+		if _, err := run(context.Background(), cfg); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func testConfig(db string, n int, out *bytes.Buffer) config {
+	return config{N: n, DB: db, Seed: 7, Scale: 0.2, Workers: 1, Progress: 100 * time.Millisecond, Out: out}
+}
+
+// logSteps appends the idempotency key of every step (Do node) call to a
+// file, one line per call.
+func logSteps(path string) func(stepflow.Call) {
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		panic(err)
+	}
+	var mu sync.Mutex
+	return func(c stepflow.Call) {
+		if c.Kind != "do" {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		fmt.Fprintln(f, c.IdempotencyKey())
+	}
+}
+
+func readKeys(t *testing.T, path string) map[string]int {
+	out := map[string]int{}
+	f, err := os.Open(path)
+	if os.IsNotExist(err) {
+		return out
+	}
+	require.NoError(t, err)
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if line := sc.Text(); strings.HasPrefix(line, "deploy/v1|") {
+			out[line]++
+		}
+	}
+	return out
+}
+
+func TestDeployFlowShape(t *testing.T) {
+	f, err := DeployFlow(NewWorld(1))
+	require.NoError(t, err)
+	var paths []string
+	for _, n := range f.Nodes() {
+		paths = append(paths, n.Path)
+	}
+	for _, p := range []string{
+		"preActualState/readActualState", "waitPreState", "shouldDeploy",
+		"shouldDeploy/createDeployRequest/openPullRequest", "shouldDeploy/waitMerged",
+		"shouldDeploy/rollout/monitorRollout", "postActualState/readActualState", "waitPostState", "validate",
+	} {
+		assert.Contains(t, paths, p)
+	}
+}
+
+func TestWorldIsDeterministic(t *testing.T) {
+	a, b := NewWorld(3), NewWorld(3)
+	for i := range 50 {
+		app := fmt.Sprintf("app-%d", i)
+		assert.Equal(t, a.InitialVersion(app, "v2"), b.InitialVersion(app, "v2"))
+		pr := PullRequest{Number: i, App: app, Opened: time.Unix(1000, 0)}
+		assert.Equal(t, a.mergedAt(pr), b.mergedAt(pr))
+	}
+	c := NewWorld(4)
+	differs := false
+	for i := range 50 {
+		pr := PullRequest{Number: i, App: fmt.Sprintf("app-%d", i), Opened: time.Unix(1000, 0)}
+		differs = differs || !a.mergedAt(pr).Equal(c.mergedAt(pr))
+	}
+	assert.True(t, differs, "another seed is another world")
+}
+
+func TestRunToTheEnd(t *testing.T) {
+	var out bytes.Buffer
+	cfg := testConfig(filepath.Join(t.TempDir(), "deploy.db"), 60, &out)
+	cfg.Terminal = true
+	sum, err := run(t.Context(), cfg)
+	require.NoError(t, err, out.String())
+	assert.Equal(t, 60, sum.Done+sum.Failed, out.String())
+	assert.Zero(t, sum.Quarantine)
+	assert.Greater(t, sum.Done, 40, "most deployments succeed")
+	assert.Positive(t, sum.PRs)
+	text := out.String()
+	assert.Contains(t, text, "\r\033[K", "a terminal gets a bar redrawn in place")
+	assert.Contains(t, text, "█")
+	assert.Contains(t, text, "60 deployments in")
+	assert.Contains(t, text, "shouldDeploy/waitMerged")
+	assert.Contains(t, text, "p99")
+
+	// Running again with the same store resumes finished work: nothing
+	// left to do, no step runs.
+	var again bytes.Buffer
+	cfg.Out, cfg.Terminal = &again, false
+	calls := 0
+	cfg.Step = func(stepflow.Call) { calls++ }
+	sum2, err := run(t.Context(), cfg)
+	require.NoError(t, err)
+	assert.Equal(t, 60, sum2.Resumed)
+	assert.Equal(t, sum.Done, sum2.Done)
+	assert.Zero(t, calls, "a finished process runs no step again")
+	assert.NotContains(t, again.String(), "\r", "plain lines when not on a terminal")
+}
+
+// TestKillAndResume kills a run with SIGKILL and resumes it with the same
+// file: every deployment ends, and no step runs more than twice.
+func TestKillAndResume(t *testing.T) {
+	const n = 150
+	dir := t.TempDir()
+	db, logPath := filepath.Join(dir, "deploy.db"), filepath.Join(dir, "steps.log")
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), "DEPLOY_CHILD_DB="+db, "DEPLOY_CHILD_N="+strconv.Itoa(n), "DEPLOY_CHILD_LOG="+logPath)
+	var childOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &childOut, &childOut
+	require.NoError(t, cmd.Start())
+	deadline := time.Now().Add(60 * time.Second)
+	for len(readKeys(t, logPath)) < n*2 {
+		require.True(t, time.Now().Before(deadline), "child made no progress")
+		time.Sleep(10 * time.Millisecond)
+	}
+	require.NoError(t, cmd.Process.Kill())
+	_ = cmd.Wait()
+	first := readKeys(t, logPath)
+
+	var out bytes.Buffer
+	cfg := testConfig(db, n, &out)
+	cfg.Step = logSteps(logPath)
+	sum, err := run(t.Context(), cfg)
+	require.NoError(t, err, out.String())
+	assert.Equal(t, n, sum.Resumed, "every deployment was already stored")
+	assert.Equal(t, n, sum.Done+sum.Failed)
+
+	all := readKeys(t, logPath)
+	redone := 0
+	for key, count := range all {
+		assert.LessOrEqual(t, count, 2, "%s ran %d times", key, count)
+		if first[key] > 0 && count > first[key] {
+			redone++
+		}
+	}
+	assert.Less(t, redone, len(first), "saved steps are not redone")
+	t.Logf("first run: %d step calls; after resume: %d; redone after the kill: %d", len(first), len(all), redone)
+}
