@@ -2,13 +2,15 @@
 // that several runner processes on several machines can share them.
 //
 // One table holds every process: its id, revision, status, due time (Unix
-// nanoseconds, NULL when never due), lease owner, quarantine reason and
-// encoded state. A partial index on (due, id) serves Claim and NextDue.
+// nanoseconds, NULL when never due), lease owner and end, quarantine reason
+// and encoded state. A partial index on (due, id) serves Claim and NextDue.
 // Claim leases rows with UPDATE ... FOR UPDATE SKIP LOCKED, so concurrent
-// runners never block on each other's rows nor receive the same one; a
-// lease is the row's owner plus a due time moved to the lease's end, so a
-// dead runner's rows come due again when its leases expire. Commit writes a
-// whole batch in one UPDATE statement. Create and outside writes send a
+// runners never block on each other's rows nor receive the same one. A
+// lease is the row's owner and lease end, columns no index covers, so a
+// claim is a heap-only (HOT) update that touches no index (the table keeps
+// free space in its pages for that); a row whose lease has ended can be
+// claimed again, which is how a dead runner's processes are taken over.
+// Commit writes a whole batch in one UPDATE statement. Create and outside writes send a
 // NOTIFY that Watch turns into wake-ups, so idle runners sleep instead of
 // polling.
 //
@@ -112,26 +114,33 @@ func New(pool *pgxpool.Pool, opts *Options) *Store {
 	r := strings.NewReplacer("{t}", t)
 	s.q = queries{
 		create: r.Replace(`WITH ins AS (
-			INSERT INTO {t} (id, revision, status, due, owner, quarantine, blob)
-			VALUES ($1, 1, $2, $3, '', $4, $5) ON CONFLICT (id) DO NOTHING RETURNING id)
+			INSERT INTO {t} (id, revision, status, due, owner, lease_until, quarantine, blob)
+			VALUES ($1, 1, $2, $3, '', 0, $4, $5) ON CONFLICT (id) DO NOTHING RETURNING id)
 			SELECT pg_notify($6, '') FROM ins`),
-		load: r.Replace(`SELECT revision, status, due, owner, quarantine, blob FROM {t} WHERE id = $1`),
+		load: r.Replace(`SELECT revision, status, CASE WHEN owner <> '' THEN lease_until ELSE due END, owner, quarantine, blob
+			FROM {t} WHERE id = $1`),
 		claim: r.Replace(`WITH c AS (
-			SELECT id, due FROM {t} WHERE due <= $1 ORDER BY due, id LIMIT $2 FOR UPDATE SKIP LOCKED)
-			UPDATE {t} AS p SET owner = $3, due = $4 FROM c WHERE p.id = c.id
+			SELECT id, due FROM {t} WHERE due <= $1 AND (owner = '' OR lease_until <= $1)
+			ORDER BY due, id LIMIT $2 FOR UPDATE SKIP LOCKED)
+			UPDATE {t} AS p SET owner = $3, lease_until = $4 FROM c WHERE p.id = c.id
 			RETURNING p.id, c.due, p.revision, p.status, p.quarantine, p.blob`),
 		commit: r.Replace(`UPDATE {t} AS p SET revision = p.revision + 1, status = u.status, due = u.due,
-			owner = '', quarantine = u.quarantine, blob = COALESCE(u.blob, p.blob)
+			owner = '', lease_until = 0, quarantine = u.quarantine, blob = COALESCE(u.blob, p.blob)
 			FROM unnest($1::text[], $2::bigint[], $3::smallint[], $4::bigint[], $5::text[], $6::bytea[])
 				AS u(id, rev, status, due, quarantine, blob)
 			WHERE p.id = u.id AND p.revision = u.rev AND ($7 = '' OR p.owner = $7)
 			RETURNING p.id`),
 		classify: r.Replace(`SELECT id, revision FROM {t} WHERE id = ANY($1)`),
-		renew:    r.Replace(`UPDATE {t} SET due = $3 WHERE id = ANY($1) AND owner = $2 AND owner <> '' RETURNING id`),
-		release:  r.Replace(`UPDATE {t} SET owner = '', due = LEAST(due, $3) WHERE id = ANY($1) AND owner = $2 AND owner <> ''`),
-		nextDue:  r.Replace(`SELECT min(due) FROM {t} WHERE due IS NOT NULL`),
+		renew:    r.Replace(`UPDATE {t} SET lease_until = $3 WHERE id = ANY($1) AND owner = $2 AND owner <> '' RETURNING id`),
+		release:  r.Replace(`UPDATE {t} SET owner = '', lease_until = 0, due = LEAST(due, $3) WHERE id = ANY($1) AND owner = $2 AND owner <> ''`),
+		// The earliest due unleased row comes from the index (skipping the
+		// few leased rows); the earliest lease end needs a scan, which only
+		// idle runners pay.
+		nextDue: r.Replace(`SELECT LEAST(
+			(SELECT due FROM {t} WHERE due IS NOT NULL AND owner = '' ORDER BY due, id LIMIT 1),
+			(SELECT min(lease_until) FROM {t} WHERE owner <> '' AND due IS NOT NULL))`),
 		count:    r.Replace(`SELECT status, quarantine <> '', count(*) FROM {t} GROUP BY 1, 2`),
-		list: r.Replace(`SELECT id, revision, status, due, owner, quarantine, blob FROM {t}
+		list: r.Replace(`SELECT id, revision, status, CASE WHEN owner <> '' THEN lease_until ELSE due END, owner, quarantine, blob FROM {t}
 			WHERE id > $1 AND ($2::smallint IS NULL OR (quarantine = '' AND status = $2)) AND (NOT $3 OR quarantine <> '')
 			ORDER BY id LIMIT $4`),
 	}
@@ -157,8 +166,9 @@ func (s *Store) Migrate(ctx context.Context) error {
 			status     smallint NOT NULL,
 			due        bigint,
 			owner      text NOT NULL DEFAULT '',
+			lease_until bigint NOT NULL DEFAULT 0,
 			quarantine text NOT NULL DEFAULT '',
-			blob       bytea NOT NULL)`,
+			blob       bytea NOT NULL) WITH (fillfactor = 70)`,
 		`CREATE INDEX IF NOT EXISTS {idx} ON {t} (due, id) WHERE due IS NOT NULL`,
 	}
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
