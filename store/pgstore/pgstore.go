@@ -139,7 +139,7 @@ func New(pool *pgxpool.Pool, opts *Options) *Store {
 		nextDue: r.Replace(`SELECT LEAST(
 			(SELECT due FROM {t} WHERE due IS NOT NULL AND owner = '' ORDER BY due, id LIMIT 1),
 			(SELECT min(lease_until) FROM {t} WHERE owner <> '' AND due IS NOT NULL))`),
-		count:    r.Replace(`SELECT status, quarantine <> '', count(*) FROM {t} GROUP BY 1, 2`),
+		count: r.Replace(`SELECT status, quarantine <> '', count(*) FROM {t} GROUP BY 1, 2`),
 		list: r.Replace(`SELECT id, revision, status, CASE WHEN owner <> '' THEN lease_until ELSE due END, owner, quarantine, blob FROM {t}
 			WHERE id > $1 AND ($2::smallint IS NULL OR (quarantine = '' AND status = $2)) AND (NOT $3 OR quarantine <> '')
 			ORDER BY id LIMIT $4`),
