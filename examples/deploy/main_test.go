@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -177,4 +178,28 @@ func TestKillAndResume(t *testing.T) {
 	}
 	assert.Less(t, redone, len(first), "saved steps are not redone")
 	t.Logf("first run: %d step calls; after resume: %d; redone after the kill: %d", len(first), len(all), redone)
+}
+
+// TestRunOnPostgres runs the pipeline with -store, in a schema of its own.
+func TestRunOnPostgres(t *testing.T) {
+	dsn := os.Getenv("STEPFLOW_TEST_PG")
+	if dsn == "" {
+		t.Skip("PostgreSQL tests need STEPFLOW_TEST_PG (a postgres:// URL); " +
+			"for a local server run: export STEPFLOW_TEST_PG=$(bash -c '. .ci/postgres.sh >/dev/null; echo $STEPFLOW_TEST_PG')")
+	}
+	schema := fmt.Sprintf("stepflow_deploy_test_%d", time.Now().UnixNano())
+	t.Cleanup(func() {
+		conn, err := pgx.Connect(context.Background(), dsn)
+		if err == nil {
+			_, _ = conn.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
+			_ = conn.Close(context.Background())
+		}
+	})
+	var out bytes.Buffer
+	cfg := testConfig("", 40, &out)
+	cfg.Store, cfg.Schema = dsn, schema
+	sum, err := run(t.Context(), cfg)
+	require.NoError(t, err, out.String())
+	assert.Equal(t, 40, sum.Done+sum.Failed)
+	assert.Contains(t, out.String(), "on postgres")
 }
