@@ -303,7 +303,11 @@ func joinPath(a, b string) string {
 }
 
 func migration(specs []ruleSpec) *versions.Migration[D] {
-	m := versions.NewMigration[D]("p/v1", "p/v2")
+	return migrationBetween("p/v1", "p/v2", specs)
+}
+
+func migrationBetween(from, to string, specs []ruleSpec) *versions.Migration[D] {
+	m := versions.NewMigration[D](from, to)
 	for _, r := range specs {
 		switch r.kind {
 		case "rename":
@@ -429,6 +433,45 @@ func TestPropertyMigrateRandomEdits(t *testing.T) {
 			seen := map[string]bool{}
 			for _, id := range done.Data.Ran {
 				require.True(t, !seen[id] || mayRerun[id], "step %s ran twice (%v -> %v, rules %v)", id, st.Positions(), moved.Positions(), specs)
+				seen[id] = true
+			}
+		}
+	})
+}
+
+// TestPropertyChain derives v2 from v1 and v3 from v2 by random edits,
+// keeps only v3's code, and migrates processes of v1 and v2 through the
+// chain: they finish on v3 without running any step twice.
+func TestPropertyChain(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		g := &gen{t: t}
+		m1 := &model{top: g.list(1)}
+		d2 := &derived{v2: m1.clone(), continueAt: map[int]int{}, anchored: map[int]bool{}}
+		for n := rapid.IntRange(1, 4).Draw(t, "edits2"); n > 0; n-- {
+			g.edit(d2)
+		}
+		d3 := &derived{v2: d2.v2.clone(), continueAt: map[int]int{}, anchored: map[int]bool{}}
+		for n := rapid.IntRange(1, 4).Draw(t, "edits3"); n > 0; n-- {
+			g.edit(d3)
+		}
+		v1, v2, v3 := m1.flow("c/v1"), d2.v2.flow("c/v2"), d3.v2.flow("c/v3")
+		reg, err := versions.New([]*stepflow.Flow[D]{v3}, nil,
+			migrationBetween("c/v1", "c/v2", rules(m1, d2, nil)).Source(versions.Structure(v1)),
+			migrationBetween("c/v2", "c/v3", rules(d2.v2, d3, nil)).Source(versions.Structure(v2)))
+		require.NoError(t, err)
+		ctx, c := newCtx()
+		for _, f := range []*stepflow.Flow[D]{v1, v2} {
+			st := f.Start(D{Seed: rapid.Uint64().Draw(t, "seed")})
+			st = advance(t, ctx, c, f, st, rapid.IntRange(0, 12).Draw(t, "steps"))
+			moved, err := reg.Migrate(st)
+			require.NoError(t, err, "positions %v", st.Positions())
+			require.Equal(t, "c/v3", moved.Version)
+			require.NoError(t, v3.Validate(moved))
+			done := finish(t, ctx, c, reg, moved)
+			require.Equal(t, stepflow.Done, done.Status)
+			seen := map[string]bool{}
+			for _, id := range done.Data.Ran {
+				require.False(t, seen[id], "step %s ran twice: %v -> %v", id, st.Positions(), moved.Positions())
 				seen[id] = true
 			}
 		}
