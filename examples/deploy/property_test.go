@@ -50,25 +50,26 @@ func TestDeployProperty(t *testing.T) {
 		stepflowtest.EndsWith(t, tr, stepflow.Done, stepflow.Failed)
 		require.LessOrEqual(t, len(tr.Transitions), maxApplies, "applies\n%s", tr)
 
-		// What did shouldDeploy decide? Its predicate ran normally, on the
-		// data of the state it was given, in at most one apply.
-		decided, deploy := false, false
-		for _, x := range tr.Transitions {
-			for _, c := range x.Calls {
-				if c.Path == "shouldDeploy" && c.Outcome == stepflowtest.Normal && c.Err == "" && !x.Crashed {
-					decided, deploy = true, x.Given.Data.Before != x.Given.Data.Target
-				}
-			}
-		}
-		if decided && !deploy {
+		if decided, deploy := shouldDeploy(tr); !decided || !deploy {
 			stepflowtest.NeverVisited(t, tr, "shouldDeploy/createDeployRequest")
 			created, _ := w.Stats()
 			require.Zero(t, created, "pull requests created for an app that runs %s already\n%s", target, tr)
 		}
-		if !decided {
-			stepflowtest.NeverVisited(t, tr, "shouldDeploy/createDeployRequest")
-		}
 	})
+}
+
+// shouldDeploy tells whether the run decided at shouldDeploy, and what:
+// the case's predicate ran normally, on the data of the state it was
+// given, in an apply whose state was kept.
+func shouldDeploy(tr *stepflowtest.Trace[Deploy]) (decided, deploy bool) {
+	for _, x := range tr.Transitions {
+		for _, c := range x.Calls {
+			if c.Path == "shouldDeploy" && c.Outcome == stepflowtest.Normal && c.Err == "" && !x.Crashed {
+				decided, deploy = true, x.Given.Data.Before != x.Given.Data.Target
+			}
+		}
+	}
+	return decided, deploy
 }
 
 // The deploy flow keeps stepflowtest's invariants, with and without
