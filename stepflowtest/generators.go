@@ -68,6 +68,10 @@ func OutcomeScriptWithOptions(paths []string, opts *ScriptOptions) *rapid.Genera
 	paths = slices.Clone(paths)
 	slices.Sort(paths)
 	paths = slices.Compact(paths)
+	if len(paths) == 0 {
+		// A flow without user code: the only script is the empty one.
+		return rapid.Just(Script{})
+	}
 	each := rapid.SliceOfN(rapid.SampledFrom(outcomes), 0, maxCalls)
 	return rapid.Custom(func(t *rapid.T) Script {
 		s := Script{}

@@ -49,3 +49,9 @@ func TestOutcomeScriptCoverage(t *testing.T) {
 	})
 	assert.Len(t, seen, 7)
 }
+
+func TestOutcomeScriptWithoutPaths(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		assert.Empty(t, stepflowtest.OutcomeScript(nil).Draw(t, "script"))
+	})
+}
