@@ -9,21 +9,22 @@ import (
 )
 
 func TestCrashScript(t *testing.T) {
-	// Two applies: the first calls a, the second calls a and b (as a
-	// Parallel would).
+	// Three applies: the first calls a, the second calls a and b (as a
+	// Parallel would) and crashed, the third calls a and b again.
 	tr := &Trace[stepflow.None]{Transitions: []Transition[stepflow.None]{
-		{Calls: []Call{{Path: "a"}}},
-		{Calls: []Call{{Path: "a"}, {Path: "b"}}},
+		{Calls: []Call{{Path: "a", Outcome: Fail}}},
+		{Calls: []Call{{Path: "a", Outcome: Crash}, {Path: "b", Outcome: False}}, Crashed: true},
+		{Calls: []Call{{Path: "a", Outcome: FailAfter}, {Path: "b", Outcome: False}}},
 	}}
-	base := Script{"a": Calls(Fail, FailAfter, Panic), "b": Always(False)}
-	got := crashScript(base, tr, 1)
+	base := Script{"a": Calls(Fail, Crash, FailAfter, Panic), "b": Always(False)}
+	got := crashScript(base, tr, 2)
 	assert.Equal(t, Script{
-		// Call 1 of a crashes; the re-run is the call that was planned.
-		"a": {Outcomes: []Outcome{Fail, Crash, FailAfter, Panic}},
-		// b's call in the crashed apply repeats its planned outcome.
-		"b": {Outcomes: []Outcome{False, False}, Then: False},
+		// a's calls 0 and 1 (the crashed one) counted; call 2 crashes now,
+		// and its re-run gets what call 2 had.
+		"a": {Outcomes: []Outcome{Fail, Crash, Crash, FailAfter, Panic}},
+		"b": Always(False),
 	}, got)
-	assert.Equal(t, Calls(Fail, FailAfter, Panic), base["a"], "the base script is not modified")
+	assert.Equal(t, Calls(Fail, Crash, FailAfter, Panic), base["a"], "the base script is not modified")
 
 	got = crashScript(nil, tr, 0)
 	assert.Equal(t, Script{"a": {Outcomes: []Outcome{Crash, Normal}}}, got)

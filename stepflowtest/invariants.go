@@ -289,43 +289,40 @@ func crashPoints[S any](tr *Trace[S]) []int {
 }
 
 // crashScript returns base's script with a crash added at transition k of
-// tr: the first call there crashes, and every call of that Apply gets its
-// planned outcome again when the previous state is applied again.
+// tr: the first call there crashes, and its re-run gets the outcome that
+// call had. (The other calls of the crashed Apply are not counted, so they
+// keep their outcomes.)
 func crashScript[S any](base Script, tr *Trace[S], k int) Script {
-	// Number each call per path, as the injector does.
+	// Number the calls per path as the injector does: calls of crashed
+	// applies count only when they crashed.
 	seen := map[string]int{}
 	for _, t := range tr.Transitions[:k] {
 		for _, c := range t.Calls {
-			seen[c.Path]++
+			if !t.Crashed || c.Outcome == Crash {
+				seen[c.Path]++
+			}
 		}
 	}
 	s := make(Script, len(base)+1)
 	for p, plan := range base {
 		s[p] = plan
 	}
-	for j, c := range tr.Transitions[k].Calls {
-		n := seen[c.Path]
-		seen[c.Path]++
-		plan := s[c.Path]
-		planned := plan.At(n)
-		inserted := Crash
-		if j > 0 {
-			inserted = planned
-		}
-		// Calls before n keep their outcomes; call n becomes the crashed
-		// (or repeated) one; the re-run gets the outcome call n had.
-		os := make([]Outcome, 0, max(len(plan.Outcomes), n)+1)
-		for i := 0; i < n; i++ {
-			os = append(os, plan.At(i))
-		}
-		os = append(os, inserted)
-		if n < len(plan.Outcomes) {
-			os = append(os, plan.Outcomes[n:]...)
-		} else {
-			os = append(os, planned)
-		}
-		s[c.Path] = Plan{Outcomes: os, Then: plan.Then}
+	c := tr.Transitions[k].Calls[0]
+	n := seen[c.Path]
+	plan := s[c.Path]
+	// Calls before n keep their outcomes; call n crashes; its re-run gets
+	// the outcome call n had.
+	os := make([]Outcome, 0, max(len(plan.Outcomes), n)+1)
+	for i := 0; i < n; i++ {
+		os = append(os, plan.At(i))
 	}
+	os = append(os, Crash)
+	if n < len(plan.Outcomes) {
+		os = append(os, plan.Outcomes[n:]...)
+	} else {
+		os = append(os, plan.Then)
+	}
+	s[c.Path] = Plan{Outcomes: os, Then: plan.Then}
 	return s
 }
 

@@ -76,8 +76,10 @@ func (p *InjectedPanic) String() string {
 }
 
 // Plan is the scripted outcomes of the calls made at one path, in call
-// order, counting every call the driver sees (including calls in an Apply
-// whose state a Crash discarded).
+// order. The calls of an Apply whose state a Crash discarded do not count,
+// except the crashing call itself: when the previous state is applied
+// again, the same calls get the same outcomes, and the crashing call's
+// re-run gets the outcome after the Crash.
 type Plan struct {
 	// Outcomes of the first calls, one per call.
 	Outcomes []Outcome
@@ -166,13 +168,23 @@ func newInjector(s Script) *injector {
 	return &injector{script: s, counts: map[string]int{}}
 }
 
-// take returns the calls noted since the last take, and whether one of them
-// asked for a crash.
+// take returns the calls noted since the last take (the calls of one
+// Apply), and whether one of them asked for a crash. A crash discards the
+// Apply, so its calls are uncounted, except the crashing ones: applying the
+// previous state again makes the same calls, which get the same outcomes,
+// and the crashing call's re-run gets the next one.
 func (in *injector) take() ([]Call, bool) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	calls, crash := in.calls, in.crash
 	in.calls, in.crash = nil, false
+	if crash {
+		for _, c := range calls {
+			if c.Outcome != Crash {
+				in.counts[c.Path]--
+			}
+		}
+	}
 	return calls, crash
 }
 
