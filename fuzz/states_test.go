@@ -302,3 +302,12 @@ func TestStoredStatesMigrate(t *testing.T) {
 		}
 	}
 }
+
+// The flows of the stored corpus are released versions: their structure
+// must never change, or the stored states would mean something else.
+func TestCorpusFlowsArePinned(t *testing.T) {
+	versions.Pin(t, storedFlow(), "a36976cce19e91cc955da17b")
+	versions.Pin(t, nextFlow(), "e15d68993bb8924d9f70c269")
+	versions.Pin(t, richFlow(), "62bf24e841dff357335b6329")
+	versions.Pin(t, richNextFlow(), "31756a917d4fc0cf951dd937")
+}
