@@ -3,6 +3,7 @@ package combinators_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -491,4 +492,31 @@ func TestNestedRetryInParallelInTimeLimit(t *testing.T) {
 	assert.Equal(t, "timeout", st.Err.Kind)
 	assert.Equal(t, []string{"tl/p/r/x"}, st.Data.Log, "the retry succeeded before the deadline")
 	assert.Equal(t, t0.Add(time.Minute), h.clk.Now())
+}
+
+func TestRedriveForEachResumesAtTheFailedItem(t *testing.T) {
+	h := newHarness(t)
+	f := stepflow.Must(stepflow.New("fe/v1", c.ForEach("each", func(context.Context, *D) ([]int, error) { return []int{0, 1, 2}, nil },
+		c.Do("use", func(ctx context.Context, d *D) error {
+			it, _ := c.Item[int](ctx)
+			if it == 1 && d.N == 0 {
+				return errBoom
+			}
+			d.Log = append(d.Log, fmt.Sprint(it))
+			return nil
+		}))))
+	st := h.run(f, f.Start(D{}))
+	require.Equal(t, stepflow.Failed, st.Status)
+	assert.Equal(t, "each/[1]/use", st.Err.Path)
+	require.NoError(t, f.Validate(st))
+	d, err := f.Describe(st)
+	require.NoError(t, err)
+	assert.Contains(t, d.Why, "each/[1]/use")
+	st, err = f.Redrive(st)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"each/[1]"}, st.Positions(), "item 1 starts again")
+	st.Data.N = 1 // the fix
+	st = h.run(f, st)
+	assert.Equal(t, stepflow.Done, st.Status)
+	assert.Equal(t, []string{"0", "1", "2"}, st.Data.Log, "item 0 is not run again")
 }

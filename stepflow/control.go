@@ -96,16 +96,16 @@ func (f *Flow[S]) Redrive(st State[S]) (State[S], error) {
 	next := st
 	next.Status, next.WakeAt = Running, zeroTime
 	next.Root = st.Root.Clone()
-	var reset func(c *compiled[S], fr *Frame)
-	reset = func(c *compiled[S], fr *Frame) {
+	var reset func(c *compiled[S], fr *Frame, inInstance bool)
+	reset = func(c *compiled[S], fr *Frame, inInstance bool) {
 		for i := range fr.Children {
 			ch := &fr.Children[i]
-			if c.info.Instances {
-				reset(c, ch)
+			if c.info.Instances && !inInstance {
+				reset(c, ch, true)
 				continue
 			}
 			k := c.children[mustIndex(c, ch.Name)]
-			reset(k, ch)
+			reset(k, ch, false)
 			if r, ok := k.node.(Redriver); ok {
 				r.Redrive(ch)
 			} else if len(ch.Children) == 0 {
@@ -113,7 +113,7 @@ func (f *Flow[S]) Redrive(st State[S]) (State[S], error) {
 			}
 		}
 	}
-	reset(f.root, &next.Root)
+	reset(f.root, &next.Root, false)
 	if len(next.Root.Children) == 0 {
 		// The failure left nothing active (it escaped through cleanups):
 		// start the flow again from its first node.

@@ -65,18 +65,20 @@ func (f *Flow[S]) Validate(st State[S]) error {
 		return err
 	}
 	var bad error
-	var walk func(c *compiled[S], fr *Frame)
-	walk = func(c *compiled[S], fr *Frame) {
+	// inInstance is true for the frame of one instance of an Instances
+	// node: its children are frames of the node's children.
+	var walk func(c *compiled[S], fr *Frame, inInstance bool)
+	walk = func(c *compiled[S], fr *Frame, inInstance bool) {
 		for i := range fr.Children {
 			ch := &fr.Children[i]
-			if c.info.Instances {
+			if c.info.Instances && !inInstance {
 				if !isInstance(ch.Name) {
 					if bad == nil {
 						bad = &StateError{Path: joinPath(c.path, ch.Name), Reason: "want an instance frame like [0]"}
 					}
 					return
 				}
-				walk(c, ch)
+				walk(c, ch, true)
 				continue
 			}
 			j, ok := c.childIndex(ch.Name)
@@ -86,10 +88,10 @@ func (f *Flow[S]) Validate(st State[S]) error {
 				}
 				return
 			}
-			walk(c.children[j], ch)
+			walk(c.children[j], ch, false)
 		}
 	}
-	walk(f.root, &st.Root)
+	walk(f.root, &st.Root, false)
 	return bad
 }
 
