@@ -151,7 +151,12 @@ func (n *switchNode[S]) Advance(c *stepflow.Cursor[S]) stepflow.Result {
 		if !c.CanRun() {
 			return stepflow.Continue()
 		}
+		// For Case and When, a call that an interceptor answers without
+		// running the predicate (a test scripting "false") takes else.
 		var branch string
+		if n.kind != "switch" {
+			branch = Else
+		}
 		err := c.Run(func(ctx context.Context, d *S) (e error) {
 			branch, e = n.choose(ctx, d)
 			return e

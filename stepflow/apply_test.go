@@ -365,6 +365,8 @@ func TestInterceptorsAndCallInfo(t *testing.T) {
 		"flow:w", "ctx:w:wait:1", "ctx-done:<nil>",
 	}, seen)
 	assert.Equal(t, []string{"i/v1|proc-1|a#1", "i/v1|proc-1|a#1"}, keys)
+	assert.Equal(t, "v|p|x/y.2.5", stepflow.Call{Version: "v", ID: "p", Path: "x/y", Attempt: 3, Iterations: []uint32{2, 5}}.OperationKey())
+	assert.Equal(t, "v|p|x/y#3.2.5", stepflow.Call{Version: "v", ID: "p", Path: "x/y", Attempt: 3, Iterations: []uint32{2, 5}}.IdempotencyKey())
 
 	// An interceptor can inject a failure without running the step.
 	inject := stepflow.WithInterceptor(context.Background(), func(context.Context, stepflow.Call, func(context.Context) error) error {

@@ -150,6 +150,25 @@ func (c Call) IdempotencyKey() string {
 	return string(b)
 }
 
+// OperationKey is IdempotencyKey without the attempt: the same for every
+// retry of this call. Use it when the external system should see all
+// retries of one step as one operation (a reply lost after the operation
+// succeeded is then answered by the system's record of the first attempt);
+// use IdempotencyKey when each attempt is a new operation.
+func (c Call) OperationKey() string {
+	b := make([]byte, 0, 64)
+	b = append(b, c.Version...)
+	b = append(b, '|')
+	b = append(b, c.ID...)
+	b = append(b, '|')
+	b = append(b, c.Path...)
+	for _, it := range c.Iterations {
+		b = append(b, '.')
+		b = appendUint(b, uint64(it))
+	}
+	return string(b)
+}
+
 func appendUint(b []byte, v uint64) []byte {
 	var tmp [20]byte
 	i := len(tmp)
