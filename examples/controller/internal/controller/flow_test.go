@@ -150,6 +150,21 @@ func TestFlowScripts(t *testing.T) {
 	}
 }
 
+// The trace of a rollout whose Deployment needs three polls, and the
+// flow's shape, are kept as golden files: a change of behaviour shows up
+// in review. Refresh them with `go test -update`.
+func TestFlowGolden(t *testing.T) {
+	e := newFlowEnv(t, true)
+	tr, err := stepflowtest.Run(context.Background(), e.flow, e.start(), &stepflowtest.RunOptions[Plan]{
+		Script: stepflowtest.Script{PathAvailable: stepflowtest.Times(stepflowtest.False, 3)},
+	})
+	require.NoError(t, err)
+	stepflowtest.Golden(t, tr, "rollout")
+	d, err := e.flow.Describe(tr.States()[3])
+	require.NoError(t, err)
+	stepflowtest.GoldenText(t, d.Tree, "rollout-waiting-tree")
+}
+
 // Canceling a process mid-flight runs the cleanup, which removes what the
 // rollout made; a process that completed keeps its objects.
 func TestFlowCancelTearsDown(t *testing.T) {
