@@ -54,9 +54,9 @@ const (
 // Steps read the spec from here, never from the live object, so that one
 // process rolls out exactly one generation of the spec.
 type Plan struct {
-	// Namespace, Name and UID identify the Rollout. It owns every object
-	// the steps create, and the UID makes sure a Rollout deleted and
-	// recreated under the same name does not adopt its predecessor's work.
+	// Namespace, Name and UID identify the Rollout, which owns every object
+	// the steps create. The UID goes into the owner references, and the
+	// teardown deletes only objects whose controller reference carries it.
 	Namespace string    `json:"namespace"`
 	Name      string    `json:"name"`
 	UID       types.UID `json:"uid"`
