@@ -86,6 +86,13 @@ func TestMemoryOfEveryKindCarriesOver(t *testing.T) {
 		{kind: "finally", build: func(n string) stepflow.Node[D] {
 			return combinators.Finally(n, step("body", "body"), step("c1", "c1"), step("c2", "c2"))
 		}, extra: 2},
+		{kind: "when", build: func(n string) stepflow.Node[D] {
+			return combinators.When(n, func(context.Context, *D) (bool, error) { return true, nil }, step("t1", "t1"), step("t2", "t2"))
+		}, extra: 1},
+		{kind: "switch", build: func(n string) stepflow.Node[D] {
+			return combinators.Switch(n, func(context.Context, *D) (string, error) { return "b", nil },
+				combinators.On("a", step("a1", "a1")), combinators.On("b", step("b1", "b1"), step("b2", "b2")))
+		}, extra: 1},
 		{kind: "optional", build: func(n string) stepflow.Node[D] {
 			return combinators.Optional(n, step("o1", "o1"), step("o2", "o2"))
 		}, extra: 1},
@@ -206,4 +213,21 @@ func TestParallelBranchRemoved(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []string{"p/l/l2", "p/r/r3"}, moved.Positions())
 	assert.Equal(t, []string{"l1", "r1", "l2", "r3"}, finish(t, ctx, c, reg, moved).Data.Ran)
+}
+
+func TestRetryBecomingSequenceForgetsAttempts(t *testing.T) {
+	policy := combinators.RetryPolicy{MaxAttempts: 5, InitialInterval: time.Minute}
+	v1 := must(stepflow.New("f/v1", combinators.Retry("x", policy, flaky("call", 3)), step("end", "end")))
+	v2 := must(stepflow.New("f/v2", combinators.Sequence("x", flaky("call", 3)), step("end", "end")))
+	reg, err := versions.New([]*stepflow.Flow[D]{v1, v2}, nil, versions.NewMigration[D]("f/v1", "f/v2"))
+	require.NoError(t, err)
+	ctx, c := newCtx()
+	st := advance(t, ctx, c, v1, v1.Start(D{}), 1) // first attempt fails
+	require.Equal(t, stepflow.Waiting, st.Status)
+	require.Equal(t, uint32(2), st.Root.Child("x").Count)
+	moved, err := reg.Migrate(st)
+	require.NoError(t, err)
+	assert.Equal(t, stepflow.Frame{Name: "x"}, *moved.Root.Child("x"), "retry -> sequence: attempts and backoff are dropped")
+	assert.Equal(t, stepflow.Running, moved.Status)
+	assert.True(t, moved.WakeAt.IsZero())
 }
