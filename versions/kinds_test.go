@@ -231,3 +231,42 @@ func TestRetryBecomingSequenceForgetsAttempts(t *testing.T) {
 	assert.Equal(t, stepflow.Running, moved.Status)
 	assert.True(t, moved.WakeAt.IsZero())
 }
+
+func TestDropParallelBranch(t *testing.T) {
+	v1 := must(stepflow.New("f/v1", combinators.Parallel("p",
+		combinators.Sequence("l", step("l1", "l1"), step("l2", "l2")),
+		combinators.Sequence("r", step("r1", "r1"), step("r2", "r2"), step("r3", "r3"), step("r4", "r4"))),
+		step("end", "end")))
+	v2 := must(stepflow.New("f/v2", combinators.Parallel("p",
+		combinators.Sequence("l", step("l1", "l1"), step("l2", "l2"))),
+		step("end", "end")))
+	reg, err := versions.New([]*stepflow.Flow[D]{v1, v2}, nil, versions.NewMigration[D]("f/v1", "f/v2").Drop("p/r"))
+	require.NoError(t, err)
+	ctx, c := newCtx()
+
+	// Both branches running: the other branch goes on alone.
+	st := until(t, ctx, c, v1, v1.Start(D{}), "p/r/r2")
+	require.Equal(t, []string{"p/l/l2", "p/r/r2"}, st.Positions())
+	moved, err := reg.Migrate(st)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"p/l/l2"}, moved.Positions())
+	assert.Equal(t, ownFields(*st.Root.Child("p")), ownFields(*moved.Root.Child("p")), "the parallel keeps its memory")
+	assert.Equal(t, []string{"l1", "r1", "l2", "end"}, finish(t, ctx, c, reg, moved).Data.Ran)
+
+	// Only the dropped branch left: the parallel completes.
+	st = until(t, ctx, c, v1, st, "p/r/r4")
+	require.Equal(t, []string{"p/r/r4"}, st.Positions())
+	moved, err = reg.Migrate(st)
+	require.NoError(t, err)
+	require.NotNil(t, moved.Root.Child("p"))
+	assert.Equal(t, []string{"p"}, moved.Positions(), "the parallel, about to complete")
+	assert.Equal(t, []string{"l1", "r1", "l2", "r2", "r3", "end"}, finish(t, ctx, c, reg, moved).Data.Ran)
+
+	// Drop applies to branches of a Parallel only.
+	err = versions.Check(versions.NewMigration[D]("f/v1", "f/v2").Drop("p/r/r2").Drop("end"),
+		versions.Structure(v1), versions.Structure(v2))
+	assert.Equal(t, []string{
+		`stepflow: invalid migration f/v1 -> f/v2: Drop("p/r/r2"): "p/r/r2" is not a branch of a Parallel`,
+		`stepflow: invalid migration f/v1 -> f/v2: Drop("end"): "end" is not a branch of a Parallel`,
+	}, lines(err))
+}

@@ -73,6 +73,17 @@ func (m *Migration[S]) Restart(group string) *Migration[S] {
 	return m
 }
 
+// Drop declares that a branch of a Parallel was removed: a process with a
+// position in that branch (at branch or below it) treats the branch as
+// completed, while the Parallel and its other branches go on. branch must
+// be a direct child of a Parallel that exists in both versions. (Anywhere
+// else, dropping a position would make its enclosing node start again; use
+// Continue there.)
+func (m *Migration[S]) Drop(branch string) *Migration[S] {
+	m.rules = append(m.rules, rule[S]{kind: ruleDrop, from: branch})
+	return m
+}
+
 // Custom declares a function that decides, process by process, where a
 // process at path at (or below it) goes. It receives a Decision describing
 // the position and the data, and must call Decision.MoveTo or
@@ -137,6 +148,7 @@ const (
 	ruleContinue
 	ruleRestart
 	ruleCustom
+	ruleDrop
 )
 
 type rule[S any] struct {
@@ -153,6 +165,8 @@ func (r rule[S]) String() string {
 		return fmt.Sprintf("Continue(%q, %q)", r.from, r.to)
 	case ruleRestart:
 		return fmt.Sprintf("Restart(%q)", r.from)
+	case ruleDrop:
+		return fmt.Sprintf("Drop(%q)", r.from)
 	}
 	return fmt.Sprintf("Custom(%q)", r.from)
 }

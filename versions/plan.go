@@ -58,8 +58,18 @@ func compile[S any](m *Migration[S], src, dst *shape) (*plan[S], error) {
 		}
 	}
 	for _, r := range m.rules {
-		if r.kind == ruleRestart && !dst.has(p.mapPath(r.from)) {
-			bad(r, "the group becomes %q, which is not a node of %s", p.mapPath(r.from), m.to)
+		switch r.kind {
+		case ruleRestart:
+			if !dst.has(p.mapPath(r.from)) {
+				bad(r, "the group becomes %q, which is not a node of %s", p.mapPath(r.from), m.to)
+			}
+		case ruleDrop:
+			par := parentOf(r.from)
+			if k := src.kind(par); par == "" || k != "" && k != "parallel" {
+				bad(r, "%q is not a branch of a Parallel", r.from)
+			} else if t := p.mapPath(par); dst.kind(t) != "parallel" {
+				bad(r, "its Parallel becomes %q, which is not a Parallel of %s", t, m.to)
+			}
 		}
 	}
 	if len(problems) > 0 {
@@ -162,6 +172,9 @@ type placement struct {
 	// fresh: the target frame starts empty (Continue, Restart); otherwise
 	// it keeps the position's memory.
 	fresh bool
+	// drop: the position's branch is gone; target is its Parallel, which
+	// keeps its own memory.
+	drop  bool
 	chain []link
 }
 
@@ -253,7 +266,7 @@ func (p *plan[S]) intent(path string, places []placement) (string, error) {
 		if pl.chain[len(pl.chain)-1].node != path {
 			continue
 		}
-		if !pl.fresh && sameKind(p.src.kind(path), p.dst.kind(pl.target)) {
+		if !pl.fresh && !pl.drop && sameKind(p.src.kind(path), p.dst.kind(pl.target)) {
 			return pl.target, nil
 		}
 		return "", &MigrationError{From: p.m.from, To: p.m.to, Reason: fmt.Sprintf(
@@ -278,6 +291,9 @@ func (p *plan[S]) place(path string, f *stepflow.Frame, data *S) (placement, err
 		return placement{target: r.to, fresh: true}, nil
 	case ruleRestart:
 		return placement{target: p.mapPath(r.from), fresh: true}, nil
+	case ruleDrop:
+		// The position goes; its Parallel stays, with its memory.
+		return placement{target: p.mapPath(parentOf(r.from)), drop: true}, nil
 	}
 	d := &Decision[S]{Path: path, Frame: f.Clone(), Data: data}
 	if err := r.fn(d); err != nil {
@@ -349,7 +365,7 @@ func (b *builder[S]) insert(pl placement) error {
 			from[u] = l.frame
 		}
 	}
-	if !pl.fresh {
+	if !pl.fresh && !pl.drop {
 		// The position itself always carries to its target, even when the
 		// target came from a Custom rule rather than from the mapping.
 		from[pl.target] = pl.chain[len(pl.chain)-1].frame

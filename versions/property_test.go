@@ -203,6 +203,9 @@ type derived struct {
 	continueAt map[int]int
 	// anchored ids must stay: a removed node continues there.
 	anchored map[int]bool
+	// dropped holds the ids of removed Parallel branches (and what they
+	// contained): processes there treat the branch as completed.
+	dropped map[int]bool
 }
 
 func contains(n *mnode, ids map[int]bool) bool {
@@ -238,9 +241,29 @@ func (g *gen) edit(d *derived) {
 	i := rapid.IntRange(0, len(*l)-1).Draw(g.t, "at")
 	switch kind {
 	case 1: // remove node i, continuing at the node after it
-		// (A removed parallel branch has no node after it to continue at:
-		// its siblings run beside it, not after it.)
-		if branches[li] || i+1 >= len(*l) || contains((*l)[i], d.anchored) {
+		if contains((*l)[i], d.anchored) {
+			return
+		}
+		if branches[li] {
+			// A removed parallel branch has no node after it to continue
+			// at (its siblings run beside it): it is dropped.
+			if len(*l) < 2 {
+				return
+			}
+			var mark func(n *mnode)
+			mark = func(n *mnode) {
+				d.dropped[n.id] = true
+				for _, sub := range n.lists() {
+					for _, k := range *sub {
+						mark(k)
+					}
+				}
+			}
+			mark((*l)[i])
+			*l = slices.Delete(*l, i, i+1)
+			return
+		}
+		if i+1 >= len(*l) {
 			return
 		}
 		next := (*l)[i+1]
@@ -268,7 +291,7 @@ func (g *gen) edit(d *derived) {
 }
 
 type ruleSpec struct {
-	kind     string // rename, continue, restart
+	kind     string // rename, continue, restart, drop
 	from, to string
 }
 
@@ -280,7 +303,13 @@ func rules(v1 *model, d *derived, restart map[int]bool) []ruleSpec {
 	v1.walk(func(n *mnode, path, parent string) {
 		in2, kept := i2[n.id]
 		if !kept {
-			if _, parentRemoved := d.continueAt[i1[n.id].parentID]; !parentRemoved {
+			parent := i1[n.id].parentID
+			if _, parentKept := i2[parent]; parent != 0 && !parentKept {
+				return // covered by the rule of the removed parent
+			}
+			if d.dropped[n.id] {
+				out = append(out, ruleSpec{"drop", path, ""})
+			} else {
 				out = append(out, ruleSpec{"continue", path, i2[d.continueAt[n.id]].path})
 			}
 			return
@@ -316,6 +345,8 @@ func migrationBetween(from, to string, specs []ruleSpec) *versions.Migration[D] 
 			m.Continue(r.from, r.to)
 		case "restart":
 			m.Restart(r.from)
+		case "drop":
+			m.Drop(r.from)
 		}
 	}
 	return m
@@ -330,7 +361,7 @@ func TestPropertyMigrateRandomEdits(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		g := &gen{t: t}
 		v1m := &model{top: g.list(1)}
-		d := &derived{v2: v1m.clone(), continueAt: map[int]int{}, anchored: map[int]bool{}}
+		d := &derived{v2: v1m.clone(), continueAt: map[int]int{}, anchored: map[int]bool{}, dropped: map[int]bool{}}
 		for n := rapid.IntRange(1, 5).Draw(t, "edits"); n > 0; n-- {
 			g.edit(d)
 		}
@@ -446,11 +477,11 @@ func TestPropertyChain(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		g := &gen{t: t}
 		m1 := &model{top: g.list(1)}
-		d2 := &derived{v2: m1.clone(), continueAt: map[int]int{}, anchored: map[int]bool{}}
+		d2 := &derived{v2: m1.clone(), continueAt: map[int]int{}, anchored: map[int]bool{}, dropped: map[int]bool{}}
 		for n := rapid.IntRange(1, 4).Draw(t, "edits2"); n > 0; n-- {
 			g.edit(d2)
 		}
-		d3 := &derived{v2: d2.v2.clone(), continueAt: map[int]int{}, anchored: map[int]bool{}}
+		d3 := &derived{v2: d2.v2.clone(), continueAt: map[int]int{}, anchored: map[int]bool{}, dropped: map[int]bool{}}
 		for n := rapid.IntRange(1, 4).Draw(t, "edits3"); n > 0; n-- {
 			g.edit(d3)
 		}
