@@ -21,6 +21,7 @@
 //     continues at to, entered fresh.
 //   - Restart(group): a process inside group starts the group again; the
 //     group's steps run again.
+//   - Drop(branch): a removed branch of a Parallel counts as completed.
 //   - Custom(at, fn): fn decides per process, from the frame and the data.
 //
 // Fix adds a hook that fixes the data up (a field added in the new
