@@ -269,4 +269,10 @@ func TestDropParallelBranch(t *testing.T) {
 		`stepflow: invalid migration f/v1 -> f/v2: Drop("p/r/r2"): "p/r/r2" is not a branch of a Parallel`,
 		`stepflow: invalid migration f/v1 -> f/v2: Drop("end"): "end" is not a branch of a Parallel`,
 	}, lines(err))
+	seq := must(stepflow.New("f/v2", combinators.Sequence("p",
+		combinators.Sequence("l", step("l1", "l1"), step("l2", "l2"))), step("end", "end")))
+	err = versions.Check(versions.NewMigration[D]("f/v1", "f/v2").Drop("p/r"), versions.Structure(v1), versions.Structure(seq))
+	assert.Equal(t, []string{
+		`stepflow: invalid migration f/v1 -> f/v2: Drop("p/r"): its Parallel becomes "p", which is not a Parallel of f/v2`,
+	}, lines(err))
 }
