@@ -449,9 +449,9 @@ func (s *Store) NextDue(ctx context.Context) (time.Time, bool, error) {
 }
 
 // Watch implements store.Store. It holds one pooled connection that
-// LISTENs on the store's channel until ctx is done; after a lost
-// connection it reconnects and sends one wake-up, since notifications may
-// have been missed meanwhile.
+// LISTENs on the store's channel until ctx is done. It sends one wake-up
+// each time it starts listening (first, and after a lost connection),
+// since notifications sent before may have been missed.
 func (s *Store) Watch(ctx context.Context) <-chan struct{} {
 	ch := make(chan struct{}, 1)
 	if s.check() != nil {
@@ -471,9 +471,9 @@ func (s *Store) Watch(ctx context.Context) <-chan struct{} {
 				if first {
 					first = false
 					close(ready)
-				} else {
-					send(ch)
 				}
+				// Notifications sent before this point were missed.
+				send(ch)
 			})
 			if ctx.Err() != nil || errors.Is(err, store.ErrClosed) {
 				break
@@ -489,11 +489,16 @@ func (s *Store) Watch(ctx context.Context) <-chan struct{} {
 			close(ready)
 		}
 	}()
-	// Return only once listening, so that nothing created after Watch
-	// returns is missed.
+	// Return once listening, so that nothing created after Watch returns
+	// is missed; but not later than a few seconds when the database is
+	// unreachable (the goroutine keeps trying, and sends a wake-up once it
+	// listens).
+	t := time.NewTimer(5 * time.Second)
+	defer t.Stop()
 	select {
 	case <-ready:
 	case <-ctx.Done():
+	case <-t.C:
 	}
 	return ch
 }

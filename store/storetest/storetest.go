@@ -49,6 +49,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"CountList", testCountList},
 		{"ConcurrentClaims", testConcurrentClaims},
 		{"Invalid", testInvalid},
+		{"Close", testClose},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore(t)) })
@@ -451,6 +452,24 @@ func testInvalid(t *testing.T, s store.Store) {
 		assert.ErrorIs(t, err, store.ErrInvalid, "%+v", c)
 	}
 	assert.ErrorIs(t, s.Create(ctx, store.Record{Status: stepflow.Running}), store.ErrInvalid)
+}
+
+func testClose(t *testing.T, s store.Store) {
+	ch := s.Watch(context.Background())
+	require.NoError(t, s.Close())
+	require.NoError(t, s.Close(), "Close is idempotent")
+	deadline := time.After(10 * time.Second)
+	for open := true; open; {
+		select {
+		case _, open = <-ch:
+		case <-deadline:
+			t.Fatal("Close did not end a Watch")
+		}
+	}
+	_, err := s.Load(ctxT(t), "x")
+	assert.ErrorIs(t, err, store.ErrClosed)
+	_, err = s.Claim(ctxT(t), store.Claim{Owner: "o", Now: t0, Limit: 1, Lease: time.Second})
+	assert.ErrorIs(t, err, store.ErrClosed)
 }
 
 // testModel drives a store with random operations and compares it with a
