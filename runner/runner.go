@@ -218,8 +218,10 @@ func (r *Runner[S]) update(ctx context.Context, op, id string, change func(stepf
 // Run advances due processes until ctx is done, then shuts down
 // gracefully: steps already started finish, their states are saved, and the
 // leases of claimed processes that were not started are released. It
-// returns nil after a graceful shutdown. Transient store errors are reported
-// to Options.OnError and retried with a growing pause.
+// returns nil after a graceful shutdown, and an error matching
+// store.ErrClosed if the store is closed while it runs. Other store errors
+// are taken as transient: reported to Options.OnError and retried with a
+// growing pause.
 //
 // Run starts Options.Workers worker goroutines and one lease renewer, and
 // returns only after all of them have returned.
@@ -233,24 +235,29 @@ func (r *Runner[S]) Run(ctx context.Context) error {
 	renewCtx, stopRenew := context.WithCancel(context.WithoutCancel(ctx))
 	wg.Go(func() { r.renewLoop(renewCtx) })
 	var workers sync.WaitGroup
-	for range r.opts.Workers {
-		workers.Go(func() { r.work(ctx) })
+	errs := make([]error, r.opts.Workers)
+	for i := range r.opts.Workers {
+		workers.Go(func() { errs[i] = r.work(ctx) })
 	}
 	workers.Wait()
 	stopRenew()
 	wg.Wait()
-	return nil
+	return errors.Join(errs...)
 }
 
-// work is one worker's loop.
-func (r *Runner[S]) work(ctx context.Context) {
+// work is one worker's loop. It returns nil when ctx is done, and
+// store.ErrClosed (wrapped) if the store was closed under it.
+func (r *Runner[S]) work(ctx context.Context) error {
 	wake := r.store.Watch(ctx)
 	backoff := time.Duration(0)
 	for ctx.Err() == nil {
 		n, err := r.Step(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
-				return
+				return nil
+			}
+			if errors.Is(err, store.ErrClosed) {
+				return fmt.Errorf("stepflow/runner: %w", err)
 			}
 			r.report(err)
 			backoff = min(max(2*backoff, 10*time.Millisecond), time.Second)
@@ -263,6 +270,7 @@ func (r *Runner[S]) work(ctx context.Context) {
 		}
 		r.idle(ctx, wake)
 	}
+	return nil
 }
 
 // idle sleeps until the earliest due time, a notification, MaxIdle, or the

@@ -395,3 +395,21 @@ func TestSignalWakesWaitingProcess(t *testing.T) {
 	assert.Equal(t, 30, st.Data.N)
 	assert.Error(t, r.Signal(ctx, "p", "approve", nil), "an ended process takes no signal")
 }
+
+func TestRunStopsWhenStoreCloses(t *testing.T) {
+	s := store.NewMemory()
+	r, err := runner.New(countingFlow(t, 1, nil), s, &runner.Options{Workers: 2})
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() { done <- r.Run(t.Context()) }()
+	time.Sleep(10 * time.Millisecond)
+	require.NoError(t, s.Close())
+	_, err = r.Start(t.Context(), "late", counter{})
+	require.ErrorIs(t, err, store.ErrClosed)
+	select {
+	case err := <-done:
+		require.ErrorIs(t, err, store.ErrClosed)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run kept going on a closed store")
+	}
+}
