@@ -166,7 +166,7 @@ func run(ctx context.Context, cfg config) (*summary, error) {
 			return nil, err
 		}
 	}
-	fmt.Fprintf(cfg.Out, "%d deployments (%d resumed) on %s, one runner goroutine per worker (%d)\n", cfg.N, sum.Resumed, where, cfg.Workers)
+	fmt.Fprintf(cfg.Out, "%d deployments (%d resumed) on %s, %d runner goroutine(s)\n", cfg.N, sum.Resumed, where, cfg.Workers)
 
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
@@ -339,7 +339,7 @@ func (s *summary) print(out io.Writer) {
 		}
 		fmt.Fprintln(out)
 	}
-	fmt.Fprintf(out, "pull requests opened: %d (repeated requests absorbed by the idempotency key: %d)\n", s.PRs, s.Repeats)
+	fmt.Fprintf(out, "pull requests opened by this run: %d (repeated requests absorbed by the idempotency key: %d)\n", s.PRs, s.Repeats)
 	fmt.Fprintf(out, "\n%-50s %7s %9s %9s %9s\n", "step (wall clock per call)", "calls", "p50", "p90", "p99")
 	var paths []string
 	for p := range s.Calls {
