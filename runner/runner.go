@@ -56,6 +56,14 @@ type Runner[S any] struct {
 
 	cacheMu sync.Mutex
 	cache   map[string]cached[S]
+
+	// intents maps a process id to the revision at which this runner saved
+	// a state holding an at-most-once intent: only that revision, claimed
+	// again by this runner, may run the step (stepflow.WithIntentSaved).
+	// It lives in memory on purpose: after a crash nobody knows whether
+	// the step ran, and the step's policy decides.
+	intentMu sync.Mutex
+	intents  map[string]uint64
 }
 
 type cached[S any] struct {
@@ -76,7 +84,7 @@ func New[S any](flow *stepflow.Flow[S], st store.Store, opts *Options) (*Runner[
 	if err != nil {
 		return nil, err
 	}
-	r := &Runner[S]{flow: flow, store: st, opts: o, held: map[string]struct{}{}, cache: map[string]cached[S]{}}
+	r := &Runner[S]{flow: flow, store: st, opts: o, held: map[string]struct{}{}, cache: map[string]cached[S]{}, intents: map[string]uint64{}}
 	if o.Encoding == "json" {
 		r.enc = codec.JSON[S](o.Codec)
 	} else {
@@ -425,6 +433,9 @@ func (r *Runner[S]) advance(ctx context.Context, rec *store.Record) (store.Write
 	if st.ID == "" {
 		st.ID = rec.ID
 	}
+	if st.Intent != "" && r.takeIntent(rec.ID, rec.Revision) {
+		ctx = stepflow.WithIntentSaved(ctx, st)
+	}
 	next, err := r.flow.Apply(ctx, st)
 	var se *stepflow.StepError
 	switch {
@@ -495,6 +506,22 @@ func (r *Runner[S]) remember(id string, rev uint64, st stepflow.State[S]) {
 	r.cache[id] = cached[S]{rev: rev, st: st}
 }
 
+func (r *Runner[S]) saveIntent(id string, rev uint64) {
+	r.intentMu.Lock()
+	r.intents[id] = rev
+	r.intentMu.Unlock()
+}
+
+// takeIntent reports whether this runner itself saved revision rev of id
+// with its intent, and forgets it: the authorization is good once.
+func (r *Runner[S]) takeIntent(id string, rev uint64) bool {
+	r.intentMu.Lock()
+	defer r.intentMu.Unlock()
+	saved, ok := r.intents[id]
+	delete(r.intents, id)
+	return ok && saved == rev
+}
+
 func (r *Runner[S]) forget(id string) {
 	r.cacheMu.Lock()
 	delete(r.cache, id)
@@ -534,6 +561,9 @@ func (r *Runner[S]) commit(ctx context.Context, ws []store.Write, trans []transi
 			}
 			if tr.cache {
 				r.remember(ws[i].ID, ws[i].Revision+1, tr.next)
+			}
+			if tr.next.Intent != "" && tr.next.Status == stepflow.Running && ws[i].Blob != nil {
+				r.saveIntent(ws[i].ID, ws[i].Revision+1)
 			}
 			if m != nil && m.Applied != nil {
 				m.Applied(ws[i].ID, tr.from, tr.to)

@@ -413,3 +413,41 @@ func TestRunStopsWhenStoreCloses(t *testing.T) {
 		t.Fatal("Run kept going on a closed store")
 	}
 }
+
+// An at-most-once step runs once when the runner that saved its intent
+// applies it; a runner that finds the intent after a crash asks a person.
+func TestAtMostOnceSteps(t *testing.T) {
+	ctx := t.Context()
+	var runs atomic.Int32
+	f := stepflow.Must(stepflow.New("amo/v1",
+		combinators.Do("charge", func(context.Context, *counter) error { runs.Add(1); return nil },
+			combinators.AtMostOnce(combinators.AskPerson)),
+		combinators.Do("after", func(_ context.Context, c *counter) error { c.N++; return nil })))
+	s := store.NewMemory()
+	r, err := runner.New(f, s, &runner.Options{Clock: newClock()})
+	require.NoError(t, err)
+	_, err = r.Start(ctx, "a", counter{})
+	require.NoError(t, err)
+	drain(t, r)
+	st, err := r.State(ctx, "a")
+	require.NoError(t, err)
+	assert.Equal(t, stepflow.Done, st.Status)
+	assert.Equal(t, int32(1), runs.Load())
+
+	// A process whose intent was saved by a runner that then died: a new
+	// runner does not run the step, it stops for a person.
+	_, err = r.Start(ctx, "b", counter{})
+	require.NoError(t, err)
+	_, err = r.Step(ctx) // records the intent and saves it
+	require.NoError(t, err)
+	st, err = r.State(ctx, "b")
+	require.NoError(t, err)
+	require.Equal(t, "charge", st.Intent)
+	fresh, err := runner.New(f, s, &runner.Options{Clock: newClock()})
+	require.NoError(t, err)
+	drain(t, fresh)
+	st, err = fresh.State(ctx, "b")
+	require.NoError(t, err)
+	assert.Equal(t, stepflow.NeedsAttention, st.Status)
+	assert.Equal(t, int32(1), runs.Load(), "not run a second time")
+}
