@@ -146,8 +146,9 @@ func (n *switchNode[S]) span(name string) (lo, hi int, ok bool) {
 }
 
 func (n *switchNode[S]) Advance(c *stepflow.Cursor[S]) stepflow.Result {
-	f := c.Frame()
+	f := c.Peek()
 	if f.Branch == "" {
+		f = c.Frame()
 		if !c.CanRun() {
 			return stepflow.Continue()
 		}

@@ -154,20 +154,24 @@ func (n *retryNode[S]) Check() []string {
 }
 
 func (n *retryNode[S]) Advance(c *stepflow.Cursor[S]) stepflow.Result {
-	f := c.Frame()
+	f := c.Peek()
 	if f.Branch == phaseBackoff {
 		if c.Now().Before(f.Until) {
 			return stepflow.WaitUntil(f.Until)
 		}
+		f = c.Frame()
 		f.Branch, f.Until = "", time.Time{}
 	}
 	attempt := max(f.Count, 1)
-	f.Count = attempt
+	if f.Count != attempt {
+		c.Frame().Count = attempt
+	}
 	c.SetAttempt(attempt)
 	r := c.Sequence(0, len(n.body))
 	if r.Outcome != stepflow.OutcomeFail || !n.p.ShouldRetry(r.Err, attempt) {
 		return r
 	}
+	f = c.Frame()
 	f.Err = c.Failure(r.Err)
 	c.NoteError(r.Err)
 	f.Count = attempt + 1

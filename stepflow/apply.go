@@ -74,20 +74,27 @@ func (f *Flow[S]) apply(ctx context.Context, prev State[S], budget int) (State[S
 
 func (x *exec[S]) advanceRoot() Result {
 	root := x.cursor(0)
-	*root = Cursor[S]{x: x, n: x.flow.root, f: &x.next.Root}
+	*root = Cursor[S]{x: x, n: x.flow.root, f: &x.next.Root, fOwned: true}
 	return x.flow.root.node.Advance(root)
 }
 
 // release returns working memory to the pool, dropping every reference it
 // holds so that the pool retains nothing of the process.
 func (f *Flow[S]) release(x *exec[S]) {
-	if x.mem != nil {
-		// The context handed to user code outlives the Apply only if a step
-		// kept it; detach it from the caller's context so that the state
-		// does not keep that context alive.
-		x.mem.ctx.parent = context.Background()
+	for _, cc := range x.ctxs {
+		// A context handed to user code outlives the Apply only if a step
+		// kept it; detach it from the caller's context so that nothing keeps
+		// that context alive through it.
+		cc.parent = context.Background()
 	}
-	*x = exec[S]{flow: f}
+	// Clear what refers to the process or the caller; the cursor slots and
+	// record buffer are overwritten before they are read again.
+	var zero S
+	x.parent, x.next, x.data, x.abort, x.interceptors = nil, State[S]{}, zero, nil, nil
+	x.nowSet, x.recs, x.exit, x.attention, x.attempt = false, nil, "", nil, 0
+	x.callStart, x.callEnd, x.callNode = time.Time{}, time.Time{}, nil
+	clear(x.ctxs)
+	x.ctxs = x.ctxs[:0]
 	f.pool.Put(x)
 }
 
@@ -171,20 +178,14 @@ type exec[S any] struct {
 	nowSet       bool
 	callStart    time.Time
 	callEnd      time.Time
+	callNode     *compiled[S] // node of the last call, whose times callStart/End are
 	recs         []Record
 	recBuf       [2]Record
 	cursors      [6]Cursor[S]
-	mem          *applyMem
-	exit         string   // set by Cursor.Exit
-	attention    *Failure // set by Cursor.NeedsAttention
-}
-
-// applyMem is what an Apply allocates: the context handed to user code
-// and the first frames of the new state.
-type applyMem struct {
-	ctx    callCtx
-	frames [1]Frame
-	used   int
+	ctxs         []*callCtx // contexts handed to user code in this Apply
+	attempt      uint32     // attempt of the last call, for locate
+	exit         string     // set by Cursor.Exit
+	attention    *Failure   // set by Cursor.NeedsAttention
 }
 
 // callCtx is the context user code receives: the caller's context plus
@@ -202,14 +203,6 @@ func (c *callCtx) Value(k any) any {
 		return &c.call
 	}
 	return c.parent.Value(k)
-}
-
-func (x *exec[S]) memory() *applyMem {
-	if x.mem == nil {
-		x.mem = &applyMem{}
-		x.mem.ctx.parent = x.parent
-	}
-	return x.mem
 }
 
 // now is the Apply's notion of the current time, read once.
@@ -230,15 +223,7 @@ func (x *exec[S]) cursor(depth int) *Cursor[S] {
 }
 
 // frames returns n zeroed frames owned by the new state.
-func (x *exec[S]) frames(n int) []Frame {
-	m := x.memory()
-	if m.used+n <= len(m.frames) {
-		s := m.frames[m.used : m.used+n : m.used+n]
-		m.used += n
-		return s
-	}
-	return make([]Frame, n)
-}
+func (x *exec[S]) frames(n int) []Frame { return make([]Frame, n) }
 
 // locate makes sure a failure names the node it came from.
 func (x *exec[S]) locate(path string, err error) *StepError {
@@ -246,11 +231,7 @@ func (x *exec[S]) locate(path string, err error) *StepError {
 	if errors.As(err, &se) {
 		return se
 	}
-	var attempt uint32
-	if x.mem != nil {
-		attempt = x.mem.ctx.call.Attempt
-	}
-	return &StepError{Path: path, Attempt: attempt, Err: err}
+	return &StepError{Path: path, Attempt: x.attempt, Err: err}
 }
 
 // failure converts a located error to its persisted form.
@@ -267,6 +248,12 @@ type Cursor[S any] struct {
 	f      *Frame
 	owned  bool // f.Children is private to the new state
 	inInst bool // f is an instance frame of n (see Instance)
+	// Frames are copied on write: f may still point into a children slice
+	// shared with the input state (or with the flow's fresh frames) until
+	// the node writes to it. parent and idx locate f for that copy.
+	fOwned bool
+	parent *Cursor[S]
+	idx    int
 	scope
 }
 
@@ -298,8 +285,27 @@ func (c *Cursor[S]) FullPath() string {
 	return p
 }
 
-// Frame returns the node's frame. Writes go to the new state only.
-func (c *Cursor[S]) Frame() *Frame { return c.f }
+// Frame returns the node's frame for reading and writing. The first call
+// copies it (and the slices leading to it) into the new state, so writes
+// never reach the input state.
+func (c *Cursor[S]) Frame() *Frame {
+	c.mutable()
+	return c.f
+}
+
+// Peek returns the node's frame for reading only: it may be shared with the
+// input state and must not be modified. It costs no copy.
+func (c *Cursor[S]) Peek() *Frame { return c.f }
+
+// mutable makes c.f private to the new state.
+func (c *Cursor[S]) mutable() {
+	if c.fOwned {
+		return
+	}
+	c.parent.own()
+	c.f = &c.parent.f.Children[c.idx]
+	c.fOwned = true
+}
 
 // Path returns the node's full path.
 func (c *Cursor[S]) Path() string { return c.n.path }
@@ -410,13 +416,15 @@ func (c *Cursor[S]) begin() error {
 		return err
 	}
 	x.budget--
-	x.memory().ctx.call = Call{
+	x.attempt = c.Attempt()
+	cc := &callCtx{parent: x.parent, call: Call{
 		Version: x.flow.version, ID: x.next.ID, Path: c.n.path, Kind: c.n.info.Kind,
-		Attempt: c.Attempt(), Iterations: c.iters, Seq: x.next.Steps,
+		Attempt: x.attempt, Iterations: c.iters, Seq: x.next.Steps,
 		Item: c.item, Caught: c.caught,
-	}
+	}}
+	x.ctxs = append(x.ctxs, cc)
 	if x.flow.opts.Record > 0 {
-		x.callStart = Now(x.parent)
+		x.callStart, x.callNode = Now(x.parent), c.n
 	}
 	return nil
 }
@@ -440,7 +448,7 @@ func (x *exec[S]) invoke(path string, fn, cond func(context.Context, *S) error) 
 	if fn == nil {
 		fn = cond
 	}
-	ctx := &x.mem.ctx
+	ctx := x.ctxs[len(x.ctxs)-1]
 	if len(x.interceptors) == 0 && len(x.flow.opts.Interceptors) == 0 {
 		return fn(ctx, &x.data)
 	}
@@ -451,7 +459,7 @@ func (x *exec[S]) invoke(path string, fn, cond func(context.Context, *S) error) 
 	}
 	for i := len(all) - 1; i >= 0; i-- {
 		ic, next := all[i], call
-		call = func(ctx context.Context) error { return ic(ctx, x.mem.ctx.call, next) }
+		call = func(cx context.Context) error { return ic(cx, ctx.call, next) }
 	}
 	return call(ctx)
 }
@@ -465,6 +473,11 @@ func (c *Cursor[S]) Record(outcome string, err error) {
 		return
 	}
 	r := Record{Seq: x.next.Steps + 1, Path: c.n.path, Outcome: outcome, Attempt: c.Attempt(), Start: x.callStart, End: x.callEnd}
+	if x.callNode != c.n {
+		// A decision made without calling user code (a timeout, an error
+		// ignored by Optional) happened at the time of this Apply.
+		r.Start, r.End = x.now(), x.now()
+	}
 	if err != nil {
 		r.Err = err.Error()
 	}
@@ -514,28 +527,25 @@ func (c *Cursor[S]) own() {
 	if c.owned {
 		return
 	}
+	c.mutable()
 	s := c.x.frames(len(c.f.Children))
 	copy(s, c.f.Children)
 	c.f.Children = s
 	c.owned = true
 }
 
-// Enter makes child i the only active child, with a fresh frame.
+// Enter makes child i the only active child, with a fresh frame. The
+// fresh frame is shared with the flow until someone writes to it.
 func (c *Cursor[S]) Enter(i int) {
-	fr := Frame{Name: c.n.children[i].info.Name}
-	if c.owned && cap(c.f.Children) >= 1 {
-		c.f.Children = append(c.f.Children[:0], fr)
-		return
-	}
-	s := c.x.frames(1)
-	s[0] = fr
-	c.f.Children = s
-	c.owned = true
+	c.mutable()
+	c.f.Children = c.n.children[i].fresh
+	c.owned = false
 }
 
 // EnterAll makes the given children active, with fresh frames, in the
 // order given (which must be flow order).
 func (c *Cursor[S]) EnterAll(idx []int) {
+	c.mutable()
 	s := c.x.frames(len(idx))
 	for j, i := range idx {
 		s[j] = Frame{Name: c.n.children[i].info.Name}
@@ -545,7 +555,13 @@ func (c *Cursor[S]) EnterAll(idx []int) {
 }
 
 // ClearChildren leaves no child active.
-func (c *Cursor[S]) ClearChildren() { c.f.Children = nil; c.owned = false }
+func (c *Cursor[S]) ClearChildren() {
+	if len(c.f.Children) == 0 {
+		return
+	}
+	c.mutable()
+	c.f.Children, c.owned = nil, false
+}
 
 // RemoveChild drops the active frame of child i, if any.
 func (c *Cursor[S]) RemoveChild(i int) {
@@ -610,10 +626,9 @@ func (c *Cursor[S]) frameOf(i int) int {
 
 // child prepares the cursor of child node i over frame j.
 func (c *Cursor[S]) child(i, j int) *Cursor[S] {
-	c.own()
 	k := c.n.children[i]
 	cc := c.x.cursor(k.depth)
-	*cc = Cursor[S]{x: c.x, n: k, f: &c.f.Children[j], scope: c.scope}
+	*cc = Cursor[S]{x: c.x, n: k, f: &c.f.Children[j], fOwned: c.owned, parent: c, idx: j, scope: c.scope}
 	return cc
 }
 
@@ -700,6 +715,7 @@ func combine(a, b Result) Result {
 func Combine(a, b Result) Result { return combine(a, b) }
 
 func (c *Cursor[S]) removeFrame(j int) {
+	c.mutable()
 	s := c.x.frames(len(c.f.Children) - 1)
 	copy(s, c.f.Children[:j])
 	copy(s[j:], c.f.Children[j+1:])
@@ -717,14 +733,14 @@ func (c *Cursor[S]) Instances() int { return len(c.f.Children) }
 // the node's children are advanced as usual; the instance frame holds their
 // frames.
 func (c *Cursor[S]) Instance(j int) *Cursor[S] {
-	c.own()
-	ic := &Cursor[S]{x: c.x, n: c.n, f: &c.f.Children[j], inInst: true, scope: c.scope}
+	ic := &Cursor[S]{x: c.x, n: c.n, f: &c.f.Children[j], inInst: true, fOwned: c.owned, parent: c, idx: j, scope: c.scope}
 	ic.insts = append(c.insts[:len(c.insts):len(c.insts)], instSeg{c.n.path, c.f.Children[j].Name})
 	return ic
 }
 
 // AddInstance appends a fresh instance frame named name and returns its index.
 func (c *Cursor[S]) AddInstance(name string) int {
+	c.mutable()
 	s := c.x.frames(len(c.f.Children) + 1)
 	copy(s, c.f.Children)
 	s[len(c.f.Children)] = Frame{Name: name}

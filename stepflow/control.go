@@ -204,7 +204,7 @@ func WithIntentSaved[S any](ctx context.Context, st State[S]) context.Context {
 // holding an intent, without calling anything: the caller must save it
 // before the next Apply may run the step.
 func (c *Cursor[S]) RecordIntent() {
-	c.f.Branch = IntentRecorded
+	c.Frame().Branch = IntentRecorded
 	c.x.next.Intent = c.n.path
 	c.x.budget = 0
 }

@@ -64,6 +64,9 @@ type compiled[S any] struct {
 	index    int
 	children []*compiled[S]
 	byName   map[string]int
+	// fresh is the frame of this node just entered, as a one-element
+	// children slice that states share until they write to it.
+	fresh []Frame
 }
 
 // New compiles a flow from its top-level nodes, which run in sequence.
@@ -120,6 +123,7 @@ func (f *Flow[S]) compile(n Node[S], parent *compiled[S], index int, problems *[
 		return c
 	}
 	c.info = n.Info()
+	c.fresh = []Frame{{Name: c.info.Name}}
 	if parent != nil {
 		c.path = joinPath(parent.path, c.info.Name)
 		c.depth = parent.depth + 1
