@@ -148,26 +148,17 @@ func (n *switchNode[S]) span(name string) (lo, hi int, ok bool) {
 func (n *switchNode[S]) Advance(c *stepflow.Cursor[S]) stepflow.Result {
 	f := c.Peek()
 	if f.Branch == "" {
-		f = c.Frame()
-		if !c.CanRun() {
-			return stepflow.Continue()
-		}
 		// For Case and When, a call that an interceptor answers without
 		// running the predicate (a test scripting "false") takes else.
 		var branch string
 		if n.kind != "switch" {
 			branch = Else
 		}
-		err := c.Run(func(ctx context.Context, d *S) (e error) {
+		if res, ok := call(c, func(ctx context.Context, d *S) (e error) {
 			branch, e = n.choose(ctx, d)
 			return e
-		})
-		if c.Aborted() {
-			return stepflow.Continue()
-		}
-		if err != nil {
-			c.Record(outcomeOf(err), err)
-			return stepflow.Fail(err)
+		}); !ok {
+			return res
 		}
 		if _, _, ok := n.span(branch); !ok || branch == "" {
 			err := fmt.Errorf("%s %q chose branch %q; branches are %v", n.kind, n.name, branch, n.Info().Detail)
@@ -175,6 +166,7 @@ func (n *switchNode[S]) Advance(c *stepflow.Cursor[S]) stepflow.Result {
 			return stepflow.Fail(stepflow.Permanent(err))
 		}
 		c.Record(branch, nil)
+		f = c.Frame()
 		f.Branch = branch
 	}
 	lo, hi, ok := n.span(f.Branch)

@@ -2,7 +2,6 @@ package combinators
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/stepflow-io/go-stepflow/stepflow"
@@ -112,25 +111,9 @@ func (n *doNode[S]) Advance(c *stepflow.Cursor[S]) stepflow.Result {
 			return c.Invalid("unknown at-most-once phase %q", f.Branch)
 		}
 	}
-	if !c.CanRun() {
-		return stepflow.Continue()
-	}
-	err := c.Run(n.fn)
-	if c.Aborted() {
-		return stepflow.Continue()
-	}
-	if err != nil {
-		c.Record(outcomeOf(err), err)
-		return stepflow.Fail(err)
+	if res, ok := call(c, n.fn); !ok {
+		return res
 	}
 	c.Record("ok", nil)
 	return stepflow.Complete()
-}
-
-// outcomeOf names a failed call's outcome for State.Record.
-func outcomeOf(err error) string {
-	if errors.Is(err, stepflow.ErrPanic) {
-		return "panic"
-	}
-	return "error"
 }

@@ -96,25 +96,17 @@ func (n *ForEachNode[S]) Advance(c *stepflow.Cursor[S]) stepflow.Result {
 	f := c.Frame()
 	switch f.Branch {
 	case "":
-		if !c.CanRun() {
-			return stepflow.Continue()
-		}
 		var list [][]byte
-		err := c.Run(func(ctx context.Context, d *S) (e error) {
+		if res, ok := call(c, func(ctx context.Context, d *S) (e error) {
 			list, e = n.items(ctx, d)
 			return e
-		})
-		if c.Aborted() {
-			return stepflow.Continue()
-		}
-		if err != nil {
-			c.Record(outcomeOf(err), err)
-			return stepflow.Fail(err)
+		}); !ok {
+			return res
 		}
 		c.Record(fmt.Sprintf("%d items", len(list)), nil)
 		f.Payload, f.Branch = packItems(list), phaseRunning
 	case phaseFailing:
-		return n.abandon(c)
+		return abandonThenFail(c)
 	}
 	total := itemCount(f.Payload)
 	if total < 0 {
@@ -124,8 +116,7 @@ func (n *ForEachNode[S]) Advance(c *stepflow.Cursor[S]) stepflow.Result {
 		c.AddInstance(stepflow.InstanceName(int(f.Index)))
 		f.Index++
 	}
-	budget := c.Budget()
-	ran := false
+	turns := share(c)
 	res := stepflow.Complete()
 	added := 0 // items started by this loop get no budget until the next Apply
 	for j := 0; j < c.Instances(); {
@@ -136,16 +127,12 @@ func (n *ForEachNode[S]) Advance(c *stepflow.Cursor[S]) stepflow.Result {
 		}
 		ic.SetItem(itemAt(f.Payload, idx))
 		ic.AddIteration(uint32(idx))
-		if j >= c.Instances()-added {
-			c.SetBudget(0)
-		} else {
-			c.SetBudget(min(budget, 1))
-		}
+		turns.give(c, j >= c.Instances()-added)
 		r := ic.Sequence(0, len(n.body))
 		if c.Aborted() {
 			return stepflow.Continue()
 		}
-		ran = ran || (budget > 0 && c.Budget() == 0)
+		turns.took(c)
 		switch r.Outcome {
 		case stepflow.OutcomeDone:
 			c.RemoveInstance(j)
@@ -161,28 +148,16 @@ func (n *ForEachNode[S]) Advance(c *stepflow.Cursor[S]) stepflow.Result {
 			f.Branch, f.Err = phaseFailing, c.Failure(r.Err)
 			c.RemoveInstance(j)
 			c.SetBudget(0)
-			return n.abandon(c)
+			return abandonThenFail(c)
 		}
 		res = stepflow.Combine(res, r)
 		j++
 	}
-	if ran {
-		c.SetBudget(0)
-	} else {
-		c.SetBudget(budget)
-	}
+	turns.done(c)
 	if res.Outcome == stepflow.OutcomeDone {
 		f.Payload = nil
 	}
 	return res
-}
-
-func (n *ForEachNode[S]) abandon(c *stepflow.Cursor[S]) stepflow.Result {
-	r := c.Unwind()
-	if r.Outcome == stepflow.OutcomeDone {
-		return stepflow.Fail(c.Raise(c.Frame().Err))
-	}
-	return r
 }
 
 // Redrive resumes a failed ForEach at the item that failed when items run

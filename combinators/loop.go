@@ -89,16 +89,9 @@ func (n *loopNode[S]) Advance(c *stepflow.Cursor[S]) stepflow.Result {
 		}
 	}
 	if f.Branch == phaseCheck {
-		if !c.CanRun() {
-			return stepflow.Continue()
-		}
-		ok, err := c.RunCond(n.cond)
-		if c.Aborted() {
-			return stepflow.Continue()
-		}
-		if err != nil {
-			c.Record(outcomeOf(err), err)
-			return stepflow.Fail(err)
+		ok, res, proceed := callCond(c, n.cond)
+		if !proceed {
+			return res
 		}
 		// While continues on true; LoopUntil stops on true.
 		if ok == (n.kind == "loop-until") {

@@ -69,18 +69,17 @@ func (n *ParallelNode[S]) Advance(c *stepflow.Cursor[S]) stepflow.Result {
 		c.EnterAll(all)
 		f.Branch = phaseRunning
 	case phaseFailing:
-		return n.abandon(c)
+		return abandonThenFail(c)
 	}
-	budget := c.Budget()
-	ran := false
+	turns := share(c)
 	res := stepflow.Complete()
 	for j := 0; j < c.NumActive(); {
-		c.SetBudget(min(budget, 1))
+		turns.give(c, false)
 		r, _ := c.AdvanceActive(j)
 		if c.Aborted() {
 			return stepflow.Continue()
 		}
-		ran = ran || (budget > 0 && c.Budget() == 0)
+		turns.took(c)
 		switch r.Outcome {
 		case stepflow.OutcomeDone:
 			c.RemoveActive(j)
@@ -94,30 +93,17 @@ func (n *ParallelNode[S]) Advance(c *stepflow.Cursor[S]) stepflow.Result {
 			}
 			f.Branch, f.Err = phaseFailing, c.Failure(r.Err)
 			c.SetBudget(0)
-			return n.abandon(c)
+			return abandonThenFail(c)
 		}
 		res = stepflow.Combine(res, r)
 		j++
 	}
-	if ran {
-		c.SetBudget(0)
-	} else {
-		c.SetBudget(budget)
-	}
+	turns.done(c)
 	if res.Outcome == stepflow.OutcomeDone && len(f.Payload) > 0 {
 		// One error naming the parallel node and wrapping every branch's.
 		return stepflow.Fail(&stepflow.StepError{Path: c.Path(), Attempt: c.Attempt(), Err: failuresError(c, f.Payload)})
 	}
 	return res
-}
-
-// abandon unwinds the remaining branches after a failure, then fails.
-func (n *ParallelNode[S]) abandon(c *stepflow.Cursor[S]) stepflow.Result {
-	r := c.Unwind()
-	if r.Outcome == stepflow.OutcomeDone {
-		return stepflow.Fail(c.Raise(c.Frame().Err))
-	}
-	return r
 }
 
 // Redrive restarts a failed parallel from its start: the branches that

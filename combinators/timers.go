@@ -54,20 +54,12 @@ func (n *sleepNode[S]) Advance(c *stepflow.Cursor[S]) stepflow.Result {
 	now := c.Now()
 	if f.Branch != phaseSet {
 		if n.dynamic {
-			if !c.CanRun() {
-				return stepflow.Continue()
-			}
 			var t time.Time
-			err := c.Run(func(ctx context.Context, d *S) (e error) {
+			if res, ok := call(c, func(ctx context.Context, d *S) (e error) {
 				t, e = n.until(ctx, d)
 				return e
-			})
-			if c.Aborted() {
-				return stepflow.Continue()
-			}
-			if err != nil {
-				c.Record(outcomeOf(err), err)
-				return stepflow.Fail(err)
+			}); !ok {
+				return res
 			}
 			f.Until = t.UTC()
 		} else {
@@ -132,17 +124,9 @@ func (n *signalNode[S]) Advance(c *stepflow.Cursor[S]) stepflow.Result {
 			continue
 		}
 		if n.into != nil {
-			if !c.CanRun() {
-				return stepflow.Continue()
-			}
 			payload := s.Payload
-			err := c.Run(func(_ context.Context, d *S) error { return n.into(d, payload) })
-			if c.Aborted() {
-				return stepflow.Continue()
-			}
-			if err != nil {
-				c.Record(outcomeOf(err), err)
-				return stepflow.Fail(err)
+			if res, ok := call(c, func(_ context.Context, d *S) error { return n.into(d, payload) }); !ok {
+				return res
 			}
 		}
 		c.ConsumeSignal(i)

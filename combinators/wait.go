@@ -132,13 +132,9 @@ func (n *waitNode[S]) Advance(c *stepflow.Cursor[S]) stepflow.Result {
 		f.Since = now
 	}
 	f.Count++
-	ok, err := c.RunCond(n.pred)
-	if c.Aborted() {
-		return stepflow.Continue()
-	}
-	if err != nil {
-		c.Record(outcomeOf(err), err)
-		return stepflow.Fail(err)
+	ok, res, proceed := callCond(c, n.pred)
+	if !proceed {
+		return res
 	}
 	if ok {
 		c.Record("true", nil)

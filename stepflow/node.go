@@ -134,34 +134,28 @@ type Call struct {
 // re-executed (after a crash, the state is reloaded and the same call is
 // made again) and different for every other call of the same process:
 // another step, another attempt, another loop iteration.
-func (c Call) IdempotencyKey() string {
-	b := make([]byte, 0, 64)
-	b = append(b, c.Version...)
-	b = append(b, '|')
-	b = append(b, c.ID...)
-	b = append(b, '|')
-	b = append(b, c.Path...)
-	b = append(b, '#')
-	b = appendUint(b, uint64(c.Attempt))
-	for _, it := range c.Iterations {
-		b = append(b, '.')
-		b = appendUint(b, uint64(it))
-	}
-	return string(b)
-}
+func (c Call) IdempotencyKey() string { return c.key(true) }
 
 // OperationKey is IdempotencyKey without the attempt: the same for every
 // retry of this call. Use it when the external system should see all
 // retries of one step as one operation (a reply lost after the operation
 // succeeded is then answered by the system's record of the first attempt);
 // use IdempotencyKey when each attempt is a new operation.
-func (c Call) OperationKey() string {
+func (c Call) OperationKey() string { return c.key(false) }
+
+// key is version|id|path, then #attempt when asked, then .iteration for
+// each enclosing loop.
+func (c Call) key(attempt bool) string {
 	b := make([]byte, 0, 64)
 	b = append(b, c.Version...)
 	b = append(b, '|')
 	b = append(b, c.ID...)
 	b = append(b, '|')
 	b = append(b, c.Path...)
+	if attempt {
+		b = append(b, '#')
+		b = appendUint(b, uint64(c.Attempt))
+	}
 	for _, it := range c.Iterations {
 		b = append(b, '.')
 		b = appendUint(b, uint64(it))
