@@ -9,18 +9,23 @@ FUZZTIME  ?= 20s
 # CI and `make test` run each fuzz target this long; `make fuzz` uses FUZZTIME.
 FUZZSMOKE ?= 20s
 
-.PHONY: all test test/race test/unit vet lint verify bench fuzz fuzz/smoke tidy
+.PHONY: all test test/race test/386 test/unit vet lint verify bench fuzz fuzz/smoke fuzz/run
 
 all: verify test
 
-## test: vet, then every test under the race detector, then a short fuzz run of every target.
-test: vet test/race fuzz/smoke
+## test: vet, every test under the race detector, the core on 32-bit, a short fuzz run of every target.
+test: vet test/race test/386 fuzz/smoke
 
 vet:
 	@for m in $(MODULES); do echo "== vet $$m"; (cd $$m && $(GO) vet ./...) || exit 1; done
 
 test/race:
 	@for m in $(MODULES); do echo "== test $$m"; (cd $$m && $(GO) test -race -count=1 ./...) || exit 1; done
+
+# The core packages also run as 32-bit code (GOARCH=386 runs natively on
+# amd64): lengths and counters in the codec must not overflow there.
+test/386:
+	@echo "== test 386 core"; GOARCH=386 $(GO) test -count=1 ./stepflow ./combinators ./codec
 
 test/unit:
 	@for m in $(MODULES); do (cd $$m && $(GO) test -count=1 ./...) || exit 1; done

@@ -134,15 +134,31 @@ func (r *reader) bytes(n int) []byte {
 	return p
 }
 
-func (r *reader) u16() int { p := r.bytes(2); return beInt(p) }
-func (r *reader) u32() int { p := r.bytes(4); return beInt(p) }
-
-func beInt(p []byte) int {
-	v := 0
-	for _, c := range p {
-		v = v<<8 | int(c)
+func (r *reader) u16() int {
+	p := r.bytes(2)
+	if p == nil {
+		return 0
 	}
-	return v
+	return int(binary.BigEndian.Uint16(p))
+}
+
+func (r *reader) u32() uint32 {
+	p := r.bytes(4)
+	if p == nil {
+		return 0
+	}
+	return binary.BigEndian.Uint32(p)
+}
+
+// len32 reads a 32-bit length. One that does not fit an int (on 32-bit
+// platforms) cannot fit in memory either: it reads as -1, which every
+// caller rejects as more than the input holds.
+func (r *reader) len32() int {
+	v := r.u32()
+	if uint64(v) > uint64(math.MaxInt) {
+		return -1
+	}
+	return int(v)
 }
 
 func (r *reader) corrupt(format string, args ...any) {
@@ -202,7 +218,7 @@ func (r *reader) strLen() int {
 	case c == 0xda:
 		return r.u16()
 	case c == 0xdb:
-		return r.u32()
+		return r.len32()
 	}
 	r.corrupt("want a string, found 0x%02x", c)
 	return 0
@@ -224,7 +240,7 @@ func (r *reader) bin() []byte {
 	case c == 0xc5:
 		n = r.u16()
 	case c == 0xc6:
-		n = r.u32()
+		n = r.len32()
 	default:
 		r.corrupt("want binary, found 0x%02x", c)
 		return nil
@@ -249,7 +265,7 @@ func (r *reader) arrayLen(what string, lo, hi int) int {
 	case c == 0xdc:
 		n = r.u16()
 	case c == 0xdd:
-		n = r.u32()
+		n = r.len32()
 	default:
 		r.corrupt("want %s (an array), found 0x%02x", what, c)
 		return 0
@@ -351,7 +367,7 @@ func (r *reader) checkValue(depth int) {
 	case 0xc5, 0xda:
 		r.bytes(r.u16())
 	case 0xc6, 0xdb:
-		r.bytes(r.u32())
+		r.bytes(r.len32())
 	case 0xd4:
 		r.bytes(2)
 	case 0xd5:
@@ -367,22 +383,26 @@ func (r *reader) checkValue(depth int) {
 	case 0xc8:
 		r.bytes(r.u16() + 1)
 	case 0xc9:
-		r.bytes(r.u32() + 1)
+		if n := r.len32(); n >= 0 {
+			r.bytes(n + 1)
+		} else {
+			r.bytes(n)
+		}
 	case 0xdc:
 		n, per = r.u16(), 1
 	case 0xdd:
-		n, per = r.u32(), 1
+		n, per = r.len32(), 1
 	case 0xde:
 		n, per = r.u16(), 2
 	case 0xdf:
-		n, per = r.u32(), 2
+		n, per = r.len32(), 2
 	case 0xc1:
 		r.corrupt("reserved msgpack code 0xc1")
 	}
 	if per == 0 || r.err != nil {
 		return
 	}
-	if n*per > len(r.b)-r.off {
+	if n < 0 || n > (len(r.b)-r.off)/per {
 		r.fail(fmt.Errorf("%w: data claims %d elements, %d bytes left", ErrTruncated, n, len(r.b)-r.off))
 		return
 	}
