@@ -51,7 +51,8 @@ func (f *Flow[S]) apply(ctx context.Context, prev State[S], budget int) (State[S
 	x := f.pool.Get().(*exec[S])
 	defer f.release(x)
 	x.parent, x.budget = ctx, budget
-	x.next = prev
+	x.root, x.err, x.signals, x.intent = prev.Root, prev.Err, prev.Signals, prev.Intent
+	x.id, x.steps = prev.ID, prev.Steps
 	x.data = prev.Data
 	if f.clone != nil {
 		x.data = f.clone(prev.Data)
@@ -60,21 +61,21 @@ func (f *Flow[S]) apply(ctx context.Context, prev State[S], budget int) (State[S
 	x.recs = x.recBuf[:0]
 
 	r := x.advanceRoot()
-	if x.exit != "" && x.abort == nil && x.next.Root.Branch == "" {
+	if x.exit != "" && x.abort == nil && x.root.Branch == "" {
 		// A node ended the process (Succeed): unwind the rest of the flow
 		// now, running nothing, so enclosing cleanups are entered.
-		x.next.Root.Branch, x.budget = x.exit, 0
+		x.root.Branch, x.budget = x.exit, 0
 		r = x.advanceRoot()
 	}
 	if x.abort != nil {
 		return prev, x.abort
 	}
-	return x.finish(r)
+	return x.finish(prev, r)
 }
 
 func (x *exec[S]) advanceRoot() Result {
 	root := x.cursor(0)
-	*root = Cursor[S]{x: x, n: x.flow.root, f: &x.next.Root, fOwned: true}
+	*root = Cursor[S]{x: x, n: x.flow.root, f: &x.root, fOwned: true}
 	return x.flow.root.node.Advance(root)
 }
 
@@ -90,7 +91,8 @@ func (f *Flow[S]) release(x *exec[S]) {
 	// Clear what refers to the process or the caller; the cursor slots and
 	// record buffer are overwritten before they are read again.
 	var zero S
-	x.parent, x.next, x.data, x.abort, x.interceptors = nil, State[S]{}, zero, nil, nil
+	x.parent, x.root, x.data, x.abort, x.interceptors = nil, Frame{}, zero, nil, nil
+	x.err, x.signals, x.intent, x.id = nil, nil, "", ""
 	x.nowSet, x.recs, x.exit, x.attention, x.attempt = false, nil, "", nil, 0
 	x.callStart, x.callEnd, x.callNode = time.Time{}, time.Time{}, nil
 	clear(x.ctxs)
@@ -110,8 +112,9 @@ func (f *Flow[S]) check(st State[S]) error {
 }
 
 // finish turns the root's result into the next state.
-func (x *exec[S]) finish(r Result) (State[S], error) {
-	next := x.next
+func (x *exec[S]) finish(prev State[S], r Result) (State[S], error) {
+	next := prev
+	next.Root, next.Err, next.Signals, next.Intent = x.root, x.err, x.signals, x.intent
 	next.Data = x.data
 	next.Steps++
 	next.WakeAt = time.Time{}
@@ -167,10 +170,17 @@ func appendBounded(old, add []Record, limit int) []Record {
 
 // exec holds one Apply's working memory. It is pooled per flow.
 type exec[S any] struct {
-	parent       context.Context
-	flow         *Flow[S]
-	next         State[S]
-	data         S
+	parent context.Context
+	flow   *Flow[S]
+	data   S
+	// What an Apply may change of the state, the rest being copied from
+	// the input when the result is assembled (finish).
+	root         Frame
+	err          *Failure
+	signals      []Signal
+	intent       string
+	id           string
+	steps        uint64
 	budget       int
 	abort        error
 	interceptors []Interceptor
@@ -320,14 +330,14 @@ func (c *Cursor[S]) Now() time.Time { return c.x.now() }
 func (c *Cursor[S]) Data() *S { return &c.x.data }
 
 // Signals returns the pending signals of the state being built.
-func (c *Cursor[S]) Signals() []Signal { return c.x.next.Signals }
+func (c *Cursor[S]) Signals() []Signal { return c.x.signals }
 
 // ConsumeSignal removes pending signal i from the new state.
 func (c *Cursor[S]) ConsumeSignal(i int) {
-	old := c.x.next.Signals
+	old := c.x.signals
 	s := make([]Signal, 0, len(old)-1)
 	s = append(append(s, old[:i]...), old[i+1:]...)
-	c.x.next.Signals = s
+	c.x.signals = s
 }
 
 // NumChildren returns the number of child nodes.
@@ -403,7 +413,7 @@ func (c *Cursor[S]) SetItem(item []byte) { c.item = item }
 func (c *Cursor[S]) SetCaught(f *Failure) { c.caught = f }
 
 // ProcessID returns State.ID of the process.
-func (c *Cursor[S]) ProcessID() string { return c.x.next.ID }
+func (c *Cursor[S]) ProcessID() string { return c.x.id }
 
 func (c *Cursor[S]) begin() error {
 	x := c.x
@@ -418,8 +428,8 @@ func (c *Cursor[S]) begin() error {
 	x.budget--
 	x.attempt = c.Attempt()
 	cc := &callCtx{parent: x.parent, call: Call{
-		Version: x.flow.version, ID: x.next.ID, Path: c.n.path, Kind: c.n.info.Kind,
-		Attempt: x.attempt, Iterations: c.iters, Seq: x.next.Steps,
+		Version: x.flow.version, ID: x.id, Path: c.n.path, Kind: c.n.info.Kind,
+		Attempt: x.attempt, Iterations: c.iters, Seq: x.steps,
 		Item: c.item, Caught: c.caught,
 	}}
 	x.ctxs = append(x.ctxs, cc)
@@ -472,7 +482,7 @@ func (c *Cursor[S]) Record(outcome string, err error) {
 	if x.flow.opts.Record <= 0 {
 		return
 	}
-	r := Record{Seq: x.next.Steps + 1, Path: c.n.path, Outcome: outcome, Attempt: c.Attempt(), Start: x.callStart, End: x.callEnd}
+	r := Record{Seq: x.steps + 1, Path: c.n.path, Outcome: outcome, Attempt: c.Attempt(), Start: x.callStart, End: x.callEnd}
 	if x.callNode != c.n {
 		// A decision made without calling user code (a timeout, an error
 		// ignored by Optional) happened at the time of this Apply.
@@ -781,7 +791,7 @@ func (c *Cursor[S]) SetBudget(n int) { c.x.budget = n }
 // NoteError records err as the process's last error (State.Err) without
 // failing anything: for nodes that handle an error and continue.
 func (c *Cursor[S]) NoteError(err error) {
-	c.x.next.Err = c.Failure(err)
+	c.x.err = c.Failure(err)
 }
 
 // Sequence runs children lo..hi-1 one after the other: the usual body of a

@@ -205,7 +205,7 @@ func WithIntentSaved[S any](ctx context.Context, st State[S]) context.Context {
 // before the next Apply may run the step.
 func (c *Cursor[S]) RecordIntent() {
 	c.Frame().Branch = IntentRecorded
-	c.x.next.Intent = c.n.path
+	c.x.intent = c.n.path
 	c.x.budget = 0
 }
 
@@ -213,14 +213,13 @@ func (c *Cursor[S]) RecordIntent() {
 // recorded (see WithIntentSaved), and clears the state's intent.
 func (c *Cursor[S]) IntentAuthorized() bool {
 	tok, _ := c.x.parent.Value(intentKey{}).(intentToken)
-	n := &c.x.next
-	ok := tok.path != "" && tok.path == n.Intent && tok.version == n.Version && tok.id == n.ID && tok.steps == n.Steps &&
-		n.Intent == c.n.path
-	return ok
+	x := c.x
+	return tok.path != "" && tok.path == x.intent && tok.version == x.flow.version && tok.id == x.id &&
+		tok.steps == x.steps && x.intent == c.n.path
 }
 
 // ClearIntent forgets the state's recorded intent once its outcome is known.
-func (c *Cursor[S]) ClearIntent() { c.x.next.Intent = "" }
+func (c *Cursor[S]) ClearIntent() { c.x.intent = "" }
 
 // NeedsAttention stops the process in NeedsAttention with err recorded.
 // Apply returns such a state unchanged until Resolve is called.
