@@ -343,9 +343,6 @@ func (c *Cursor[S]) ConsumeSignal(i int) {
 // NumChildren returns the number of child nodes.
 func (c *Cursor[S]) NumChildren() int { return len(c.n.children) }
 
-// ChildName returns the name of child i.
-func (c *Cursor[S]) ChildName(i int) string { return c.n.children[i].info.Name }
-
 // Aborted reports whether this Apply has been abandoned (invalid state or a
 // canceled context). A node that sees it must return at once; the result is
 // ignored and Apply returns its input unchanged.
@@ -571,28 +568,6 @@ func (c *Cursor[S]) ClearChildren() {
 	}
 	c.mutable()
 	c.f.Children, c.owned = nil, false
-}
-
-// RemoveChild drops the active frame of child i, if any.
-func (c *Cursor[S]) RemoveChild(i int) {
-	if j := c.frameOf(i); j >= 0 {
-		c.removeFrame(j)
-	}
-}
-
-// ActiveChildren returns the indexes of every active child, in frame order.
-// A frame naming an unknown child abandons the Apply (check Aborted).
-func (c *Cursor[S]) ActiveChildren() []int {
-	out := make([]int, 0, len(c.f.Children))
-	for _, fr := range c.f.Children {
-		i, ok := c.n.childIndex(fr.Name)
-		if !ok {
-			c.invalidChild(fr.Name)
-			return nil
-		}
-		out = append(out, i)
-	}
-	return out
 }
 
 // AdvanceChild advances the active child i and returns its result. A
