@@ -61,6 +61,9 @@ func (n *CaseNode[S]) Info() stepflow.Info                           { return n.
 func (n *CaseNode[S]) Children() []stepflow.Node[S]                  { return n.sw.Children() }
 func (n *CaseNode[S]) Advance(c *stepflow.Cursor[S]) stepflow.Result { return n.sw.Advance(c) }
 
+// BranchOf names the branch, Then or Else, of child i.
+func (n *CaseNode[S]) BranchOf(i int) string { return n.sw.BranchOf(i) }
+
 func (n *CaseNode[S]) Check() []string {
 	p := n.sw.Check()
 	if len(n.sw.branches[0].Nodes) == 0 && len(n.sw.branches[1].Nodes) == 0 {
@@ -131,6 +134,18 @@ func (n *switchNode[S]) Check() []string {
 		p = append(p, "switch without branches")
 	}
 	return p
+}
+
+// BranchOf names the branch child i belongs to (stepflow.Brancher).
+func (n *switchNode[S]) BranchOf(i int) string {
+	lo := 0
+	for _, b := range n.branches {
+		if i < lo+len(b.Nodes) {
+			return b.Name
+		}
+		lo += len(b.Nodes)
+	}
+	return ""
 }
 
 // span returns the child index range of the named branch.

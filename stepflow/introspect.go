@@ -136,7 +136,23 @@ const (
 	nodeActive  = "active"
 	nodeFailed  = "failed"
 	nodePending = "pending"
+	nodeSkipped = "skipped"
 )
+
+// Brancher is implemented by nodes whose children form named branches, of
+// which one is chosen and recorded in the frame's Branch (Case, Switch):
+// BranchOf names the branch child i belongs to. Describe uses it to show the
+// other branches as skipped.
+type Brancher interface {
+	BranchOf(child int) string
+}
+
+func parentPath(p string) string {
+	if i := strings.LastIndexByte(p, '/'); i >= 0 {
+		return p[:i]
+	}
+	return ""
+}
 
 // Describe explains a state of this flow.
 func (f *Flow[S]) Describe(st State[S]) (Description, error) {
@@ -204,6 +220,8 @@ func glyph(m string) string {
 		return "[>]"
 	case nodeFailed:
 		return "[!]"
+	case nodeSkipped:
+		return "[-]"
 	}
 	return "[ ]"
 }
@@ -250,14 +268,25 @@ func (f *Flow[S]) marks(st State[S]) map[string]string {
 		}
 		return m
 	}
+	frames := map[string]*Frame{"": &st.Root}
 	st.Root.Walk(func(p string, fr *Frame) {
+		frames[p] = fr
 		c := f.byPath[stripInstances(p)]
 		if c == nil || isInstance(fr.Name) {
 			return
 		}
 		m[c.path] = nodeActive
+		parent := frames[parentPath(p)]
+		if b, ok := c.parent.node.(Brancher); ok && parent != nil && parent.Branch != "" {
+			// A decided Case or Switch: the other branches were skipped.
+			for _, sib := range c.parent.children {
+				if b.BranchOf(sib.index) != parent.Branch {
+					markTree(m, sib, nodeSkipped)
+				}
+			}
+		}
 		for _, sib := range c.parent.children[:c.index] {
-			if _, seen := m[sib.path]; !seen && len(c.parent.children) > 0 && c.parent.info.Kind != "parallel" {
+			if _, seen := m[sib.path]; !seen && c.parent.info.Kind != "parallel" {
 				markTree(m, sib, nodeDone)
 			}
 		}
@@ -329,6 +358,7 @@ func (f *Flow[S]) mermaid(marks map[string]string) string {
 		b.WriteString("  classDef done fill:#d4f7d4,stroke:#2b8a3e\n")
 		b.WriteString("  classDef active fill:#fff3bf,stroke:#f08c00,stroke-width:3px\n")
 		b.WriteString("  classDef failed fill:#ffc9c9,stroke:#c92a2a,stroke-width:3px\n")
+		b.WriteString("  classDef skipped fill:#f1f3f5,stroke:#adb5bd,color:#868e96\n")
 		for _, c := range f.order {
 			if m := marks[c.path]; m != "" && m != nodePending {
 				fmt.Fprintf(&b, "  class %s %s\n", ids[c], m)

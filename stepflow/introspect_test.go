@@ -100,3 +100,24 @@ func TestMermaidListsEveryNode(t *testing.T) {
 	assert.Contains(t, m, "n0 --> n1")
 	assert.NotContains(t, m, "classDef", "no highlighting without a state")
 }
+
+func TestDescribeShowsSkippedBranches(t *testing.T) {
+	f := stepflow.Must(stepflow.New("skip/v1",
+		combinators.Case("shouldDeploy", func(context.Context, *deploy) (bool, error) { return false, nil },
+			combinators.Do("createDeployRequest", ok),
+			combinators.Do("merge", ok),
+		).Else(combinators.Do("report", ok), combinators.Do("notify", ok))))
+	st, err := f.Apply(context.Background(), f.Start(deploy{}))
+	require.NoError(t, err)
+	st, err = f.Apply(context.Background(), st)
+	require.NoError(t, err)
+	d, err := f.Describe(st)
+	require.NoError(t, err)
+	assert.Contains(t, d.Tree, "[-] createDeployRequest (do)")
+	assert.Contains(t, d.Tree, "[-] merge (do)")
+	assert.Contains(t, d.Tree, "[x] report (do)")
+	assert.Contains(t, d.Tree, "[>] notify (do)")
+	mm, err := f.DescribeMermaid(st)
+	require.NoError(t, err)
+	assert.Contains(t, mm, "class n1 skipped")
+}
