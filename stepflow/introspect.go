@@ -17,6 +17,9 @@ type NodeInfo struct {
 	Depth int
 	// Children are the names of the node's children, in flow order.
 	Children []string
+	// Branch names the branch of its parent (a Case or Switch) the node
+	// belongs to; empty elsewhere.
+	Branch string
 }
 
 // Nodes lists every node of the flow in depth-first flow order.
@@ -39,6 +42,9 @@ func (f *Flow[S]) Node(path string) (NodeInfo, bool) {
 
 func (c *compiled[S]) nodeInfo() NodeInfo {
 	ni := NodeInfo{Info: c.info, Path: c.path, Depth: c.depth}
+	if b, ok := c.parent.node.(Brancher); ok {
+		ni.Branch = b.BranchOf(c.index)
+	}
 	for _, k := range c.children {
 		ni.Children = append(ni.Children, k.info.Name)
 	}

@@ -37,6 +37,10 @@ func TestNodesAndFingerprint(t *testing.T) {
 	n, ok := f.Node("shouldDeploy")
 	require.True(t, ok)
 	assert.Equal(t, []string{"createDeployRequest", "acceptedDeployRequest"}, n.Children)
+	inner, _ := f.Node("shouldDeploy/acceptedDeployRequest")
+	assert.Equal(t, "then", inner.Branch)
+	first, _ := f.Node("first")
+	assert.Empty(t, first.Branch)
 	_, ok = f.Node("nope")
 	assert.False(t, ok)
 
