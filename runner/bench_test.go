@@ -17,6 +17,7 @@ import (
 	"github.com/stepflow-io/go-stepflow/stepflow"
 	"github.com/stepflow-io/go-stepflow/store"
 	"github.com/stepflow-io/go-stepflow/store/boltstore"
+	"github.com/stepflow-io/go-stepflow/store/storetest"
 )
 
 // noopFlow has ten steps that do nothing: the benchmarks measure the
@@ -186,7 +187,7 @@ func pgFill(b testing.TB, schema string, blobs map[string][]byte) {
 // 3 runners (each one goroutine with its own owner, as separate runner
 // processes would be) sharing the table.
 func BenchmarkRunnerPostgres(b *testing.B) {
-	pgDSN(b)
+	storetest.PostgresDSN(b)
 	for _, runners := range []int{1, 2, 3} {
 		for _, n := range benchSizes {
 			if runners > 1 && n != 10_000 {

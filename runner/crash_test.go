@@ -24,6 +24,7 @@ import (
 	"github.com/stepflow-io/go-stepflow/store"
 	"github.com/stepflow-io/go-stepflow/store/boltstore"
 	"github.com/stepflow-io/go-stepflow/store/pgstore"
+	"github.com/stepflow-io/go-stepflow/store/storetest"
 )
 
 // These tests run runners in child OS processes (the test binary
@@ -78,7 +79,7 @@ func runChild() error {
 		}
 		s = bs
 	case "pg":
-		ps, err := pgstore.Open(ctx, os.Getenv("STEPFLOW_TEST_PG"), &pgstore.Options{Schema: os.Getenv("STEPFLOW_CHILD_SCHEMA")})
+		ps, err := pgstore.Open(ctx, os.Getenv(storetest.PostgresEnv), &pgstore.Options{Schema: os.Getenv("STEPFLOW_CHILD_SCHEMA")})
 		if err != nil {
 			return err
 		}
@@ -300,7 +301,7 @@ func TestCrashBolt(t *testing.T) {
 }
 
 func TestCrashPostgres(t *testing.T) {
-	pgDSN(t)
+	storetest.PostgresDSN(t)
 	schema := newSchema(t)
 	s := newPG(t, schema)
 	startCrashProcs(t, s, crashProcs)
@@ -325,7 +326,7 @@ func TestCrashPostgres(t *testing.T) {
 // is killed mid-run and its leases are taken over after they expire. No
 // step of a process ever runs in two runners at once.
 func TestScaleOutPostgres(t *testing.T) {
-	pgDSN(t)
+	storetest.PostgresDSN(t)
 	const procs, steps = 2000, 3
 	schema := newSchema(t)
 	s := newPG(t, schema)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -16,20 +15,11 @@ import (
 	"github.com/stepflow-io/go-stepflow/store"
 	"github.com/stepflow-io/go-stepflow/store/boltstore"
 	"github.com/stepflow-io/go-stepflow/store/pgstore"
+	"github.com/stepflow-io/go-stepflow/store/storetest"
 )
 
 // The runner package itself never imports pgx; only its tests do, to run
 // the same scenarios on every store.
-
-// pgDSN returns the test database, or skips with how to get one.
-func pgDSN(t testing.TB) string {
-	dsn := os.Getenv("STEPFLOW_TEST_PG")
-	if dsn == "" {
-		t.Skip("PostgreSQL tests need STEPFLOW_TEST_PG (a postgres:// URL); " +
-			"for a local server run: export STEPFLOW_TEST_PG=$(bash -c '. .ci/postgres.sh >/dev/null; echo $STEPFLOW_TEST_PG')")
-	}
-	return dsn
-}
 
 var (
 	poolOnce sync.Once
@@ -38,7 +28,7 @@ var (
 )
 
 func testPool(t testing.TB) *pgxpool.Pool {
-	dsn := pgDSN(t)
+	dsn := storetest.PostgresDSN(t)
 	poolOnce.Do(func() {
 		cfg, err := pgxpool.ParseConfig(dsn)
 		if err != nil {

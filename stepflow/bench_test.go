@@ -28,8 +28,12 @@ func seqFlow(b testing.TB, n int, opts *stepflow.Options) *stepflow.Flow[stepflo
 // benchSeq measures one Apply per iteration, restarting the process when
 // it completes, so the figure is the cost per step.
 func benchSeq(b *testing.B, n int, opts *stepflow.Options) {
-	f := seqFlow(b, n, opts)
-	ctx := stepflow.WithClock(context.Background(), fixedClock)
+	benchApply(b, seqFlow(b, n, opts), stepflow.WithClock(context.Background(), fixedClock))
+}
+
+// benchApply times one Apply per iteration, starting the process again
+// whenever it ends, so the figure is the cost of a step.
+func benchApply(b *testing.B, f *stepflow.Flow[stepflow.None], ctx context.Context) {
 	start := f.Start(stepflow.None{})
 	st := start
 	b.ReportAllocs()
@@ -40,7 +44,7 @@ func benchSeq(b *testing.B, n int, opts *stepflow.Options) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if st.Status == stepflow.Done {
+		if st.Terminal() {
 			st = start
 		}
 	}
@@ -121,17 +125,7 @@ func BenchmarkApplyParallel(b *testing.B) {
 				branches[i] = combinators.Sequence(fmt.Sprintf("b%d", i), steps...)
 			}
 			f := stepflow.Must(stepflow.New("par/v1", combinators.Parallel("p", branches...)))
-			ctx := context.Background()
-			start := f.Start(stepflow.None{})
-			st := start
-			b.ReportAllocs()
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				st, _ = f.Apply(ctx, st)
-				if st.Terminal() {
-					st = start
-				}
-			}
+			benchApply(b, f, context.Background())
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/branch-step")
 		})
 	}
@@ -145,17 +139,7 @@ func BenchmarkApplyForEach(b *testing.B) {
 			f := stepflow.Must(stepflow.New("each/v1",
 				combinators.ForEach("each", func(context.Context, *stepflow.None) ([]int, error) { return make([]int, 1000), nil },
 					combinators.Plain.Do("a", noop), combinators.Plain.Do("b", noop)).Concurrency(conc)))
-			ctx := context.Background()
-			start := f.Start(stepflow.None{})
-			st := start
-			b.ReportAllocs()
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				st, _ = f.Apply(ctx, st)
-				if st.Terminal() {
-					st = start
-				}
-			}
+			benchApply(b, f, context.Background())
 		})
 	}
 }

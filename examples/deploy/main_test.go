@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/stepflow-io/go-stepflow/stepflow"
+	"github.com/stepflow-io/go-stepflow/store/storetest"
 )
 
 // TestMain makes the test binary a deploy run when DEPLOY_CHILD_DB is set,
@@ -182,11 +183,7 @@ func TestKillAndResume(t *testing.T) {
 
 // TestRunOnPostgres runs the pipeline with -store, in a schema of its own.
 func TestRunOnPostgres(t *testing.T) {
-	dsn := os.Getenv("STEPFLOW_TEST_PG")
-	if dsn == "" {
-		t.Skip("PostgreSQL tests need STEPFLOW_TEST_PG (a postgres:// URL); " +
-			"for a local server run: export STEPFLOW_TEST_PG=$(bash -c '. .ci/postgres.sh >/dev/null; echo $STEPFLOW_TEST_PG')")
-	}
+	dsn := storetest.PostgresDSN(t)
 	schema := fmt.Sprintf("stepflow_deploy_test_%d", time.Now().UnixNano())
 	t.Cleanup(func() {
 		conn, err := pgx.Connect(context.Background(), dsn)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"os"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -16,23 +15,13 @@ import (
 	"github.com/stepflow-io/go-stepflow/store/storetest"
 )
 
-// testDSN returns the test database, or skips with how to get one.
-func testDSN(t testing.TB) string {
-	dsn := os.Getenv("STEPFLOW_TEST_PG")
-	if dsn == "" {
-		t.Skip("PostgreSQL tests need STEPFLOW_TEST_PG (a postgres:// URL); " +
-			"for a local server run: export STEPFLOW_TEST_PG=$(bash -c '. .ci/postgres.sh >/dev/null; echo $STEPFLOW_TEST_PG')")
-	}
-	return dsn
-}
-
 var sharedPool *pgxpool.Pool
 
 // newStore returns a migrated store in a fresh schema, dropped after the
 // test, so tests never see each other's rows.
 func newStore(t testing.TB) *pgstore.Store {
 	t.Helper()
-	dsn := testDSN(t)
+	dsn := storetest.PostgresDSN(t)
 	if sharedPool == nil {
 		p, err := pgxpool.New(context.Background(), dsn)
 		require.NoError(t, err)

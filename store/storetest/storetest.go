@@ -13,6 +13,7 @@ package storetest
 import (
 	"context"
 	"fmt"
+	"os"
 	"slices"
 	"sync"
 	"testing"
@@ -583,4 +584,20 @@ func cmpString(a, b string) int {
 		return 1
 	}
 	return 0
+}
+
+// PostgresEnv is the environment variable that names the PostgreSQL
+// database tests may use (a postgres:// URL). CI sets it.
+const PostgresEnv = "STEPFLOW_TEST_PG"
+
+// PostgresDSN returns the test database from PostgresEnv, or skips the test
+// with a message saying how to get one.
+func PostgresDSN(t testing.TB) string {
+	t.Helper()
+	dsn := os.Getenv(PostgresEnv)
+	if dsn == "" {
+		t.Skip("PostgreSQL tests need " + PostgresEnv + " (a postgres:// URL); " +
+			"for a local server run: export " + PostgresEnv + "=$(bash -c '. .ci/postgres.sh >/dev/null; echo $" + PostgresEnv + "')")
+	}
+	return dsn
 }
