@@ -66,9 +66,9 @@ func (n *doNode[S]) Info() stepflow.Info {
 		if n.opts.onUnknown == RunAgain {
 			d = "at most once, run again if unknown"
 		}
-		return stepflow.Info{Name: n.name, Kind: "do", Detail: d, Leaf: true}
+		return stepflow.Info{Name: n.name, Kind: "do", Detail: d, Leaf: true, Inert: true}
 	}
-	return stepflow.Info{Name: n.name, Kind: "do", Leaf: true}
+	return stepflow.Info{Name: n.name, Kind: "do", Leaf: true, Inert: true}
 }
 
 func (n *doNode[S]) Children() []stepflow.Node[S] { return nil }

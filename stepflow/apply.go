@@ -199,10 +199,26 @@ type exec[S any] struct {
 }
 
 // callCtx is the context user code receives: the caller's context plus
-// the Call, for CallFrom.
+// what CallFrom reports. It is the one allocation of a typical step, so it
+// holds only what differs between calls and points at the rest.
 type callCtx struct {
-	parent context.Context
-	call   Call
+	parent  context.Context
+	meta    *callMeta
+	id      string
+	seq     uint64
+	attempt uint32
+	more    *callMore // nil unless a loop, ForEach or handler encloses the call
+}
+
+// callMeta is what a call's context knows of its node; it is fixed when the
+// flow is compiled.
+type callMeta struct{ version, path, kind string }
+
+// callMore is the rest of a Call, when there is any.
+type callMore struct {
+	iters  []uint32
+	item   []byte
+	caught *Failure
 }
 
 func (c *callCtx) Deadline() (time.Time, bool) { return c.parent.Deadline() }
@@ -210,9 +226,18 @@ func (c *callCtx) Done() <-chan struct{}       { return c.parent.Done() }
 func (c *callCtx) Err() error                  { return c.parent.Err() }
 func (c *callCtx) Value(k any) any {
 	if _, ok := k.(callKey); ok {
-		return &c.call
+		return c
 	}
 	return c.parent.Value(k)
+}
+
+// call returns the Call this context describes.
+func (c *callCtx) call() Call {
+	cl := Call{Version: c.meta.version, ID: c.id, Path: c.meta.path, Kind: c.meta.kind, Attempt: c.attempt, Seq: c.seq}
+	if m := c.more; m != nil {
+		cl.Iterations, cl.Item, cl.Caught = m.iters, m.item, m.caught
+	}
+	return cl
 }
 
 // now is the Apply's notion of the current time, read once.
@@ -424,11 +449,10 @@ func (c *Cursor[S]) begin() error {
 	}
 	x.budget--
 	x.attempt = c.Attempt()
-	cc := &callCtx{parent: x.parent, call: Call{
-		Version: x.flow.version, ID: x.id, Path: c.n.path, Kind: c.n.info.Kind,
-		Attempt: x.attempt, Iterations: c.iters, Seq: x.steps,
-		Item: c.item, Caught: c.caught,
-	}}
+	cc := &callCtx{parent: x.parent, meta: &c.n.meta, id: x.id, seq: x.steps, attempt: x.attempt}
+	if c.iters != nil || c.item != nil || c.caught != nil {
+		cc.more = &callMore{iters: c.iters, item: c.item, caught: c.caught}
+	}
 	x.ctxs = append(x.ctxs, cc)
 	if x.flow.opts.Record > 0 {
 		x.callStart, x.callNode = Now(x.parent), c.n
@@ -460,13 +484,14 @@ func (x *exec[S]) invoke(path string, fn, cond func(context.Context, *S) error) 
 		return fn(ctx, &x.data)
 	}
 	call := func(ctx context.Context) error { return fn(ctx, &x.data) }
+	desc := ctx.call()
 	all := x.flow.opts.Interceptors
 	if len(x.interceptors) > 0 {
 		all = append(all[:len(all):len(all)], x.interceptors...)
 	}
 	for i := len(all) - 1; i >= 0; i-- {
 		ic, next := all[i], call
-		call = func(cx context.Context) error { return ic(cx, ctx.call, next) }
+		call = func(cx context.Context) error { return ic(cx, desc, next) }
 	}
 	return call(ctx)
 }
@@ -799,5 +824,8 @@ func (c *Cursor[S]) Sequence(lo, hi int) Result {
 			return Complete()
 		}
 		c.Enter(i)
+		if c.x.budget <= 0 && c.n.children[i].info.Inert {
+			return Continue()
+		}
 	}
 }

@@ -67,6 +67,8 @@ type compiled[S any] struct {
 	// fresh is the frame of this node just entered, as a one-element
 	// children slice that states share until they write to it.
 	fresh []Frame
+	// meta is what CallFrom reports of the node.
+	meta callMeta
 }
 
 // New compiles a flow from its top-level nodes, which run in sequence.
@@ -141,6 +143,7 @@ func (f *Flow[S]) compile(n Node[S], parent *compiled[S], index int, problems *[
 		}
 		f.order = append(f.order, c)
 	}
+	c.meta = callMeta{version: f.version, path: c.path, kind: c.info.Kind}
 	for _, p := range n.Check() {
 		*problems = append(*problems, &DefinitionError{Path: c.path, Reason: p})
 	}

@@ -45,6 +45,12 @@ type Info struct {
 	// (one per ForEach item, named "[i]"), each holding frames of the
 	// node's children, rather than frames of the children themselves.
 	Instances bool
+	// Inert promises that the node, just entered, does nothing in an Apply
+	// that may no longer call user code: Advance would return Continue and
+	// change nothing. A sequence that has run its step for this Apply then
+	// stops after entering the node instead of advancing it. Do steps are
+	// inert; a Sleep is not (entering it starts its timer).
+	Inert bool
 }
 
 // Outcome says how an Advance call ended.
@@ -183,11 +189,11 @@ type callKey struct{}
 // or predicate was given. Use Call.IdempotencyKey for requests to external
 // systems that accept one.
 func CallFrom(ctx context.Context) (Call, bool) {
-	c, ok := ctx.Value(callKey{}).(*Call)
+	c, ok := ctx.Value(callKey{}).(*callCtx)
 	if !ok || c == nil {
 		return Call{}, false
 	}
-	return *c, true
+	return c.call(), true
 }
 
 // Interceptor wraps every call of user code. It must call next exactly once
