@@ -26,7 +26,7 @@ import (
 //   - the Failed state and a *StepError when a failure reached the top of
 //     the flow (errors.Is/As reach the step's own error through it);
 //   - the next state and nil otherwise.
-func (f *Flow[S]) Apply(ctx context.Context, prev State[S]) (State[S], error) {
+func (f *Flow[S]) Apply(ctx context.Context, prev State[S]) (next State[S], err error) {
 	if err := f.check(prev); err != nil {
 		return prev, err
 	}
@@ -39,12 +39,14 @@ func (f *Flow[S]) Apply(ctx context.Context, prev State[S]) (State[S], error) {
 	if prev.Status == Waiting && !prev.WakeAt.IsZero() && Now(ctx).Before(prev.WakeAt) {
 		return prev, nil
 	}
-	return f.apply(ctx, prev, 1)
+	err = f.apply(ctx, &prev, 1, &next)
+	return next, err
 }
 
-// apply advances prev with the given budget of user calls. Cancel uses a
-// budget of zero to unwind what it can without running anything.
-func (f *Flow[S]) apply(ctx context.Context, prev State[S], budget int) (State[S], error) {
+// apply advances prev with the given budget of user calls into next. Cancel
+// uses a budget of zero to unwind what it can without running anything.
+// States travel by pointer: each copy of one costs more than a step.
+func (f *Flow[S]) apply(ctx context.Context, prev *State[S], budget int, next *State[S]) error {
 	// The working memory comes from a pool; what the new state keeps (new
 	// frames, the context handed to user code) is allocated apart, in one
 	// piece, so that a typical step costs a single allocation.
@@ -68,9 +70,10 @@ func (f *Flow[S]) apply(ctx context.Context, prev State[S], budget int) (State[S
 		r = x.advanceRoot()
 	}
 	if x.abort != nil {
-		return prev, x.abort
+		*next = *prev
+		return x.abort
 	}
-	return x.finish(prev, r)
+	return x.finish(prev, r, next)
 }
 
 func (x *exec[S]) advanceRoot() Result {
@@ -112,8 +115,8 @@ func (f *Flow[S]) check(st State[S]) error {
 }
 
 // finish turns the root's result into the next state.
-func (x *exec[S]) finish(prev State[S], r Result) (State[S], error) {
-	next := prev
+func (x *exec[S]) finish(prev *State[S], r Result, next *State[S]) error {
+	*next = *prev
 	next.Root, next.Err, next.Signals, next.Intent = x.root, x.err, x.signals, x.intent
 	next.Data = x.data
 	next.Steps++
@@ -152,7 +155,7 @@ func (x *exec[S]) finish(prev State[S], r Result) (State[S], error) {
 	if x.flow.opts.Record > 0 && len(x.recs) > 0 {
 		next.Record = appendBounded(next.Record, x.recs, x.flow.opts.Record)
 	}
-	return next, err
+	return err
 }
 
 // appendBounded returns old+add keeping only the newest limit records, in

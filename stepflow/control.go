@@ -60,7 +60,8 @@ func (f *Flow[S]) Cancel(st State[S], reason string) (State[S], error) {
 	next.Root.Branch = rootCancel
 	next.Root.Err = &Failure{Kind: KindCanceled, Message: reason}
 	next.Intent = ""
-	out, err := f.apply(context.Background(), next, 0)
+	var out State[S]
+	err := f.apply(context.Background(), &next, 0, &out)
 	if err != nil && out.Status != Canceled {
 		return st, err
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"unsafe"
 )
 
 // Options configures a flow. The zero value is ready to use; each field
@@ -64,6 +65,12 @@ type compiled[S any] struct {
 	index    int
 	children []*compiled[S]
 	byName   map[string]int
+	// names holds the children's names end to end; each child's
+	// Info.Name is a substring of it, and so are the names of the frames
+	// Apply creates. nameAt maps an offset in names to child index+1, so a
+	// frame created by this flow finds its node without hashing its name.
+	names  string
+	nameAt []int32
 	// fresh is the frame of this node just entered, as a one-element
 	// children slice that states share until they write to it.
 	fresh []Frame
@@ -159,7 +166,29 @@ func (f *Flow[S]) compile(n Node[S], parent *compiled[S], index int, problems *[
 			c.byName[cc.info.Name] = i
 		}
 	}
+	c.indexNames()
 	return c
+}
+
+// indexNames lays the children's names out in c.names (see there).
+func (c *compiled[S]) indexNames() {
+	var b strings.Builder
+	for _, k := range c.children {
+		b.WriteString(k.info.Name)
+	}
+	c.names = b.String()
+	c.nameAt = make([]int32, len(c.names))
+	off := 0
+	for i, k := range c.children {
+		n := len(k.info.Name)
+		if n == 0 {
+			continue
+		}
+		k.info.Name = c.names[off : off+n]
+		k.fresh[0].Name = k.info.Name
+		c.nameAt[off] = int32(i) + 1
+		off += n
+	}
 }
 
 // smallFanout is the child count up to which a linear scan beats a map.
@@ -167,6 +196,14 @@ const smallFanout = 8
 
 // childIndex finds a child by name.
 func (c *compiled[S]) childIndex(name string) (int, bool) {
+	// A name this flow created points into c.names: no need to hash it.
+	// Any other string gives an offset out of range or fails the check.
+	off := uintptr(unsafe.Pointer(unsafe.StringData(name))) - uintptr(unsafe.Pointer(unsafe.StringData(c.names)))
+	if off < uintptr(len(c.nameAt)) {
+		if i := c.nameAt[off] - 1; i >= 0 && c.children[i].info.Name == name {
+			return int(i), true
+		}
+	}
 	if c.byName != nil {
 		i, ok := c.byName[name]
 		return i, ok
