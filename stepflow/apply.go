@@ -27,7 +27,7 @@ import (
 //     the flow (errors.Is/As reach the step's own error through it);
 //   - the next state and nil otherwise.
 func (f *Flow[S]) Apply(ctx context.Context, prev State[S]) (next State[S], err error) {
-	if err := f.check(prev); err != nil {
+	if err := f.check(&prev); err != nil {
 		return prev, err
 	}
 	if prev.Status.Terminal() || prev.Status == NeedsAttention {
@@ -51,7 +51,6 @@ func (f *Flow[S]) apply(ctx context.Context, prev *State[S], budget int, next *S
 	// frames, the context handed to user code) is allocated apart, in one
 	// piece, so that a typical step costs a single allocation.
 	x := f.pool.Get().(*exec[S])
-	defer f.release(x)
 	x.parent, x.budget = ctx, budget
 	x.root, x.err, x.signals, x.intent = prev.Root, prev.Err, prev.Signals, prev.Intent
 	x.id, x.steps = prev.ID, prev.Steps
@@ -69,11 +68,14 @@ func (f *Flow[S]) apply(ctx context.Context, prev *State[S], budget int, next *S
 		x.root.Branch, x.budget = x.exit, 0
 		r = x.advanceRoot()
 	}
+	var err error
 	if x.abort != nil {
-		*next = *prev
-		return x.abort
+		*next, err = *prev, x.abort
+	} else {
+		err = x.finish(prev, r, next)
 	}
-	return x.finish(prev, r, next)
+	f.release(x)
+	return err
 }
 
 func (x *exec[S]) advanceRoot() Result {
@@ -82,29 +84,17 @@ func (x *exec[S]) advanceRoot() Result {
 	return x.flow.root.node.Advance(root)
 }
 
-// release returns working memory to the pool, dropping every reference it
-// holds so that the pool retains nothing of the process.
+// release returns working memory to the pool, dropping every reference to
+// the process or the caller. (A panic in a node leaves it to the garbage
+// collector instead.)
 func (f *Flow[S]) release(x *exec[S]) {
-	for _, cc := range x.ctxs {
-		// A context handed to user code outlives the Apply only if a step
-		// kept it; detach it from the caller's context so that nothing keeps
-		// that context alive through it.
-		cc.parent = context.Background()
-	}
-	// Clear what refers to the process or the caller; the cursor slots and
-	// record buffer are overwritten before they are read again.
-	var zero S
-	x.parent, x.root, x.data, x.abort, x.interceptors = nil, Frame{}, zero, nil, nil
-	x.err, x.signals, x.intent, x.id = nil, nil, "", ""
-	x.nowSet, x.recs, x.exit, x.attention, x.attempt = false, nil, "", nil, 0
-	x.callStart, x.callEnd, x.callNode = time.Time{}, time.Time{}, nil
-	clear(x.ctxs)
-	x.ctxs = x.ctxs[:0]
+	clear(x.scopes[:x.nscopes])
+	x.applyState = applyState[S]{}
 	f.pool.Put(x)
 }
 
 // check rejects states that do not belong to this flow.
-func (f *Flow[S]) check(st State[S]) error {
+func (f *Flow[S]) check(st *State[S]) error {
 	if st.Version != f.version {
 		return &VersionError{Want: f.version, Got: st.Version}
 	}
@@ -173,8 +163,17 @@ func appendBounded(old, add []Record, limit int) []Record {
 
 // exec holds one Apply's working memory. It is pooled per flow.
 type exec[S any] struct {
+	flow *Flow[S]
+	applyState[S]
+	recBuf  [2]Record
+	cursors [8]Cursor[S]
+	scopes  [8]scope // see newScope
+}
+
+// applyState is what one Apply sets up and reads; it is zeroed, in one
+// piece, when the exec goes back to the pool.
+type applyState[S any] struct {
 	parent context.Context
-	flow   *Flow[S]
 	data   S
 	// What an Apply may change of the state, the rest being copied from
 	// the input when the result is assembled (finish).
@@ -193,12 +192,10 @@ type exec[S any] struct {
 	callEnd      time.Time
 	callNode     *compiled[S] // node of the last call, whose times callStart/End are
 	recs         []Record
-	recBuf       [2]Record
-	cursors      [6]Cursor[S]
-	ctxs         []*callCtx // contexts handed to user code in this Apply
-	attempt      uint32     // attempt of the last call, for locate
-	exit         string     // set by Cursor.Exit
-	attention    *Failure   // set by Cursor.NeedsAttention
+	nscopes      int
+	attempt      uint32   // attempt of the last call, for locate
+	exit         string   // set by Cursor.Exit
+	attention    *Failure // set by Cursor.NeedsAttention
 }
 
 // callCtx is the context user code receives: the caller's context plus
@@ -281,18 +278,21 @@ func (x *exec[S]) failure(se *StepError) *Failure {
 // (writable: it is already a private copy), the data, the clock, and the
 // means to advance its children and to call user code.
 type Cursor[S any] struct {
-	x      *exec[S]
-	n      *compiled[S]
-	f      *Frame
-	owned  bool // f.Children is private to the new state
-	inInst bool // f is an instance frame of n (see Instance)
+	x *exec[S]
+	n *compiled[S]
+	f *Frame
 	// Frames are copied on write: f may still point into a children slice
 	// shared with the input state (or with the flow's fresh frames) until
 	// the node writes to it. parent and idx locate f for that copy.
-	fOwned bool
 	parent *Cursor[S]
-	idx    int
-	scope
+	// sc is shared with the parent until this node changes it (scopeW);
+	// nil is the empty scope.
+	sc       *scope
+	idx      int32
+	owned    bool // f.Children is private to the new state
+	inInst   bool // f is an instance frame of n (see Instance)
+	fOwned   bool // f is private to the new state
+	ownScope bool // sc is this cursor's own
 }
 
 // scope is what a node passes down to the calls made below it: the retry
@@ -306,6 +306,28 @@ type scope struct {
 	insts   []instSeg
 }
 
+// scopeW returns this cursor's scope for writing, copying the one it
+// shares with its parent first.
+func (c *Cursor[S]) scopeW() *scope {
+	if !c.ownScope {
+		s := c.x.newScope()
+		if c.sc != nil {
+			*s = *c.sc
+		}
+		c.sc, c.ownScope = s, true
+	}
+	return c.sc
+}
+
+// newScope returns a zero scope that lives until the end of the Apply.
+func (x *exec[S]) newScope() *scope {
+	if x.nscopes < len(x.scopes) {
+		x.nscopes++
+		return &x.scopes[x.nscopes-1]
+	}
+	return new(scope)
+}
+
 // instSeg notes that below the node at path at, frames sit in the
 // instance frame name: failure paths include it ("each/[3]/step").
 type instSeg struct{ at, name string }
@@ -314,8 +336,12 @@ type instSeg struct{ at, name string }
 // as failures report it.
 func (c *Cursor[S]) FullPath() string {
 	p := c.n.path
-	for i := len(c.insts) - 1; i >= 0; i-- {
-		s := c.insts[i]
+	if c.sc == nil {
+		return p
+	}
+	insts := c.sc.insts
+	for i := len(insts) - 1; i >= 0; i-- {
+		s := insts[i]
 		if len(p) > len(s.at) && p[:len(s.at)] == s.at && p[len(s.at)] == '/' {
 			p = s.at + "/" + s.name + p[len(s.at):]
 		}
@@ -393,101 +419,103 @@ func (c *Cursor[S]) CanRun() bool { return c.x.budget > 0 && c.x.abort == nil }
 // context is done before fn is called, the Apply is abandoned (see Aborted)
 // and Run returns the context's error.
 func (c *Cursor[S]) Run(fn func(context.Context, *S) error) error {
-	if err := c.begin(); err != nil {
+	cc, err := c.begin()
+	if err != nil {
 		return err
 	}
-	err := c.x.invoke(c.n.path, fn, nil)
-	c.end()
+	x := c.x
+	err = x.call(cc, fn)
+	if x.flow.opts.Record > 0 {
+		x.callEnd = Now(x.parent)
+	}
 	return err
 }
 
 // RunCond is Run for a predicate.
 func (c *Cursor[S]) RunCond(fn func(context.Context, *S) (bool, error)) (bool, error) {
-	if err := c.begin(); err != nil {
-		return false, err
-	}
 	var ok bool
-	err := c.x.invoke(c.n.path, nil, func(ctx context.Context, d *S) (e error) {
+	err := c.Run(func(ctx context.Context, d *S) (e error) {
 		ok, e = fn(ctx, d)
 		return e
 	})
-	c.end()
 	return ok, err
 }
 
 // Attempt returns the attempt number of this node's calls: 1, or the
 // attempt of the innermost enclosing Retry.
-func (c *Cursor[S]) Attempt() uint32 { return max(c.attempt, 1) }
+func (c *Cursor[S]) Attempt() uint32 {
+	if c.sc == nil {
+		return 1
+	}
+	return max(c.sc.attempt, 1)
+}
 
 // SetAttempt makes the calls below this node, for the rest of this Apply,
 // report attempt n. Retry nodes use it.
-func (c *Cursor[S]) SetAttempt(n uint32) { c.attempt = n }
+func (c *Cursor[S]) SetAttempt(n uint32) { c.scopeW().attempt = n }
 
 // AddIteration makes the calls below this node report one more enclosing
 // loop iteration, n. Loop nodes use it.
 func (c *Cursor[S]) AddIteration(n uint32) {
-	c.iters = append(c.iters[:len(c.iters):len(c.iters)], n)
+	s := c.scopeW()
+	s.iters = append(s.iters[:len(s.iters):len(s.iters)], n)
 }
 
 // SetItem makes the calls below this node see item (encoded) as the
 // current ForEach item.
-func (c *Cursor[S]) SetItem(item []byte) { c.item = item }
+func (c *Cursor[S]) SetItem(item []byte) { c.scopeW().item = item }
 
 // SetCaught makes the calls below this node see f as the error being
 // handled (CallFrom(ctx).Caught).
-func (c *Cursor[S]) SetCaught(f *Failure) { c.caught = f }
+func (c *Cursor[S]) SetCaught(f *Failure) { c.scopeW().caught = f }
 
 // ProcessID returns State.ID of the process.
 func (c *Cursor[S]) ProcessID() string { return c.x.id }
 
-func (c *Cursor[S]) begin() error {
+// begin prepares a call of user code: it takes the budget and makes the
+// context the code receives.
+func (c *Cursor[S]) begin() (*callCtx, error) {
 	x := c.x
 	if x.budget <= 0 {
 		c.Invalid("node %s called user code twice in one Apply", c.n.info.Kind)
-		return errNoBudget
+		return nil, errNoBudget
 	}
 	if err := x.parent.Err(); err != nil {
 		x.abort = err
-		return err
+		return nil, err
 	}
 	x.budget--
 	x.attempt = c.Attempt()
 	cc := &callCtx{parent: x.parent, meta: &c.n.meta, id: x.id, seq: x.steps, attempt: x.attempt}
-	if c.iters != nil || c.item != nil || c.caught != nil {
-		cc.more = &callMore{iters: c.iters, item: c.item, caught: c.caught}
+	if sc := c.sc; sc != nil && (sc.iters != nil || sc.item != nil || sc.caught != nil) {
+		cc.more = &callMore{iters: sc.iters, item: sc.item, caught: sc.caught}
 	}
-	x.ctxs = append(x.ctxs, cc)
 	if x.flow.opts.Record > 0 {
 		x.callStart, x.callNode = Now(x.parent), c.n
 	}
-	return nil
-}
-
-func (c *Cursor[S]) end() {
-	if c.x.flow.opts.Record > 0 {
-		c.x.callEnd = Now(c.x.parent)
-	}
+	return cc, nil
 }
 
 var errNoBudget = errors.New("stepflow: no budget left in this Apply")
 
-// invoke calls fn (or the adapted predicate cond when fn is nil) inside the
-// interceptors, turning a panic into a *PanicError.
-func (x *exec[S]) invoke(path string, fn, cond func(context.Context, *S) error) (err error) {
+// call calls fn inside the interceptors, turning a panic into a
+// *PanicError.
+func (x *exec[S]) call(cc *callCtx, fn func(context.Context, *S) error) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err = &PanicError{Path: path, Value: r, Stack: debug.Stack()}
+			err = &PanicError{Path: cc.meta.path, Value: r, Stack: debug.Stack()}
 		}
 	}()
-	if fn == nil {
-		fn = cond
-	}
-	ctx := x.ctxs[len(x.ctxs)-1]
 	if len(x.interceptors) == 0 && len(x.flow.opts.Interceptors) == 0 {
-		return fn(ctx, &x.data)
+		return fn(cc, &x.data)
 	}
+	return x.intercepted(cc, fn)
+}
+
+// intercepted calls fn inside the interceptors.
+func (x *exec[S]) intercepted(cc *callCtx, fn func(context.Context, *S) error) error {
 	call := func(ctx context.Context) error { return fn(ctx, &x.data) }
-	desc := ctx.call()
+	desc := cc.call()
 	all := x.flow.opts.Interceptors
 	if len(x.interceptors) > 0 {
 		all = append(all[:len(all):len(all)], x.interceptors...)
@@ -496,7 +524,7 @@ func (x *exec[S]) invoke(path string, fn, cond func(context.Context, *S) error) 
 		ic, next := all[i], call
 		call = func(cx context.Context) error { return ic(cx, desc, next) }
 	}
-	return call(ctx)
+	return call(cc)
 }
 
 // Record notes a completed call of this node in State.Record (when the flow
@@ -641,7 +669,7 @@ func (c *Cursor[S]) frameOf(i int) int {
 func (c *Cursor[S]) child(i, j int) *Cursor[S] {
 	k := c.n.children[i]
 	cc := c.x.cursor(k.depth)
-	*cc = Cursor[S]{x: c.x, n: k, f: &c.f.Children[j], fOwned: c.owned, parent: c, idx: j, scope: c.scope}
+	*cc = Cursor[S]{x: c.x, n: k, f: &c.f.Children[j], fOwned: c.owned, parent: c, idx: int32(j), sc: c.sc}
 	return cc
 }
 
@@ -746,8 +774,9 @@ func (c *Cursor[S]) Instances() int { return len(c.f.Children) }
 // the node's children are advanced as usual; the instance frame holds their
 // frames.
 func (c *Cursor[S]) Instance(j int) *Cursor[S] {
-	ic := &Cursor[S]{x: c.x, n: c.n, f: &c.f.Children[j], inInst: true, fOwned: c.owned, parent: c, idx: j, scope: c.scope}
-	ic.insts = append(c.insts[:len(c.insts):len(c.insts)], instSeg{c.n.path, c.f.Children[j].Name})
+	ic := &Cursor[S]{x: c.x, n: c.n, f: &c.f.Children[j], inInst: true, fOwned: c.owned, parent: c, idx: int32(j), sc: c.sc}
+	s := ic.scopeW()
+	s.insts = append(s.insts[:len(s.insts):len(s.insts)], instSeg{c.n.path, c.f.Children[j].Name})
 	return ic
 }
 

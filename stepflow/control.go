@@ -23,7 +23,7 @@ var zeroTime time.Time
 // Signal returns ErrSignalOverflow and st unchanged. A waiting process
 // becomes runnable, so that a caller applies it promptly.
 func (f *Flow[S]) Signal(st State[S], name string, payload []byte) (State[S], error) {
-	if err := f.check(st); err != nil {
+	if err := f.check(&st); err != nil {
 		return st, err
 	}
 	if st.Terminal() {
@@ -46,7 +46,7 @@ func (f *Flow[S]) Signal(st State[S], name string, payload []byte) (State[S], er
 // none exist it is Canceled at once. Cancel runs no user code itself. A
 // process that has already ended is returned unchanged with ErrEnded.
 func (f *Flow[S]) Cancel(st State[S], reason string) (State[S], error) {
-	if err := f.check(st); err != nil {
+	if err := f.check(&st); err != nil {
 		return st, err
 	}
 	if st.Terminal() {
@@ -85,7 +85,7 @@ type Redriver interface {
 // completed, and the history (Steps, Record, Err) is kept. It returns
 // ErrNotFailed for a state that has not failed.
 func (f *Flow[S]) Redrive(st State[S]) (State[S], error) {
-	if err := f.check(st); err != nil {
+	if err := f.check(&st); err != nil {
 		return st, err
 	}
 	if st.Status != Failed {
@@ -154,7 +154,7 @@ const (
 // at-most-once step at st.Intent did, and says so. The returned state is
 // running again.
 func (f *Flow[S]) Resolve(st State[S], r Resolution) (State[S], error) {
-	if err := f.check(st); err != nil {
+	if err := f.check(&st); err != nil {
 		return st, err
 	}
 	if st.Status != NeedsAttention || st.Intent == "" {

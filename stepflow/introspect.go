@@ -67,7 +67,7 @@ func (f *Flow[S]) Fingerprint() string {
 // a loaded state can be rejected before any Apply. Apply performs the same
 // check on the frames it visits.
 func (f *Flow[S]) Validate(st State[S]) error {
-	if err := f.check(st); err != nil {
+	if err := f.check(&st); err != nil {
 		return err
 	}
 	var bad error
