@@ -79,9 +79,9 @@ func (f *Flow[S]) apply(ctx context.Context, prev *State[S], budget int, next *S
 }
 
 func (x *exec[S]) advanceRoot() Result {
-	root := x.cursor(0)
+	root := &x.cursors[0]
 	*root = Cursor[S]{x: x, n: x.flow.root, f: &x.root, fOwned: true}
-	return x.flow.root.node.Advance(root)
+	return x.flow.top.Advance(root)
 }
 
 // release returns working memory to the pool, dropping every reference to
@@ -633,7 +633,7 @@ func (c *Cursor[S]) AdvanceChild(i int) Result {
 	if j < 0 {
 		return c.Invalid("child %q is not active", c.n.children[i].info.Name)
 	}
-	return c.advanceAt(i, j, false)
+	return c.advanceAt(i, j)
 }
 
 // NumActive returns the number of active child frames.
@@ -648,7 +648,7 @@ func (c *Cursor[S]) AdvanceActive(j int) (Result, int) {
 		c.invalidChild(c.f.Children[j].Name)
 		return Continue(), -1
 	}
-	return c.advanceAt(i, j, false), i
+	return c.advanceAt(i, j), i
 }
 
 // RemoveActive drops the j-th active frame.
@@ -673,17 +673,24 @@ func (c *Cursor[S]) child(i, j int) *Cursor[S] {
 	return cc
 }
 
-func (c *Cursor[S]) advanceAt(i, j int, unwind bool) Result {
+// advanceAt advances child node i over frame j.
+func (c *Cursor[S]) advanceAt(i, j int) Result {
+	cc := c.child(i, j)
+	r := cc.n.node.Advance(cc)
+	if r.Outcome == OutcomeFail {
+		r.Err = c.x.locate(cc.FullPath(), r.Err)
+	}
+	return r
+}
+
+// unwindAt unwinds child node i over frame j.
+func (c *Cursor[S]) unwindAt(i, j int) Result {
 	cc := c.child(i, j)
 	var r Result
-	if unwind {
-		if u, ok := cc.n.node.(Unwinder[S]); ok {
-			r = u.Unwind(cc)
-		} else {
-			r = cc.Unwind()
-		}
+	if u, ok := cc.n.node.(Unwinder[S]); ok {
+		r = u.Unwind(cc)
 	} else {
-		r = cc.n.node.Advance(cc)
+		r = cc.Unwind()
 	}
 	if r.Outcome == OutcomeFail {
 		r.Err = c.x.locate(cc.FullPath(), r.Err)
@@ -716,7 +723,7 @@ func (c *Cursor[S]) Unwind() Result {
 			c.invalidChild(c.f.Children[j].Name)
 			return Continue()
 		}
-		r := c.advanceAt(i, j, true)
+		r := c.unwindAt(i, j)
 		if c.Aborted() {
 			return Continue()
 		}
@@ -835,19 +842,28 @@ func (c *Cursor[S]) Sequence(lo, hi int) Result {
 	if lo >= hi {
 		return Complete()
 	}
-	i, ok := c.Active()
-	if c.Aborted() {
-		return Continue()
-	}
-	if !ok {
+	// The active child, if any, is the only frame: index 0.
+	var i int
+	switch len(c.f.Children) {
+	case 0:
 		c.Enter(lo)
 		i = lo
-	} else if i < lo || i >= hi {
-		return c.Invalid("child %q is not in the active branch", c.n.children[i].info.Name)
+	case 1:
+		name := c.f.Children[0].Name
+		var ok bool
+		if i, ok = c.n.childIndex(name); !ok {
+			c.invalidChild(name)
+			return Continue()
+		}
+		if i < lo || i >= hi {
+			return c.Invalid("child %q is not in the active branch", name)
+		}
+	default:
+		return c.Invalid("expected one active child, found %d", len(c.f.Children))
 	}
 	for {
-		r := c.AdvanceChild(i)
-		if r.Outcome != OutcomeDone || c.Aborted() {
+		r := c.advanceAt(i, 0)
+		if r.Outcome != OutcomeDone || c.x.abort != nil {
 			return r
 		}
 		i++

@@ -46,6 +46,7 @@ type Flow[S any] struct {
 	version string
 	opts    Options
 	root    *compiled[S]
+	top     *rootNode[S] // root.node, called directly
 	// byPath indexes every node by its full path, for Describe and checks.
 	byPath map[string]*compiled[S]
 	// order lists every node in depth-first flow order.
@@ -100,8 +101,8 @@ func NewWithOptions[S any](version string, opts *Options, nodes ...Node[S]) (*Fl
 	if len(nodes) == 0 {
 		problems = append(problems, &DefinitionError{Reason: "a flow needs at least one node"})
 	}
-	root := &rootNode[S]{nodes: nodes}
-	f.root = f.compile(root, nil, 0, &problems)
+	f.top = &rootNode[S]{nodes: nodes}
+	f.root = f.compile(f.top, nil, 0, &problems)
 	if len(problems) > 0 {
 		return nil, errors.Join(problems...)
 	}
