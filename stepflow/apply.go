@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"strings"
+	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
 // Apply advances one process by one step and returns its next state.
@@ -148,18 +151,42 @@ func (x *exec[S]) finish(prev *State[S], r Result, next *State[S]) error {
 	return err
 }
 
-// appendBounded returns old+add keeping only the newest limit records, in
-// a new slice: old may be shared with the input state.
+// appendBounded returns old+add keeping only the newest limit records.
+//
+// Records live in blocks with room to grow: the block's last slot is a
+// sentinel (marked by recMark) counting the free slots after the newest
+// state's records. An Apply that extends the newest state claims the free
+// slots with a compare-and-swap and writes there, so recording a step
+// costs no copy of the record; an Apply from any other state (an older
+// one, a concurrent one that lost the race, a decoded one) copies the
+// newest limit records into a new block. Slots a state shows are never
+// written again, so no state ever changes under its holder.
 func appendBounded(old, add []Record, limit int) []Record {
-	n := len(old) + len(add)
-	if n > limit {
-		n = limit
+	n := len(add)
+	if c := cap(old); c-len(old)-1 >= n {
+		full := old[:c]
+		sent := &full[c-1]
+		if unsafe.StringData(sent.Path) == unsafe.StringData(recMark) {
+			free := uint32(c - len(old) - 1)
+			if atomic.CompareAndSwapUint32(&sent.Attempt, free, free-uint32(n)) {
+				out := full[:len(old)+n]
+				copy(out[len(old):], add)
+				return out[max(0, len(out)-limit):]
+			}
+		}
 	}
-	out := make([]Record, n)
-	k := copy(out[max(0, n-len(add)):], add[max(0, len(add)-n):])
-	copy(out[:n-k], old[len(old)-(n-k):])
-	return out
+	keep := min(len(old)+n, limit)
+	size := min(max(8, 2*keep), 2*limit)
+	block := make([]Record, size+1)
+	block[size] = Record{Path: recMark, Attempt: uint32(size - keep)}
+	k := copy(block[keep-min(n, keep):keep], add[n-min(n, keep):])
+	copy(block[:keep-k], old[len(old)-(keep-k):])
+	return block[:keep]
 }
+
+// recMark marks the sentinel slot of record blocks (see appendBounded).
+// Its bytes are allocated at start-up, so no other string shares them.
+var recMark = strings.Clone("stepflow record block")
 
 // exec holds one Apply's working memory. It is pooled per flow.
 type exec[S any] struct {

@@ -93,7 +93,9 @@ type State[S any] struct {
 	// can always be answered.
 	Err *Failure `json:"err,omitempty"`
 	// Record lists the most recently completed steps, oldest first, bounded
-	// by Options.Record. Empty when recording is off.
+	// by Options.Record. Empty when recording is off. Successive states
+	// share the memory behind it: read it, but do not modify it or append
+	// to it (copy it first, e.g. with slices.Clone).
 	Record []Record `json:"record,omitempty"`
 	// Signals holds external events delivered by Flow.Signal and not yet
 	// consumed, oldest first.
