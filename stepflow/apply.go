@@ -215,6 +215,8 @@ type applyState[S any] struct {
 	interceptors []Interceptor
 	nowT         time.Time
 	nowSet       bool
+	clock        Clock // the context's clock, once clockSet
+	clockSet     bool
 	callStart    time.Time
 	callEnd      time.Time
 	callNode     *compiled[S] // node of the last call, whose times callStart/End are
@@ -270,9 +272,18 @@ func (c *callCtx) call() Call {
 // now is the Apply's notion of the current time, read once.
 func (x *exec[S]) now() time.Time {
 	if !x.nowSet {
-		x.nowT, x.nowSet = Now(x.parent), true
+		x.nowT, x.nowSet = x.clockNow(), true
 	}
 	return x.nowT
+}
+
+// clockNow reads the context's clock (see Now), looking it up once per
+// Apply.
+func (x *exec[S]) clockNow() time.Time {
+	if !x.clockSet {
+		x.clock, x.clockSet = clockOf(x.parent), true
+	}
+	return readClock(x.clock)
 }
 
 // cursor returns the cursor slot for a depth. Slots live in the exec so that
@@ -453,7 +464,7 @@ func (c *Cursor[S]) Run(fn func(context.Context, *S) error) error {
 	x := c.x
 	err = x.call(cc, fn)
 	if x.flow.opts.Record > 0 {
-		x.callEnd = Now(x.parent)
+		x.callEnd = x.clockNow()
 	}
 	return err
 }
@@ -518,7 +529,7 @@ func (c *Cursor[S]) begin() (*callCtx, error) {
 		cc.more = &callMore{iters: sc.iters, item: sc.item, caught: sc.caught}
 	}
 	if x.flow.opts.Record > 0 {
-		x.callStart, x.callNode = Now(x.parent), c.n
+		x.callStart, x.callNode = x.clockNow(), c.n
 	}
 	return cc, nil
 }

@@ -29,7 +29,18 @@ func WithClock(ctx context.Context, c Clock) context.Context {
 // ctx carries no clock does it read the real clock; this is the one place
 // in the core packages that does.
 func Now(ctx context.Context) time.Time {
-	if c, ok := ctx.Value(clockKey{}).(Clock); ok && c != nil {
+	return readClock(clockOf(ctx))
+}
+
+// clockOf returns the clock carried by ctx, nil for the real one.
+func clockOf(ctx context.Context) Clock {
+	c, _ := ctx.Value(clockKey{}).(Clock)
+	return c
+}
+
+// readClock reads c, or the real clock when c is nil, as Now does.
+func readClock(c Clock) time.Time {
+	if c != nil {
 		return c.Now().UTC()
 	}
 	return time.Now().UTC()

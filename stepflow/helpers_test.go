@@ -29,4 +29,7 @@ func (c *testClock) Set(t time.Time) {
 
 func (c *testClock) Advance(d time.Duration) { c.Set(c.Now().Add(d)) }
 
-var fixedClock stepflow.Clock = stepflow.ClockFunc(func() time.Time { return time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC) })
+var (
+	fixedTime                 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	fixedClock stepflow.Clock = stepflow.ClockFunc(func() time.Time { return fixedTime })
+)
