@@ -476,3 +476,71 @@ func recordPaths[S any](st stepflow.State[S]) []string {
 	}
 	return out
 }
+
+// probe counts in its frame how often it is advanced without a budget, and
+// completes when it may run.
+type probe struct{ inert bool }
+
+func (p probe) Info() stepflow.Info {
+	return stepflow.Info{Name: "probe", Kind: "probe", Leaf: true, Inert: p.inert}
+}
+func (probe) Children() []stepflow.Node[stepflow.None] { return nil }
+func (probe) Check() []string                         { return nil }
+func (probe) Advance(c *stepflow.Cursor[stepflow.None]) stepflow.Result {
+	if !c.CanRun() {
+		c.Frame().Count++
+		return stepflow.Continue()
+	}
+	if err := c.Run(func(context.Context, *stepflow.None) error { return nil }); err != nil {
+		return stepflow.Fail(err)
+	}
+	return stepflow.Complete()
+}
+
+func TestSequenceStopsAtInertNodes(t *testing.T) {
+	for _, inert := range []bool{true, false} {
+		f := stepflow.Must(stepflow.New("inert/v1", combinators.Plain.Do("a", noop), stepflow.Node[stepflow.None](probe{inert})))
+		st, err := f.Apply(context.Background(), f.Start(stepflow.None{}))
+		require.NoError(t, err)
+		require.Equal(t, []string{"probe"}, st.Positions())
+		want := uint32(1)
+		if inert {
+			want = 0 // entered, not advanced
+		}
+		assert.Equal(t, want, st.Root.Children[0].Count, "inert=%v", inert)
+		st, err = f.Apply(context.Background(), st)
+		require.NoError(t, err)
+		assert.Equal(t, stepflow.Done, st.Status)
+	}
+}
+
+func TestStepContextThroughInterceptorsAndAfterTheCall(t *testing.T) {
+	type key struct{}
+	var kept context.Context
+	var seenValue any
+	var seenCall bool
+	f := stepflow.Must(stepflow.New("ctx/v1", combinators.Plain.Do("a", func(ctx context.Context) error {
+		kept = ctx
+		seenValue = ctx.Value(key{})
+		_, seenCall = stepflow.CallFrom(ctx)
+		return nil
+	})))
+	// An interceptor may hand the step a context of its own, derived from
+	// the one it got (a tracing span, say).
+	ctx, cancel := context.WithCancel(stepflow.WithInterceptor(context.Background(),
+		func(ctx context.Context, _ stepflow.Call, next func(context.Context) error) error {
+			return next(context.WithValue(ctx, key{}, "from interceptor"))
+		}))
+	_, err := f.Apply(ctx, f.Start(stepflow.None{}))
+	require.NoError(t, err)
+	assert.Equal(t, "from interceptor", seenValue)
+	assert.True(t, seenCall, "CallFrom through the interceptor's context")
+	// A context a step kept still follows the caller's cancellation.
+	require.NoError(t, kept.Err())
+	cancel()
+	select {
+	case <-kept.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("a kept step context did not see the caller's cancellation")
+	}
+}
