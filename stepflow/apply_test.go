@@ -485,7 +485,7 @@ func (p probe) Info() stepflow.Info {
 	return stepflow.Info{Name: "probe", Kind: "probe", Leaf: true, Inert: p.inert}
 }
 func (probe) Children() []stepflow.Node[stepflow.None] { return nil }
-func (probe) Check() []string                         { return nil }
+func (probe) Check() []string                          { return nil }
 func (probe) Advance(c *stepflow.Cursor[stepflow.None]) stepflow.Result {
 	if !c.CanRun() {
 		c.Frame().Count++
