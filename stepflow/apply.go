@@ -55,6 +55,7 @@ func (f *Flow[S]) apply(ctx context.Context, prev *State[S], budget int, next *S
 	// piece, so that a typical step costs a single allocation.
 	x := f.pool.Get().(*exec[S])
 	x.parent, x.budget = ctx, budget
+	x.ctxChecked = true // by Apply; Cancel's context is never done
 	x.root, x.err, x.signals, x.intent = prev.Root, prev.Err, prev.Signals, prev.Intent
 	x.id, x.steps = prev.ID, prev.Steps
 	x.data = prev.Data
@@ -215,6 +216,7 @@ type applyState[S any] struct {
 	interceptors []Interceptor
 	nowT         time.Time
 	nowSet       bool
+	ctxChecked   bool // Apply checked parent.Err and no call was made since
 	clock        Clock // the context's clock, once clockSet
 	clockSet     bool
 	callStart    time.Time
@@ -518,7 +520,11 @@ func (c *Cursor[S]) begin() (*callCtx, error) {
 		c.Invalid("node %s called user code twice in one Apply", c.n.info.Kind)
 		return nil, errNoBudget
 	}
-	if err := x.parent.Err(); err != nil {
+	if x.ctxChecked {
+		// Apply has just checked the context; later calls of the same
+		// Apply (Parallel branches) check it again.
+		x.ctxChecked = false
+	} else if err := x.parent.Err(); err != nil {
 		x.abort = err
 		return nil, err
 	}
@@ -569,10 +575,13 @@ func (x *exec[S]) intercepted(cc *callCtx, fn func(context.Context, *S) error) e
 // keeps a record). outcome is "ok", "true", "false", a branch name, and so
 // on; err, if not nil, is recorded as text.
 func (c *Cursor[S]) Record(outcome string, err error) {
-	x := c.x
-	if x.flow.opts.Record <= 0 {
-		return
+	if c.x.flow.opts.Record > 0 {
+		c.record(outcome, err)
 	}
+}
+
+func (c *Cursor[S]) record(outcome string, err error) {
+	x := c.x
 	r := Record{Seq: x.steps + 1, Path: c.n.path, Outcome: outcome, Attempt: c.Attempt(), Start: x.callStart, End: x.callEnd}
 	if x.callNode != c.n {
 		// A decision made without calling user code (a timeout, an error
