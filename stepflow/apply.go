@@ -196,6 +196,25 @@ type exec[S any] struct {
 	recBuf  [2]Record
 	cursors [8]Cursor[S]
 	scopes  [8]scope // see newScope
+	// slab holds contexts not yet handed out (see newCallCtx).
+	slab []callCtx
+}
+
+// slabSize is how many step contexts are allocated at once.
+const slabSize = 16
+
+// newCallCtx returns a context for one call of user code. Contexts are
+// allocated slabSize at a time and each is handed out once, never reused:
+// a step may keep its context after the call (a goroutine waiting on
+// ctx.Done()), so it must stay what it was. A kept context keeps its slab
+// alive, a kilobyte at most.
+func (x *exec[S]) newCallCtx() *callCtx {
+	if len(x.slab) == 0 {
+		x.slab = make([]callCtx, slabSize)
+	}
+	cc := &x.slab[0]
+	x.slab = x.slab[1:]
+	return cc
 }
 
 // applyState is what one Apply sets up and reads; it is zeroed, in one
@@ -530,7 +549,8 @@ func (c *Cursor[S]) begin() (*callCtx, error) {
 	}
 	x.budget--
 	x.attempt = c.Attempt()
-	cc := &callCtx{parent: x.parent, meta: &c.n.meta, id: x.id, seq: x.steps, attempt: x.attempt}
+	cc := x.newCallCtx()
+	*cc = callCtx{parent: x.parent, meta: &c.n.meta, id: x.id, seq: x.steps, attempt: x.attempt}
 	if sc := c.sc; sc != nil && (sc.iters != nil || sc.item != nil || sc.caught != nil) {
 		cc.more = &callMore{iters: sc.iters, item: sc.item, caught: sc.caught}
 	}

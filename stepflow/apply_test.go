@@ -544,3 +544,26 @@ func TestStepContextThroughInterceptorsAndAfterTheCall(t *testing.T) {
 		t.Fatal("a kept step context did not see the caller's cancellation")
 	}
 }
+
+// Step contexts are never reused: contexts kept from many Applies (more
+// than one allocation batch) still describe their own calls.
+func TestKeptStepContextsStayTheirOwn(t *testing.T) {
+	var kept []context.Context
+	keep := func(ctx context.Context) error { kept = append(kept, ctx); return nil }
+	f := stepflow.Must(stepflow.New("kept/v1", combinators.Plain.Do("a", keep), combinators.Plain.Do("b", keep)))
+	for range 25 {
+		st := f.Start(stepflow.None{})
+		for !st.Terminal() {
+			var err error
+			st, err = f.Apply(context.Background(), st)
+			require.NoError(t, err)
+		}
+	}
+	require.Len(t, kept, 50)
+	for i, ctx := range kept {
+		c, ok := stepflow.CallFrom(ctx)
+		require.True(t, ok)
+		assert.Equal(t, []string{"a", "b"}[i%2], c.Path, "context %d", i)
+		assert.Equal(t, uint64(i%2), c.Seq, "context %d", i)
+	}
+}
