@@ -62,7 +62,8 @@ func (f *Flow[S]) apply(ctx context.Context, prev *State[S], budget int, next *S
 	if f.clone != nil {
 		x.data = f.clone(prev.Data)
 	}
-	x.interceptors, _ = ctx.Value(interceptorKey{}).([]Interceptor)
+	e := envOf(ctx)
+	x.interceptors, x.clock = e.interceptors, e.clock
 	x.recs = x.recBuf[:0]
 
 	r := x.advanceRoot()
@@ -236,8 +237,7 @@ type applyState[S any] struct {
 	nowT         time.Time
 	nowSet       bool
 	ctxChecked   bool // Apply checked parent.Err and no call was made since
-	clock        Clock // the context's clock, once clockSet
-	clockSet     bool
+	clock        Clock // the context's clock, nil for the real one
 	callStart    time.Time
 	callEnd      time.Time
 	callNode     *compiled[S] // node of the last call, whose times callStart/End are
@@ -298,14 +298,8 @@ func (x *exec[S]) now() time.Time {
 	return x.nowT
 }
 
-// clockNow reads the context's clock (see Now), looking it up once per
-// Apply.
-func (x *exec[S]) clockNow() time.Time {
-	if !x.clockSet {
-		x.clock, x.clockSet = clockOf(x.parent), true
-	}
-	return readClock(x.clock)
-}
+// clockNow reads the context's clock (see Now).
+func (x *exec[S]) clockNow() time.Time { return readClock(x.clock) }
 
 // cursor returns the cursor slot for a depth. Slots live in the exec so that
 // handing a cursor to a Node (an interface call) does not allocate.

@@ -567,3 +567,26 @@ func TestKeptStepContextsStayTheirOwn(t *testing.T) {
 		assert.Equal(t, uint64(i%2), c.Seq, "context %d", i)
 	}
 }
+
+// A context's clock and interceptors are kept whatever order they are
+// added in, and the innermost clock wins.
+func TestClockAndInterceptorsCompose(t *testing.T) {
+	at := time.Date(2030, 5, 6, 7, 8, 9, 0, time.UTC)
+	clk := stepflow.ClockFunc(func() time.Time { return at })
+	var calls int
+	ic := func(ctx context.Context, _ stepflow.Call, next func(context.Context) error) error { calls++; return next(ctx) }
+	f := stepflow.Must(stepflow.NewWithOptions("env/v1", &stepflow.Options{Record: 4}, combinators.Plain.Do("a", noop)))
+	for name, ctx := range map[string]context.Context{
+		"clock then interceptor": stepflow.WithInterceptor(stepflow.WithClock(context.Background(), clk), ic),
+		"interceptor then clock": stepflow.WithClock(stepflow.WithInterceptor(context.Background(), ic), clk),
+		"clock replaced":         stepflow.WithClock(stepflow.WithInterceptor(stepflow.WithClock(context.Background(), fixedClock), ic), clk),
+	} {
+		calls = 0
+		st, err := f.Apply(ctx, f.Start(stepflow.None{}))
+		require.NoError(t, err, name)
+		assert.Equal(t, 1, calls, name)
+		require.Len(t, st.Record, 1, name)
+		assert.Equal(t, at, st.Record[0].End, name)
+		assert.Equal(t, at, stepflow.Now(ctx), name)
+	}
+}

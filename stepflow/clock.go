@@ -17,11 +17,30 @@ type ClockFunc func() time.Time
 // Now calls f.
 func (f ClockFunc) Now() time.Time { return f() }
 
-type clockKey struct{}
+// env is what a context carries for the engine: its clock and
+// interceptors, under one key so that Apply looks them up once.
+type env struct {
+	clock        Clock // nil: the real clock
+	interceptors []Interceptor
+}
+
+type envKey struct{}
+
+// envOf returns the env carried by ctx, shared: copy it to change it.
+func envOf(ctx context.Context) *env {
+	if e, ok := ctx.Value(envKey{}).(*env); ok {
+		return e
+	}
+	return &noEnv
+}
+
+var noEnv env
 
 // WithClock returns a context whose Now is read from c.
 func WithClock(ctx context.Context, c Clock) context.Context {
-	return context.WithValue(ctx, clockKey{}, c)
+	e := *envOf(ctx)
+	e.clock = c
+	return context.WithValue(ctx, envKey{}, &e)
 }
 
 // Now returns the time of the clock carried by ctx, in UTC and without a
@@ -29,13 +48,7 @@ func WithClock(ctx context.Context, c Clock) context.Context {
 // ctx carries no clock does it read the real clock; this is the one place
 // in the core packages that does.
 func Now(ctx context.Context) time.Time {
-	return readClock(clockOf(ctx))
-}
-
-// clockOf returns the clock carried by ctx, nil for the real one.
-func clockOf(ctx context.Context) Clock {
-	c, _ := ctx.Value(clockKey{}).(Clock)
-	return c
+	return readClock(envOf(ctx).clock)
 }
 
 // readClock reads c, or the real clock when c is nil, as Now does.

@@ -202,13 +202,11 @@ func CallFrom(ctx context.Context) (Call, bool) {
 // Use it for logging, tracing, metrics and fault injection.
 type Interceptor func(ctx context.Context, call Call, next func(context.Context) error) error
 
-type interceptorKey struct{}
-
 // WithInterceptor returns a context whose Apply calls are also wrapped by i,
 // inside the flow's own interceptors.
 func WithInterceptor(ctx context.Context, i Interceptor) context.Context {
-	prev, _ := ctx.Value(interceptorKey{}).([]Interceptor)
-	all := make([]Interceptor, 0, len(prev)+1)
-	all = append(append(all, prev...), i)
-	return context.WithValue(ctx, interceptorKey{}, all)
+	e := *envOf(ctx)
+	all := make([]Interceptor, 0, len(e.interceptors)+1)
+	e.interceptors = append(append(all, e.interceptors...), i)
+	return context.WithValue(ctx, envKey{}, &e)
 }
