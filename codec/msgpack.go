@@ -3,6 +3,7 @@ package codec
 import (
 	"bytes"
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -20,10 +21,18 @@ import (
 // root frame, data, err?, record?, signals?, intent?]; a frame is [name, children?,
 // branch?, count?, since?, until?, index?, err?, payload?].
 func Msgpack[S any](opts *Options) Codec[S] {
-	return &msgpackCodec[S]{max: opts.maxSize()}
+	c := &msgpackCodec[S]{max: opts.maxSize()}
+	c.boxes.New = func() any { return new(S) }
+	return c
 }
 
-type msgpackCodec[S any] struct{ max int }
+type msgpackCodec[S any] struct {
+	max int
+	// boxes holds *S values for msgpack's reflection to encode from and
+	// decode into. Handing it a pointer into the state instead would move
+	// every state passing through Encode or Decode to the heap.
+	boxes sync.Pool
+}
 
 func (c *msgpackCodec[S]) Name() string { return "msgpack" }
 
@@ -31,32 +40,75 @@ func (c *msgpackCodec[S]) Name() string { return "msgpack" }
 // the stack.
 const maxDepth = 64
 
-// dataEncoder is a pooled msgpack encoder for process data.
+// maxPooledScratch is the largest scratch buffer kept for reuse; a bigger
+// one, left by an unusually large state, goes to the garbage collector
+// rather than staying pinned in the pool.
+const maxPooledScratch = 64 << 10
+
+// dataEncoder is a pooled msgpack encoder for process data. It writes into
+// w, the scratch buffer where Encode assembles a whole state before copying
+// it out at its exact size.
 type dataEncoder struct {
-	buf bytes.Buffer
+	w   appendWriter
 	enc *msgpack.Encoder
+}
+
+// appendWriter is an io.Writer that appends to a byte slice. It also has
+// the WriteByte method that lets msgpack write to it without wrapping it.
+type appendWriter struct{ b []byte }
+
+func (w *appendWriter) Write(p []byte) (int, error) {
+	w.b = append(w.b, p...)
+	return len(p), nil
+}
+
+func (w *appendWriter) WriteByte(c byte) error {
+	w.b = append(w.b, c)
+	return nil
 }
 
 var dataEncoders = sync.Pool{New: func() any {
 	e := &dataEncoder{}
-	e.enc = msgpack.NewEncoder(&e.buf)
+	e.enc = msgpack.NewEncoder(&e.w)
 	e.enc.SetSortMapKeys(true)
 	e.enc.UseCompactInts(true)
 	return e
 }}
 
+// dataDecoder is a pooled msgpack decoder for process data, reading from r.
+type dataDecoder struct {
+	r   bytes.Reader
+	dec *msgpack.Decoder
+}
+
+var dataDecoders = sync.Pool{New: func() any {
+	d := &dataDecoder{}
+	d.dec = msgpack.NewDecoder(&d.r)
+	return d
+}}
+
 // Encode writes the envelope and the state.
 func (c *msgpackCodec[S]) Encode(st stepflow.State[S]) ([]byte, error) {
 	de := dataEncoders.Get().(*dataEncoder)
-	defer dataEncoders.Put(de)
-	de.buf.Reset()
-	if err := de.enc.Encode(&st.Data); err != nil {
-		return nil, fmt.Errorf("encode msgpack state: data: %w", err)
+	b, err := c.encode(de, &st)
+	if cap(b) <= maxPooledScratch {
+		de.w.b = b[:0]
+		dataEncoders.Put(de)
 	}
-	data := de.buf.Bytes()
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > c.max {
+		return nil, fmt.Errorf("encode msgpack state: %w: %d bytes, limit %d", ErrTooLarge, len(b), c.max)
+	}
+	// The scratch buffer goes back to the pool; the caller gets a copy of
+	// exactly the encoded size, made in one allocation.
+	return append([]byte(nil), b...), nil
+}
 
-	b := make([]byte, 0, 64+len(data)+len(st.Version)+len(st.ID))
-	b = append(b, magic, encMsgpack, FormatVersion)
+// encode assembles st in the scratch buffer of de and returns it.
+func (c *msgpackCodec[S]) encode(de *dataEncoder, st *stepflow.State[S]) ([]byte, error) {
+	b := append(de.w.b[:0], magic, encMsgpack, FormatVersion)
 	n := 7
 	switch {
 	case st.Intent != "":
@@ -75,7 +127,23 @@ func (c *msgpackCodec[S]) Encode(st stepflow.State[S]) ([]byte, error) {
 	b = appendUint(b, st.Steps)
 	b = appendTime(b, st.WakeAt)
 	b = appendFrame(b, &st.Root)
-	b = appendBin(b, data)
+
+	// The data is encoded straight after a bin header sized for short
+	// data, which is widened afterwards if the data turns out longer.
+	at := len(b)
+	de.w.b = appendBinHeader(b, 0)
+	d := c.boxes.Get().(*S)
+	*d = st.Data
+	err := de.enc.Encode(d)
+	var zero S
+	*d = zero // the pool must not keep the caller's data alive
+	c.boxes.Put(d)
+	b = de.w.b
+	if err != nil {
+		return b, fmt.Errorf("encode msgpack state: data: %w", err)
+	}
+	b = fixBinHeader(b, at)
+
 	if n > 7 {
 		b = appendFailure(b, st.Err)
 	}
@@ -96,9 +164,6 @@ func (c *msgpackCodec[S]) Encode(st stepflow.State[S]) ([]byte, error) {
 	}
 	if n > 10 {
 		b = appendString(b, st.Intent)
-	}
-	if len(b) > c.max {
-		return nil, fmt.Errorf("encode msgpack state: %w: %d bytes, limit %d", ErrTooLarge, len(b), c.max)
 	}
 	return b, nil
 }
@@ -208,25 +273,110 @@ func (c *msgpackCodec[S]) Decode(b []byte) (st stepflow.State[S], err error) {
 			st, err = fail(fmt.Errorf("%w: %v", ErrCorrupt, p))
 		}
 	}()
-	r := &reader{b: b, off: envelopeLen}
-	data := decodeState(r, &st)
+	r := reader{b: b, off: envelopeLen}
+	data := decodeState(&r, &st)
 	if r.err == nil && r.off != len(b) {
 		r.corrupt("%d trailing bytes", len(b)-r.off)
 	}
 	if r.err != nil {
 		return fail(r.err)
 	}
-	dr := &reader{b: data}
+	// Until here the state's strings point into b; give them their own
+	// memory before anything can return st.
+	ownStrings(&st, r.strBytes)
+
+	dr := reader{b: data}
 	for dr.off < len(data) && dr.err == nil {
 		dr.checkValue(0)
 	}
 	if dr.err != nil {
 		return fail(fmt.Errorf("%w: data: %v", ErrCorrupt, dr.err))
 	}
-	if err := msgpack.Unmarshal(data, &st.Data); err != nil {
+	if err := c.decodeData(data, &st.Data); err != nil {
 		return fail(fmt.Errorf("%w: data: %v", ErrCorrupt, err))
 	}
 	return st, nil
+}
+
+// decodeData decodes the first msgpack value of data into *v, as
+// msgpack.Unmarshal would, with a pooled decoder. msgpack copies what it
+// reads, so *v does not alias data.
+func (c *msgpackCodec[S]) decodeData(data []byte, v *S) error {
+	dd := dataDecoders.Get().(*dataDecoder)
+	dd.r.Reset(data)
+	dd.dec.Reset(&dd.r)
+	d := c.boxes.Get().(*S)
+	err := dd.dec.Decode(d)
+	// Only reached without a panic: a decoder that panicked is dropped.
+	dd.r.Reset(nil)
+	dataDecoders.Put(dd)
+	*v = *d
+	var zero S
+	*d = zero
+	c.boxes.Put(d)
+	return err
+}
+
+// ownStrings moves the strings of a decoded state, which point into the
+// input until now, into one allocation of n bytes (their total length).
+// Strings are immutable, so sharing one backing array is safe; it keeps
+// alive no more than the state's own strings.
+func ownStrings[S any](st *stepflow.State[S], n int) {
+	if n == 0 {
+		return
+	}
+	var o stringOwner
+	o.sb.Grow(n)
+	o.own(&st.Version)
+	o.own(&st.ID)
+	o.frame(&st.Root)
+	o.failure(st.Err)
+	for i := range st.Record {
+		r := &st.Record[i]
+		o.own(&r.Path)
+		o.own(&r.Outcome)
+		o.own(&r.Err)
+	}
+	for i := range st.Signals {
+		o.own(&st.Signals[i].Name)
+	}
+	o.own(&st.Intent)
+	if o.sb.Len() != n {
+		// Every string the reader produced is listed above; a field
+		// missing here would leave the state aliasing the input.
+		panic(fmt.Sprintf("stepflow/codec: copied %d string bytes, read %d", o.sb.Len(), n))
+	}
+}
+
+// stringOwner copies strings into one buffer, grown once to their total
+// length beforehand. Writing no more than that never reallocates, so every
+// String() returns a prefix of the same backing array.
+type stringOwner struct{ sb strings.Builder }
+
+func (o *stringOwner) own(s *string) {
+	if *s == "" {
+		return
+	}
+	o.sb.WriteString(*s)
+	all := o.sb.String()
+	*s = all[len(all)-len(*s):]
+}
+
+func (o *stringOwner) frame(f *stepflow.Frame) {
+	o.own(&f.Name)
+	o.own(&f.Branch)
+	o.failure(f.Err)
+	for i := range f.Children {
+		o.frame(&f.Children[i])
+	}
+}
+
+func (o *stringOwner) failure(f *stepflow.Failure) {
+	if f != nil {
+		o.own(&f.Path)
+		o.own(&f.Kind)
+		o.own(&f.Message)
+	}
 }
 
 // decodeState parses the shell and returns the encoded data.
@@ -242,7 +392,7 @@ func decodeState[S any](r *reader, st *stepflow.State[S]) (data []byte) {
 	st.Steps = r.uint()
 	st.WakeAt = r.time()
 	decodeFrame(r, &st.Root, 0)
-	data = r.bin()
+	data = r.binView()
 	if n > 7 {
 		st.Err = decodeFailure(r)
 	}
