@@ -3,8 +3,10 @@ package codec
 import (
 	"bytes"
 	"fmt"
+	"reflect"
 	"strings"
 	"sync"
+	"unsafe"
 
 	"github.com/vmihailenco/msgpack/v5"
 
@@ -32,6 +34,21 @@ type msgpackCodec[S any] struct {
 	// decode into. Handing it a pointer into the state instead would move
 	// every state passing through Encode or Decode to the heap.
 	boxes sync.Pool
+
+	plainOnce sync.Once
+	plain     *plainData // nil unless S is a plain struct; see plainData
+}
+
+// plainData returns the plan for S, made on first use (after package
+// initialization, when msgpack.Register calls have run).
+func (c *msgpackCodec[S]) plainData() *plainData {
+	c.plainOnce.Do(func() {
+		t := reflect.TypeFor[S]()
+		if p := newPlainData(t); p != nil && p.agrees(t) {
+			c.plain = p
+		}
+	})
+	return c.plain
 }
 
 func (c *msgpackCodec[S]) Name() string { return "msgpack" }
@@ -49,8 +66,9 @@ const maxPooledScratch = 64 << 10
 // w, the scratch buffer where Encode assembles a whole state before copying
 // it out at its exact size.
 type dataEncoder struct {
-	w   appendWriter
-	enc *msgpack.Encoder
+	w    appendWriter
+	enc  *msgpack.Encoder
+	keys []string // scratch for sorting map keys
 }
 
 // appendWriter is an io.Writer that appends to a byte slice. It also has
@@ -131,7 +149,12 @@ func (c *msgpackCodec[S]) encode(de *dataEncoder, st *stepflow.State[S]) ([]byte
 	// The data is encoded straight after a bin header sized for short
 	// data, which is widened afterwards if the data turns out longer.
 	at := len(b)
-	de.w.b = appendBinHeader(b, 0)
+	b = appendBinHeader(b, 0)
+	if plain := c.plainData(); plain != nil {
+		b, de.keys = plain.append(b, unsafe.Pointer(&st.Data), de.keys)
+		return c.encodeTail(fixBinHeader(b, at), n, st), nil
+	}
+	de.w.b = b
 	d := c.boxes.Get().(*S)
 	*d = st.Data
 	err := de.enc.Encode(d)
@@ -142,8 +165,12 @@ func (c *msgpackCodec[S]) encode(de *dataEncoder, st *stepflow.State[S]) ([]byte
 	if err != nil {
 		return b, fmt.Errorf("encode msgpack state: data: %w", err)
 	}
-	b = fixBinHeader(b, at)
+	return c.encodeTail(fixBinHeader(b, at), n, st), nil
+}
 
+// encodeTail writes the state's fields after the data; n is the length
+// of the state array.
+func (c *msgpackCodec[S]) encodeTail(b []byte, n int, st *stepflow.State[S]) []byte {
 	if n > 7 {
 		b = appendFailure(b, st.Err)
 	}
@@ -165,7 +192,7 @@ func (c *msgpackCodec[S]) encode(de *dataEncoder, st *stepflow.State[S]) ([]byte
 	if n > 10 {
 		b = appendString(b, st.Intent)
 	}
-	return b, nil
+	return b
 }
 
 // frameFields returns how many leading frame fields must be written: the
@@ -282,9 +309,22 @@ func (c *msgpackCodec[S]) Decode(b []byte) (st stepflow.State[S], err error) {
 		return fail(r.err)
 	}
 	// Until here the state's strings point into b; give them their own
-	// memory before anything can return st.
-	ownStrings(&st, r.strBytes)
+	// memory before anything can return st. The strings of plain data
+	// share that memory too.
+	plain := c.plainData()
+	var dataCopy []byte
+	if plain != nil {
+		dataCopy = data
+	}
+	dataStr := ownStrings(&st, r.strBytes, dataCopy)
 
+	if plain != nil {
+		if plain.read(data, dataStr, unsafe.Pointer(&st.Data)) {
+			return st, nil
+		}
+		var zero S
+		st.Data = zero // msgpack would merge into what read left
+	}
 	dr := reader{b: data}
 	for dr.off < len(data) && dr.err == nil {
 		dr.checkValue(0)
@@ -318,15 +358,16 @@ func (c *msgpackCodec[S]) decodeData(data []byte, v *S) error {
 }
 
 // ownStrings moves the strings of a decoded state, which point into the
-// input until now, into one allocation of n bytes (their total length).
-// Strings are immutable, so sharing one backing array is safe; it keeps
-// alive no more than the state's own strings.
-func ownStrings[S any](st *stepflow.State[S], n int) {
-	if n == 0 {
-		return
+// input until now, into one allocation of n bytes (their total length),
+// and returns a copy of extra made in the same allocation. Strings are
+// immutable, so sharing one backing array is safe; it keeps alive no more
+// than the state's own strings and extra.
+func ownStrings[S any](st *stepflow.State[S], n int, extra []byte) string {
+	if n+len(extra) == 0 {
+		return ""
 	}
 	var o stringOwner
-	o.sb.Grow(n)
+	o.sb.Grow(n + len(extra))
 	o.own(&st.Version)
 	o.own(&st.ID)
 	o.frame(&st.Root)
@@ -346,6 +387,8 @@ func ownStrings[S any](st *stepflow.State[S], n int) {
 		// missing here would leave the state aliasing the input.
 		panic(fmt.Sprintf("stepflow/codec: copied %d string bytes, read %d", o.sb.Len(), n))
 	}
+	o.sb.Write(extra)
+	return o.sb.String()[n:]
 }
 
 // stringOwner copies strings into one buffer, grown once to their total
@@ -391,6 +434,12 @@ func decodeState[S any](r *reader, st *stepflow.State[S]) (data []byte) {
 	}
 	st.Steps = r.uint()
 	st.WakeAt = r.time()
+	// One allocation holds every frame below the root; each frame's
+	// children are a run of it.
+	scan := *r
+	if k := scan.countFrames(0); k > 0 && scan.err == nil {
+		r.frames = make([]stepflow.Frame, k)
+	}
 	decodeFrame(r, &st.Root, 0)
 	data = r.binView()
 	if n > 7 {
@@ -433,7 +482,11 @@ func decodeFrame(r *reader, f *stepflow.Frame, depth int) {
 		switch i {
 		case 1:
 			if k := r.arrayLen("frame children", 0, 1<<24); k > 0 {
-				f.Children = make([]stepflow.Frame, k)
+				if k <= len(r.frames) {
+					f.Children, r.frames = r.frames[:k:k], r.frames[k:]
+				} else {
+					f.Children = make([]stepflow.Frame, k)
+				}
 			}
 			for j := range f.Children {
 				decodeFrame(r, &f.Children[j], depth+1)
@@ -454,6 +507,29 @@ func decodeFrame(r *reader, f *stepflow.Frame, depth int) {
 			f.Payload = r.bin()
 		}
 	}
+}
+
+// countFrames reads past a frame and returns how many frames it has below
+// it.
+func (r *reader) countFrames(depth int) (frames int) {
+	if depth > maxDepth {
+		r.corrupt("frames nested deeper than %d", maxDepth)
+		return 0
+	}
+	n := r.arrayLen("frame", 1, 9)
+	r.bytes(r.strLen())
+	for i := 1; i < n && r.err == nil; i++ {
+		if i > 1 {
+			r.checkValue(0)
+			continue
+		}
+		k := r.arrayLen("frame children", 0, 1<<24)
+		frames += k
+		for j := 0; j < k && r.err == nil; j++ {
+			frames += r.countFrames(depth + 1)
+		}
+	}
+	return frames
 }
 
 func decodeFailure(r *reader) *stepflow.Failure {

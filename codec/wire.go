@@ -6,6 +6,8 @@ import (
 	"math"
 	"time"
 	"unsafe"
+
+	"github.com/stepflow-io/go-stepflow/stepflow"
 )
 
 // This file reads and writes the msgpack subset that the state shell uses:
@@ -111,6 +113,8 @@ type reader struct {
 	err error
 	// strBytes is the total length of the strings read so far.
 	strBytes int
+	// frames is where decodeFrame takes children from before it allocates.
+	frames []stepflow.Frame
 }
 
 // fail records err unless an error is recorded already. It also cuts b at
