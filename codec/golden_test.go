@@ -2,6 +2,9 @@ package codec_test
 
 import (
 	"encoding/hex"
+	"fmt"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -93,6 +96,50 @@ func TestDecodedRandomStatesDoNotAliasInput(t *testing.T) {
 				}
 				assert.Equal(t, st, dec)
 			})
+		})
+	}
+}
+
+func BenchmarkDecodeAnyEncoding(b *testing.B) {
+	// codec.Decode makes a codec per call, as a store reading states of
+	// both encodings does.
+	enc, err := codec.Msgpack[Deploy](nil).Encode(midRunDeployState(b, 0))
+	require.NoError(b, err)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := codec.Decode[Deploy](enc, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func TestCodecsAreSafeForConcurrentUse(t *testing.T) {
+	// Encode and Decode share pooled buffers between calls; each call
+	// must still see only its own state.
+	for _, c := range codecs() {
+		t.Run(c.Name(), func(t *testing.T) {
+			base := midRunDeployState(t, 32)
+			var wg sync.WaitGroup
+			for g := range 8 {
+				st := base
+				st.ID = fmt.Sprintf("process-%d", g)
+				st.Data.Labels = map[string]string{"g": strings.Repeat("x", g*40)}
+				want, err := c.Encode(st)
+				require.NoError(t, err)
+				wg.Go(func() {
+					for range 200 {
+						b, err := c.Encode(st)
+						if !assert.NoError(t, err) || !assert.Equal(t, want, b) {
+							return
+						}
+						dec, err := c.Decode(b)
+						if !assert.NoError(t, err) || !assert.Equal(t, st, dec) {
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
 		})
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"unsafe"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -35,6 +36,24 @@ type plainField struct {
 }
 
 var mapStringString = reflect.TypeFor[map[string]string]()
+
+// plainPlans caches plainDataFor: reflect.Type to *plainData, nil for
+// types msgpack handles. Codecs made per call (Decode, Detect) share it.
+var plainPlans sync.Map
+
+// plainDataFor returns the plan for t, or nil if t is not a plain struct
+// or msgpack does not agree with the plan (see agrees).
+func plainDataFor(t reflect.Type) *plainData {
+	if p, ok := plainPlans.Load(t); ok {
+		return p.(*plainData)
+	}
+	p := newPlainData(t)
+	if p != nil && !p.agrees(t) {
+		p = nil
+	}
+	got, _ := plainPlans.LoadOrStore(t, p)
+	return got.(*plainData)
+}
 
 // newPlainData returns the plan for t, or nil if t is not a plain struct.
 func newPlainData(t reflect.Type) *plainData {
