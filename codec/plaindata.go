@@ -22,7 +22,8 @@ import (
 // msgpack writes such a struct as a map from field name to value, in field
 // order, leaving out empty omitempty fields; with the encoder settings of
 // this package, integers take their shortest form and map keys are sorted.
-// Reading accepts only those shortest forms with known field names, and
+// Reading accepts known field names in any order, with values in the
+// forms msgpack writes (strings as str, integers in any integer form), and
 // hands anything else to msgpack, which decides what it means.
 type plainData struct {
 	fields []plainField
