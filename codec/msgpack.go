@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"reflect"
-	"strings"
 	"sync"
 	"unsafe"
 
@@ -55,6 +54,14 @@ func (c *msgpackCodec[S]) plainData() *plainData {
 }
 
 func (c *msgpackCodec[S]) Name() string { return "msgpack" }
+
+// smallState is the size up to which Decode copies the whole input once
+// and makes every string of the state a substring of that copy, instead of
+// allocating each string on its own. The copy also holds the bytes that are
+// not strings; for states this small that costs less than an allocation
+// per string, and a decoded state keeps no more than smallState bytes
+// alive that it does not use.
+const smallState = 4 << 10
 
 // maxDepth bounds frame nesting on decode, so hostile input cannot exhaust
 // the stack.
@@ -305,24 +312,26 @@ func (c *msgpackCodec[S]) Decode(b []byte) (st stepflow.State[S], err error) {
 		}
 	}()
 	r := reader{b: b, off: envelopeLen}
-	data := decodeState(&r, &st)
+	if len(b) <= smallState {
+		// One copy of the input holds every string of the state, data
+		// included; the state never points into b.
+		r.all = string(b)
+	}
+	data, dataAt := decodeState(&r, &st)
 	if r.err == nil && r.off != len(b) {
 		r.corrupt("%d trailing bytes", len(b)-r.off)
 	}
 	if r.err != nil {
 		return fail(r.err)
 	}
-	// Until here the state's strings point into b; give them their own
-	// memory before anything can return st. The strings of plain data
-	// share that memory too.
-	plain := c.plainData()
-	var dataCopy []byte
-	if plain != nil {
-		dataCopy = data
-	}
-	dataStr := ownStrings(&st, r.strBytes, dataCopy)
-
-	if plain != nil {
+	// Plain data needs no checkValue walk: read allocates no more than the
+	// bytes left can fill, and what it does not accept takes the checked
+	// path below.
+	if plain := c.plainData(); plain != nil {
+		var dataStr string
+		if r.all != "" {
+			dataStr = r.all[dataAt : dataAt+len(data)]
+		}
 		if plain.read(data, dataStr, unsafe.Pointer(&st.Data)) {
 			return st, nil
 		}
@@ -361,73 +370,9 @@ func (c *msgpackCodec[S]) decodeData(data []byte, v *S) error {
 	return err
 }
 
-// ownStrings moves the strings of a decoded state, which point into the
-// input until now, into one allocation of n bytes (their total length),
-// and returns a copy of extra made in the same allocation. Strings are
-// immutable, so sharing one backing array is safe; it keeps alive no more
-// than the state's own strings and extra.
-func ownStrings[S any](st *stepflow.State[S], n int, extra []byte) string {
-	if n+len(extra) == 0 {
-		return ""
-	}
-	var o stringOwner
-	o.sb.Grow(n + len(extra))
-	o.own(&st.Version)
-	o.own(&st.ID)
-	o.frame(&st.Root)
-	o.failure(st.Err)
-	for i := range st.Record {
-		r := &st.Record[i]
-		o.own(&r.Path)
-		o.own(&r.Outcome)
-		o.own(&r.Err)
-	}
-	for i := range st.Signals {
-		o.own(&st.Signals[i].Name)
-	}
-	o.own(&st.Intent)
-	if o.sb.Len() != n {
-		// Every string the reader produced is listed above; a field
-		// missing here would leave the state aliasing the input.
-		panic(fmt.Sprintf("stepflow/codec: copied %d string bytes, read %d", o.sb.Len(), n))
-	}
-	o.sb.Write(extra)
-	return o.sb.String()[n:]
-}
-
-// stringOwner copies strings into one buffer, grown once to their total
-// length beforehand. Writing no more than that never reallocates, so every
-// String() returns a prefix of the same backing array.
-type stringOwner struct{ sb strings.Builder }
-
-func (o *stringOwner) own(s *string) {
-	if *s == "" {
-		return
-	}
-	o.sb.WriteString(*s)
-	all := o.sb.String()
-	*s = all[len(all)-len(*s):]
-}
-
-func (o *stringOwner) frame(f *stepflow.Frame) {
-	o.own(&f.Name)
-	o.own(&f.Branch)
-	o.failure(f.Err)
-	for i := range f.Children {
-		o.frame(&f.Children[i])
-	}
-}
-
-func (o *stringOwner) failure(f *stepflow.Failure) {
-	if f != nil {
-		o.own(&f.Path)
-		o.own(&f.Kind)
-		o.own(&f.Message)
-	}
-}
-
-// decodeState parses the shell and returns the encoded data.
-func decodeState[S any](r *reader, st *stepflow.State[S]) (data []byte) {
+// decodeState parses the shell and returns the encoded data, which is
+// r.b[at:at+len(data)].
+func decodeState[S any](r *reader, st *stepflow.State[S]) (data []byte, at int) {
 	n := r.arrayLen("state", 7, 11)
 	st.Version = r.string()
 	st.ID = r.string()
@@ -446,6 +391,7 @@ func decodeState[S any](r *reader, st *stepflow.State[S]) (data []byte) {
 	}
 	decodeFrame(r, &st.Root, 0)
 	data = r.binView()
+	at = r.off - len(data)
 	if n > 7 {
 		st.Err = decodeFailure(r)
 	}
@@ -472,7 +418,7 @@ func decodeState[S any](r *reader, st *stepflow.State[S]) (data []byte) {
 	if n > 10 {
 		st.Intent = r.string()
 	}
-	return data
+	return data, at
 }
 
 func decodeFrame(r *reader, f *stepflow.Frame, depth int) {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"time"
-	"unsafe"
 
 	"github.com/stepflow-io/go-stepflow/stepflow"
 )
@@ -111,8 +110,9 @@ type reader struct {
 	b   []byte
 	off int
 	err error
-	// strBytes is the total length of the strings read so far.
-	strBytes int
+	// all, when set, is a copy of b: strings read are substrings of it,
+	// which saves an allocation per string. See smallState.
+	all string
 	// frames is where decodeFrame takes children from before it allocates.
 	frames []stepflow.Frame
 }
@@ -261,17 +261,17 @@ func (r *reader) strLen() int {
 	return 0
 }
 
-// string returns the next string without copying it: the result points
-// into the input. Decode copies all of a state's strings into memory of
-// their own at once when the state is complete (see ownStrings), and
-// counts in strBytes how much that is.
+// string returns a copy of the next string: a substring of all if that
+// is set, else a string of its own.
 func (r *reader) string() string {
 	p := r.bytes(r.strLen())
-	if len(p) == 0 {
+	switch {
+	case len(p) == 0:
 		return ""
+	case r.all != "":
+		return r.all[r.off-len(p) : r.off]
 	}
-	r.strBytes += len(p)
-	return unsafe.String(&p[0], len(p))
+	return string(p)
 }
 
 // bin returns a copy of the next binary value, nil if it is empty.
