@@ -3,7 +3,9 @@ package codec
 import (
 	"bytes"
 	"fmt"
+	"reflect"
 	"sync"
+	"unsafe"
 
 	"github.com/vmihailenco/msgpack/v5"
 
@@ -16,47 +18,126 @@ import (
 // keys are sorted so that encoding stays canonical) and embedded as a
 // binary field, so it can be decoded, and fail, on its own.
 //
+// When S is a struct of plain fields (strings, bools, integers and
+// map[string]string, with msgpack tags that at most rename a field, skip
+// it or set omitempty), the codec writes and reads the data itself,
+// producing the same bytes and values as msgpack at a fraction of the
+// cost. It checks this against msgpack on first use, so a custom encoding
+// registered for S with msgpack.Register is honoured if it is registered
+// before S is first encoded or decoded (in an init function, say).
+//
 // Layout after the 3-byte envelope: [version, id, status, steps, wakeAt,
 // root frame, data, err?, record?, signals?, intent?]; a frame is [name, children?,
 // branch?, count?, since?, until?, index?, err?, payload?].
 func Msgpack[S any](opts *Options) Codec[S] {
-	return &msgpackCodec[S]{max: opts.maxSize()}
+	c := &msgpackCodec[S]{max: opts.maxSize()}
+	c.boxes.New = func() any { return new(S) }
+	return c
 }
 
-type msgpackCodec[S any] struct{ max int }
+type msgpackCodec[S any] struct {
+	max int
+	// boxes holds *S values for msgpack's reflection to encode from and
+	// decode into. Handing it a pointer into the state instead would move
+	// every state passing through Encode or Decode to the heap.
+	boxes sync.Pool
+
+	plainOnce sync.Once
+	plain     *plainData // nil unless S is a plain struct; see plainData
+}
+
+// plainData returns the plan for S, looked up on first use: after package
+// initialization, when msgpack.Register calls have run.
+func (c *msgpackCodec[S]) plainData() *plainData {
+	c.plainOnce.Do(func() { c.plain = plainDataFor(reflect.TypeFor[S]()) })
+	return c.plain
+}
 
 func (c *msgpackCodec[S]) Name() string { return "msgpack" }
+
+// smallState is the size up to which Decode copies the whole input once
+// and makes every string of the state a substring of that copy, instead of
+// allocating each string on its own. The copy also holds the bytes that are
+// not strings; for states this small that costs less than an allocation
+// per string, and a decoded state keeps no more than smallState bytes
+// alive that it does not use.
+const smallState = 4 << 10
 
 // maxDepth bounds frame nesting on decode, so hostile input cannot exhaust
 // the stack.
 const maxDepth = 64
 
-// dataEncoder is a pooled msgpack encoder for process data.
+// maxPooledScratch is the largest scratch buffer kept for reuse; a bigger
+// one, left by an unusually large state, goes to the garbage collector
+// rather than staying pinned in the pool.
+const maxPooledScratch = 64 << 10
+
+// dataEncoder is a pooled msgpack encoder for process data. It writes into
+// w, the scratch buffer where Encode assembles a whole state before copying
+// it out at its exact size.
 type dataEncoder struct {
-	buf bytes.Buffer
-	enc *msgpack.Encoder
+	w    appendWriter
+	enc  *msgpack.Encoder
+	keys []string // scratch for sorting map keys
+}
+
+// appendWriter is an io.Writer that appends to a byte slice. It also has
+// the WriteByte method that lets msgpack write to it without wrapping it.
+type appendWriter struct{ b []byte }
+
+func (w *appendWriter) Write(p []byte) (int, error) {
+	w.b = append(w.b, p...)
+	return len(p), nil
+}
+
+func (w *appendWriter) WriteByte(c byte) error {
+	w.b = append(w.b, c)
+	return nil
 }
 
 var dataEncoders = sync.Pool{New: func() any {
 	e := &dataEncoder{}
-	e.enc = msgpack.NewEncoder(&e.buf)
+	e.enc = msgpack.NewEncoder(&e.w)
 	e.enc.SetSortMapKeys(true)
 	e.enc.UseCompactInts(true)
 	return e
 }}
 
-// Encode writes the envelope and the state.
-func (c *msgpackCodec[S]) Encode(st stepflow.State[S]) ([]byte, error) {
-	de := dataEncoders.Get().(*dataEncoder)
-	defer dataEncoders.Put(de)
-	de.buf.Reset()
-	if err := de.enc.Encode(&st.Data); err != nil {
-		return nil, fmt.Errorf("encode msgpack state: data: %w", err)
-	}
-	data := de.buf.Bytes()
+// dataDecoder is a pooled msgpack decoder for process data, reading from r.
+type dataDecoder struct {
+	r   bytes.Reader
+	dec *msgpack.Decoder
+}
 
-	b := make([]byte, 0, 64+len(data)+len(st.Version)+len(st.ID))
-	b = append(b, magic, encMsgpack, FormatVersion)
+var dataDecoders = sync.Pool{New: func() any {
+	d := &dataDecoder{}
+	d.dec = msgpack.NewDecoder(&d.r)
+	return d
+}}
+
+// Encode writes the envelope and the state.
+func (c *msgpackCodec[S]) Encode(st stepflow.State[S]) (out []byte, err error) {
+	de := dataEncoders.Get().(*dataEncoder)
+	b, err := c.encode(de, &st)
+	switch {
+	case err != nil:
+	case len(b) > c.max:
+		err = fmt.Errorf("encode msgpack state: %w: %d bytes, limit %d", ErrTooLarge, len(b), c.max)
+	default:
+		// The caller gets a copy of exactly the encoded size, made in
+		// one allocation; the scratch buffer goes back to the pool.
+		out = append([]byte(nil), b...)
+	}
+	if cap(b) <= maxPooledScratch {
+		de.w.b = b[:0]
+		dataEncoders.Put(de) // no use of b after this
+	}
+	return out, err
+}
+
+// encode assembles st in the scratch buffer of de and returns it.
+func (c *msgpackCodec[S]) encode(de *dataEncoder, st *stepflow.State[S]) ([]byte, error) {
+	b := append(de.w.b[:0], magic, encMsgpack, FormatVersion)
 	n := 7
 	switch {
 	case st.Intent != "":
@@ -75,7 +156,32 @@ func (c *msgpackCodec[S]) Encode(st stepflow.State[S]) ([]byte, error) {
 	b = appendUint(b, st.Steps)
 	b = appendTime(b, st.WakeAt)
 	b = appendFrame(b, &st.Root)
-	b = appendBin(b, data)
+
+	// The data is encoded straight after a bin header sized for short
+	// data, which is widened afterwards if the data turns out longer.
+	at := len(b)
+	b = appendBinHeader(b, 0)
+	if plain := c.plainData(); plain != nil {
+		b, de.keys = plain.append(b, unsafe.Pointer(&st.Data), de.keys)
+		return c.encodeTail(fixBinHeader(b, at), n, st), nil
+	}
+	de.w.b = b
+	d := c.boxes.Get().(*S)
+	*d = st.Data
+	err := de.enc.Encode(d)
+	var zero S
+	*d = zero // the pool must not keep the caller's data alive
+	c.boxes.Put(d)
+	b = de.w.b
+	if err != nil {
+		return b, fmt.Errorf("encode msgpack state: data: %w", err)
+	}
+	return c.encodeTail(fixBinHeader(b, at), n, st), nil
+}
+
+// encodeTail writes the state's fields after the data; n is the length
+// of the state array.
+func (c *msgpackCodec[S]) encodeTail(b []byte, n int, st *stepflow.State[S]) []byte {
 	if n > 7 {
 		b = appendFailure(b, st.Err)
 	}
@@ -97,10 +203,7 @@ func (c *msgpackCodec[S]) Encode(st stepflow.State[S]) ([]byte, error) {
 	if n > 10 {
 		b = appendString(b, st.Intent)
 	}
-	if len(b) > c.max {
-		return nil, fmt.Errorf("encode msgpack state: %w: %d bytes, limit %d", ErrTooLarge, len(b), c.max)
-	}
-	return b, nil
+	return b
 }
 
 // frameFields returns how many leading frame fields must be written: the
@@ -208,29 +311,68 @@ func (c *msgpackCodec[S]) Decode(b []byte) (st stepflow.State[S], err error) {
 			st, err = fail(fmt.Errorf("%w: %v", ErrCorrupt, p))
 		}
 	}()
-	r := &reader{b: b, off: envelopeLen}
-	data := decodeState(r, &st)
+	r := reader{b: b, off: envelopeLen}
+	if len(b) <= smallState {
+		// One copy of the input holds every string of the state, data
+		// included; the state never points into b.
+		r.all = string(b)
+	}
+	data, dataAt := decodeState(&r, &st)
 	if r.err == nil && r.off != len(b) {
 		r.corrupt("%d trailing bytes", len(b)-r.off)
 	}
 	if r.err != nil {
 		return fail(r.err)
 	}
-	dr := &reader{b: data}
+	// Plain data needs no checkValue walk: read allocates no more than the
+	// bytes left can fill, and what it does not accept takes the checked
+	// path below.
+	if plain := c.plainData(); plain != nil {
+		var dataStr string
+		if r.all != "" {
+			dataStr = r.all[dataAt : dataAt+len(data)]
+		}
+		if plain.read(data, dataStr, unsafe.Pointer(&st.Data)) {
+			return st, nil
+		}
+		var zero S
+		st.Data = zero // msgpack would merge into what read left
+	}
+	dr := reader{b: data}
 	for dr.off < len(data) && dr.err == nil {
 		dr.checkValue(0)
 	}
 	if dr.err != nil {
 		return fail(fmt.Errorf("%w: data: %v", ErrCorrupt, dr.err))
 	}
-	if err := msgpack.Unmarshal(data, &st.Data); err != nil {
+	if err := c.decodeData(data, &st.Data); err != nil {
 		return fail(fmt.Errorf("%w: data: %v", ErrCorrupt, err))
 	}
 	return st, nil
 }
 
-// decodeState parses the shell and returns the encoded data.
-func decodeState[S any](r *reader, st *stepflow.State[S]) (data []byte) {
+// decodeData decodes the first msgpack value of data into *v, as
+// msgpack.Unmarshal would, with a pooled decoder. msgpack copies what it
+// reads, so *v does not alias data.
+func (c *msgpackCodec[S]) decodeData(data []byte, v *S) error {
+	dd := dataDecoders.Get().(*dataDecoder)
+	dd.r.Reset(data)
+	dd.dec.Reset(&dd.r)
+	d := c.boxes.Get().(*S)
+	err := dd.dec.Decode(d)
+	// Only reached without a panic: a decoder that panicked is dropped.
+	dd.r.Reset(nil)
+	dataDecoders.Put(dd)
+	*v = *d
+	var zero S
+	*d = zero
+	c.boxes.Put(d)
+	return err
+}
+
+// decodeState parses the shell and returns the encoded data, which is
+// r.b[at:at+len(data)].
+func decodeState[S any](r *reader, st *stepflow.State[S]) (data []byte, at int) {
 	n := r.arrayLen("state", 7, 11)
 	st.Version = r.string()
 	st.ID = r.string()
@@ -241,8 +383,15 @@ func decodeState[S any](r *reader, st *stepflow.State[S]) (data []byte) {
 	}
 	st.Steps = r.uint()
 	st.WakeAt = r.time()
+	// One allocation holds every frame below the root; each frame's
+	// children are a run of it.
+	scan := *r
+	if k := scan.countFrames(0); k > 0 && scan.err == nil {
+		r.frames = make([]stepflow.Frame, k)
+	}
 	decodeFrame(r, &st.Root, 0)
-	data = r.bin()
+	data = r.binView()
+	at = r.off - len(data)
 	if n > 7 {
 		st.Err = decodeFailure(r)
 	}
@@ -269,7 +418,7 @@ func decodeState[S any](r *reader, st *stepflow.State[S]) (data []byte) {
 	if n > 10 {
 		st.Intent = r.string()
 	}
-	return data
+	return data, at
 }
 
 func decodeFrame(r *reader, f *stepflow.Frame, depth int) {
@@ -283,7 +432,11 @@ func decodeFrame(r *reader, f *stepflow.Frame, depth int) {
 		switch i {
 		case 1:
 			if k := r.arrayLen("frame children", 0, 1<<24); k > 0 {
-				f.Children = make([]stepflow.Frame, k)
+				if k <= len(r.frames) {
+					f.Children, r.frames = r.frames[:k:k], r.frames[k:]
+				} else {
+					f.Children = make([]stepflow.Frame, k)
+				}
 			}
 			for j := range f.Children {
 				decodeFrame(r, &f.Children[j], depth+1)
@@ -304,6 +457,29 @@ func decodeFrame(r *reader, f *stepflow.Frame, depth int) {
 			f.Payload = r.bin()
 		}
 	}
+}
+
+// countFrames reads past a frame and returns how many frames it has below
+// it.
+func (r *reader) countFrames(depth int) (frames int) {
+	if depth > maxDepth {
+		r.corrupt("frames nested deeper than %d", maxDepth)
+		return 0
+	}
+	n := r.arrayLen("frame", 1, 9)
+	r.bytes(r.strLen())
+	for i := 1; i < n && r.err == nil; i++ {
+		if i > 1 {
+			r.checkValue(0)
+			continue
+		}
+		k := r.arrayLen("frame children", 0, 1<<24)
+		frames += k
+		for j := 0; j < k && r.err == nil; j++ {
+			frames += r.countFrames(depth + 1)
+		}
+	}
+	return frames
 }
 
 func decodeFailure(r *reader) *stepflow.Failure {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"time"
+
+	"github.com/stepflow-io/go-stepflow/stepflow"
 )
 
 // This file reads and writes the msgpack subset that the state shell uses:
@@ -45,16 +47,34 @@ func appendString(b []byte, s string) []byte {
 }
 
 func appendBin(b []byte, p []byte) []byte {
-	n := len(p)
+	return append(appendBinHeader(b, len(p)), p...)
+}
+
+func appendBinHeader(b []byte, n int) []byte {
 	switch {
 	case n <= math.MaxUint8:
-		b = append(b, 0xc4, byte(n))
+		return append(b, 0xc4, byte(n))
 	case n <= math.MaxUint16:
-		b = binary.BigEndian.AppendUint16(append(b, 0xc5), uint16(n))
-	default:
-		b = binary.BigEndian.AppendUint32(append(b, 0xc6), uint32(n))
+		return binary.BigEndian.AppendUint16(append(b, 0xc5), uint16(n))
 	}
-	return append(b, p...)
+	return binary.BigEndian.AppendUint32(append(b, 0xc6), uint32(n))
+}
+
+// fixBinHeader completes a bin field whose contents were appended after a
+// placeholder header of the shortest form at b[at:at+2]: it writes the
+// length, widening the header (and moving the contents) when they are
+// longer than the short form can say, so the result is what appendBin
+// would have written.
+func fixBinHeader(b []byte, at int) []byte {
+	n := len(b) - at - 2
+	var h [5]byte
+	hdr := appendBinHeader(h[:0], n)
+	if grow := len(hdr) - 2; grow > 0 {
+		b = append(b, h[:grow]...)
+		copy(b[at+len(hdr):], b[at+2:len(b)-grow])
+	}
+	copy(b[at:], hdr)
+	return b
 }
 
 func appendArrayLen(b []byte, n int) []byte {
@@ -90,47 +110,64 @@ type reader struct {
 	b   []byte
 	off int
 	err error
+	// all, when set, is a copy of b: strings read are substrings of it,
+	// which saves an allocation per string. See smallState.
+	all string
+	// frames is where decodeFrame takes children from before it allocates.
+	frames []stepflow.Frame
 }
 
+// fail records err unless an error is recorded already. It also cuts b at
+// the read offset, so that every later read finds no bytes left: the read
+// methods need only compare lengths, which keeps them small enough to be
+// inlined.
 func (r *reader) fail(err error) {
 	if r.err == nil {
 		r.err = err
+		r.b = r.b[:r.off]
 	}
 }
 
+// need reports whether n more bytes are there to read, and records
+// ErrTruncated if not.
 func (r *reader) need(n int) bool {
-	if r.err != nil {
-		return false
+	if uint(n) <= uint(len(r.b)-r.off) {
+		return true
 	}
-	if n < 0 || len(r.b)-r.off < n {
-		r.fail(fmt.Errorf("%w: need %d bytes at offset %d, have %d", ErrTruncated, n, r.off, len(r.b)-r.off))
-		return false
-	}
-	return true
+	r.short(n)
+	return false
 }
 
-func (r *reader) byte() byte {
-	if !r.need(1) {
-		return 0
+// short records that n bytes were needed and fewer are left.
+func (r *reader) short(n int) {
+	r.fail(fmt.Errorf("%w: need %d bytes at offset %d, have %d", ErrTruncated, n, r.off, len(r.b)-r.off))
+}
+
+func (r *reader) byte() (c byte) {
+	if r.off < len(r.b) {
+		c = r.b[r.off]
+		r.off++
+	} else {
+		r.short(1)
 	}
-	c := r.b[r.off]
-	r.off++
 	return c
 }
 
 func (r *reader) peek() byte {
-	if !r.need(1) {
-		return 0
+	if r.off < len(r.b) {
+		return r.b[r.off]
 	}
-	return r.b[r.off]
+	r.short(1)
+	return 0
 }
 
-func (r *reader) bytes(n int) []byte {
-	if !r.need(n) {
-		return nil
+func (r *reader) bytes(n int) (p []byte) {
+	if uint(n) <= uint(len(r.b)-r.off) {
+		p = r.b[r.off : r.off+n]
+		r.off += n
+	} else {
+		r.short(n)
 	}
-	p := r.b[r.off : r.off+n]
-	r.off += n
 	return p
 }
 
@@ -167,7 +204,7 @@ func (r *reader) corrupt(format string, args ...any) {
 
 // nilNext consumes a nil and reports whether there was one.
 func (r *reader) nilNext() bool {
-	if r.peek() == 0xc0 && r.err == nil {
+	if r.off < len(r.b) && r.b[r.off] == 0xc0 {
 		r.off++
 		return true
 	}
@@ -224,9 +261,30 @@ func (r *reader) strLen() int {
 	return 0
 }
 
-func (r *reader) string() string { return string(r.bytes(r.strLen())) }
+// string returns a copy of the next string: a substring of all if that
+// is set, else a string of its own.
+func (r *reader) string() string {
+	p := r.bytes(r.strLen())
+	switch {
+	case len(p) == 0:
+		return ""
+	case r.all != "":
+		return r.all[r.off-len(p) : r.off]
+	}
+	return string(p)
+}
 
+// bin returns a copy of the next binary value, nil if it is empty.
 func (r *reader) bin() []byte {
+	p := r.binView()
+	if len(p) == 0 {
+		return nil
+	}
+	return append([]byte(nil), p...)
+}
+
+// binView returns the next binary value as a slice of the input.
+func (r *reader) binView() []byte {
 	if r.nilNext() {
 		return nil
 	}
@@ -245,11 +303,7 @@ func (r *reader) bin() []byte {
 		r.corrupt("want binary, found 0x%02x", c)
 		return nil
 	}
-	p := r.bytes(n)
-	if len(p) == 0 {
-		return nil
-	}
-	return append([]byte(nil), p...)
+	return r.bytes(n)
 }
 
 // arrayLen reads an array header; lo..hi bound the length, and the length
