@@ -196,7 +196,7 @@ type exec[S any] struct {
 	applyState[S]
 	recBuf  [2]Record
 	cursors [8]Cursor[S]
-	scopes  [8]scope // see newScope
+	scopes  [16]scope // see newScope
 	// slab holds contexts not yet handed out (see newCallCtx).
 	slab []callCtx
 }
