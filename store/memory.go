@@ -2,7 +2,6 @@ package store
 
 import (
 	"cmp"
-	"container/heap"
 	"context"
 	"slices"
 	"sync"
@@ -22,7 +21,7 @@ type Memory struct {
 	mu       sync.Mutex
 	byID     map[string]*memItem
 	due      dueHeap
-	counts   map[stepflow.Status]int
+	counts   [256]int // by stepflow.Status
 	quar     int
 	watchers map[chan struct{}]struct{}
 	closed   bool
@@ -37,7 +36,6 @@ type memItem struct {
 func NewMemory() *Memory {
 	return &Memory{
 		byID:     map[string]*memItem{},
-		counts:   map[stepflow.Status]int{},
 		watchers: map[chan struct{}]struct{}{},
 	}
 }
@@ -92,16 +90,17 @@ func (m *Memory) Claim(ctx context.Context, c Claim) ([]Record, error) {
 	if m.closed {
 		return nil, ErrClosed
 	}
-	var out []Record
-	for len(out) < c.Limit && len(m.due) > 0 {
-		it := m.due[0]
-		if it.rec.Due.After(c.Now) {
-			break
-		}
+	if len(m.due) == 0 || m.due[0].after(c.Now) {
+		return nil, nil
+	}
+	out := make([]Record, 0, min(c.Limit, len(m.due)))
+	for len(out) < c.Limit && len(m.due) > 0 && !m.due[0].after(c.Now) {
 		// Moving the due time to the lease's end keeps the record in the
 		// heap: it comes due again, for anyone, when the lease expires.
+		it := m.due[0].it
 		it.rec.Owner, it.rec.Due = c.Owner, until
-		heap.Fix(&m.due, 0)
+		m.due[0].setKey()
+		m.due.fix(0)
 		out = append(out, it.rec)
 	}
 	return out, nil
@@ -205,7 +204,7 @@ func (m *Memory) NextDue(ctx context.Context) (time.Time, bool, error) {
 	if len(m.due) == 0 {
 		return time.Time{}, false, nil
 	}
-	return m.due[0].rec.Due, true, nil
+	return m.due[0].it.rec.Due, true, nil
 }
 
 // Watch implements Store.
@@ -239,10 +238,10 @@ func (m *Memory) Count(ctx context.Context) (Counts, error) {
 	if m.closed {
 		return Counts{}, ErrClosed
 	}
-	c := Counts{ByStatus: make(map[stepflow.Status]int, len(m.counts)), Quarantined: m.quar}
+	c := Counts{ByStatus: map[stepflow.Status]int{}, Quarantined: m.quar}
 	for s, n := range m.counts {
 		if n > 0 {
-			c.ByStatus[s] = n
+			c.ByStatus[stepflow.Status(s)] = n
 		}
 	}
 	return c, nil
@@ -315,12 +314,13 @@ func (m *Memory) count(r *Record, d int) {
 func (m *Memory) schedule(it *memItem) {
 	switch {
 	case it.rec.Due.IsZero() && it.idx >= 0:
-		heap.Remove(&m.due, it.idx)
+		m.due.remove(it.idx)
 	case it.rec.Due.IsZero():
 	case it.idx >= 0:
-		heap.Fix(&m.due, it.idx)
+		m.due[it.idx].setKey()
+		m.due.fix(it.idx)
 	default:
-		heap.Push(&m.due, it)
+		m.due.push(it)
 	}
 }
 
@@ -335,30 +335,102 @@ func (m *Memory) notify() {
 }
 
 // dueHeap orders items by due time, then id, so claims are deterministic.
-type dueHeap []*memItem
+// Each entry carries its sort key, so that ordering the heap reads no
+// item: with many processes, most items are out of the processor's
+// caches.
+type dueHeap []dueEntry
 
-func (h dueHeap) Len() int { return len(h) }
-func (h dueHeap) Less(i, j int) bool {
-	a, b := &h[i].rec, &h[j].rec
-	if !a.Due.Equal(b.Due) {
-		return a.Due.Before(b.Due)
+type dueEntry struct {
+	sec  int64  // due time: seconds since the Unix epoch
+	nsec int64  // and nanoseconds within the second
+	id   string // the item's id, for ties
+	it   *memItem
+}
+
+// setKey copies the item's due time and id into the entry.
+func (e *dueEntry) setKey() {
+	d := e.it.rec.Due
+	e.sec, e.nsec, e.id = d.Unix(), int64(d.Nanosecond()), e.it.rec.ID
+}
+
+// after reports whether the entry is due after t.
+func (e *dueEntry) after(t time.Time) bool {
+	sec := t.Unix()
+	return e.sec > sec || e.sec == sec && e.nsec > int64(t.Nanosecond())
+}
+
+func (h dueHeap) less(i, j int) bool {
+	a, b := &h[i], &h[j]
+	if a.sec != b.sec {
+		return a.sec < b.sec
 	}
-	return a.ID < b.ID
+	if a.nsec != b.nsec {
+		return a.nsec < b.nsec
+	}
+	return a.id < b.id
 }
-func (h dueHeap) Swap(i, j int) {
+
+func (h dueHeap) swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
-	h[i].idx, h[j].idx = i, j
+	h[i].it.idx, h[j].it.idx = i, j
 }
-func (h *dueHeap) Push(x any) {
-	it := x.(*memItem)
+
+func (h *dueHeap) push(it *memItem) {
 	it.idx = len(*h)
-	*h = append(*h, it)
+	*h = append(*h, dueEntry{it: it})
+	(*h)[it.idx].setKey()
+	h.up(it.idx)
 }
-func (h *dueHeap) Pop() any {
+
+// remove takes the entry at i out of the heap.
+func (h *dueHeap) remove(i int) {
 	old := *h
-	it := old[len(old)-1]
-	old[len(old)-1] = nil
+	n := len(old) - 1
+	it := old[i].it
+	if i != n {
+		old.swap(i, n)
+	}
+	old[n] = dueEntry{}
+	*h = old[:n]
+	if i != n {
+		h.fix(i)
+	}
 	it.idx = -1
-	*h = old[:len(old)-1]
-	return it
+}
+
+// fix restores the heap order after the key of entry i changed.
+func (h dueHeap) fix(i int) {
+	if !h.down(i) {
+		h.up(i)
+	}
+}
+
+func (h dueHeap) up(j int) {
+	for j > 0 {
+		i := (j - 1) / 2 // parent
+		if !h.less(j, i) {
+			break
+		}
+		h.swap(i, j)
+		j = i
+	}
+}
+
+func (h dueHeap) down(i0 int) bool {
+	i, n := i0, len(h)
+	for {
+		j := 2*i + 1
+		if j >= n || j < 0 {
+			break
+		}
+		if r := j + 1; r < n && h.less(r, j) {
+			j = r
+		}
+		if !h.less(j, i) {
+			break
+		}
+		h.swap(i, j)
+		i = j
+	}
+	return i > i0
 }

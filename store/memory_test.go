@@ -1,7 +1,17 @@
 package store_test
 
 import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"pgregory.net/rapid"
+
+	"github.com/stepflow-io/go-stepflow/stepflow"
 
 	"github.com/stepflow-io/go-stepflow/store"
 	"github.com/stepflow-io/go-stepflow/store/storetest"
@@ -12,5 +22,113 @@ func TestMemoryConformance(t *testing.T) {
 		s := store.NewMemory()
 		t.Cleanup(func() { _ = s.Close() })
 		return s
+	})
+}
+
+// TestMemoryClaimOrder compares the due-time index of the in-memory store
+// with a naive oracle: after any mix of creates, writes (which move due
+// times, or take a process out of scheduling), renewals and releases, a
+// claim returns exactly the due records with the earliest (due, id).
+func TestMemoryClaimOrder(t *testing.T) {
+	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	rapid.Check(t, func(rt *rapid.T) {
+		ctx := context.Background()
+		s := store.NewMemory()
+		defer s.Close()
+		type mrec struct {
+			rev   uint64
+			owner string
+			due   time.Time // zero: never due
+		}
+		model := map[string]*mrec{}
+		// Due times are drawn from a few seconds with a few nanosecond
+		// offsets, so that ties on the second, on the instant and on the
+		// id's order all occur.
+		drawDue := func(name string) time.Time {
+			if rapid.IntRange(0, 5).Draw(rt, name+"-never") == 0 {
+				return time.Time{}
+			}
+			return t0.Add(time.Duration(rapid.IntRange(-3, 3).Draw(rt, name+"-s"))*time.Second +
+				time.Duration(rapid.IntRange(0, 2).Draw(rt, name+"-ns")))
+		}
+		now := t0
+		for range rapid.IntRange(1, 60).Draw(rt, "ops") {
+			id := fmt.Sprintf("p%02d", rapid.IntRange(0, 20).Draw(rt, "id"))
+			m := model[id]
+			switch rapid.IntRange(0, 4).Draw(rt, "op") {
+			case 0: // create
+				due := drawDue("create")
+				if due.IsZero() {
+					due = store.DueNow
+				}
+				err := s.Create(ctx, store.Record{ID: id, Status: stepflow.Running, Due: due})
+				if m != nil {
+					require.ErrorIs(rt, err, store.ErrExists)
+					continue
+				}
+				require.NoError(rt, err)
+				model[id] = &mrec{rev: 1, due: due}
+			case 1: // write from outside, moving the due time
+				if m == nil {
+					continue
+				}
+				due, status := drawDue("write"), stepflow.Waiting
+				errs, err := s.Commit(ctx, "", []store.Write{{ID: id, Revision: m.rev, Status: status, Due: due}})
+				require.NoError(rt, err)
+				require.Nil(rt, errs)
+				m.rev, m.owner, m.due = m.rev+1, "", due
+			case 2: // renew the lease of a leased record
+				if m == nil || m.owner == "" {
+					continue
+				}
+				lease := time.Duration(rapid.IntRange(1, 4).Draw(rt, "lease")) * time.Second
+				lost, err := s.Renew(ctx, m.owner, []string{id}, now, lease)
+				require.NoError(rt, err)
+				require.Empty(rt, lost)
+				m.due = now.Add(lease)
+			case 3: // release a leased record
+				if m == nil || m.owner == "" {
+					continue
+				}
+				require.NoError(rt, s.Release(ctx, m.owner, []string{id}, now))
+				m.owner, m.due = "", now
+			case 4: // claim at a random time
+				now = t0.Add(time.Duration(rapid.IntRange(-4, 4).Draw(rt, "now")) * time.Second)
+				limit := rapid.IntRange(1, 5).Draw(rt, "limit")
+				got, err := s.Claim(ctx, store.Claim{Owner: "A", Now: now, Limit: limit, Lease: time.Second})
+				require.NoError(rt, err)
+				var due []string
+				for id, m := range model {
+					if !m.due.IsZero() && !m.due.After(now) {
+						due = append(due, id)
+					}
+				}
+				slices.SortFunc(due, func(a, b string) int {
+					if c := model[a].due.Compare(model[b].due); c != 0 {
+						return c
+					}
+					return strings.Compare(a, b)
+				})
+				want := append([]string{}, due[:min(limit, len(due))]...)
+				gotIDs := make([]string, len(got))
+				for i, r := range got {
+					gotIDs[i] = r.ID
+				}
+				require.Equal(rt, want, gotIDs, "claim at %s", now)
+				for _, id := range want {
+					model[id].owner, model[id].due = "A", now.Add(time.Second)
+				}
+			}
+		}
+		next, ok, err := s.NextDue(ctx)
+		require.NoError(rt, err)
+		var want time.Time
+		for _, m := range model {
+			if !m.due.IsZero() && (want.IsZero() || m.due.Before(want)) {
+				want = m.due
+			}
+		}
+		require.Equal(rt, !want.IsZero(), ok)
+		require.True(rt, want.Equal(next), "next due %s, model %s", next, want)
 	})
 }
