@@ -12,15 +12,16 @@ import (
 
 // Memory is a Store that keeps everything in memory, for tests and
 // benchmarks, in the way raft's MemoryStorage stands next to its Storage
-// interface. A due-time heap makes Claim and NextDue O(log n) whatever the
-// number of processes. Blobs are kept by reference: callers must not modify
+// interface. Claim and NextDue never scan the store: a runnable process
+// that a runner writes back is queued in O(1) and claimed in O(1), and
+// other due times are kept in heaps, O(log n). Blobs are kept by reference: callers must not modify
 // a slice after writing it or after reading it from the store.
 //
 // The zero value is not ready; use NewMemory.
 type Memory struct {
 	mu       sync.Mutex
 	byID     map[string]*memItem
-	due      dueHeap
+	sched    scheduler
 	counts   [256]int // by stepflow.Status
 	quar     int
 	watchers map[chan struct{}]struct{}
@@ -29,7 +30,8 @@ type Memory struct {
 
 type memItem struct {
 	rec Record
-	idx int // position in the due heap, -1 when not due
+	in  uint8 // which part of the scheduler holds it (inNone...)
+	idx int   // its position there
 }
 
 // NewMemory returns an empty in-memory store.
@@ -57,7 +59,7 @@ func (m *Memory) Create(ctx context.Context, rec Record) error {
 	}
 	rec.Revision, rec.Owner = 1, ""
 	rec.Due = NormalizeDue(rec.Status, rec.Quarantine, rec.Due)
-	it := &memItem{rec: rec, idx: -1}
+	it := &memItem{rec: rec}
 	m.byID[rec.ID] = it
 	m.count(&it.rec, 1)
 	m.schedule(it)
@@ -90,17 +92,20 @@ func (m *Memory) Claim(ctx context.Context, c Claim) ([]Record, error) {
 	if m.closed {
 		return nil, ErrClosed
 	}
-	if len(m.due) == 0 || m.due[0].after(c.Now) {
-		return nil, nil
-	}
-	out := make([]Record, 0, min(c.Limit, len(m.due)))
-	for len(out) < c.Limit && len(m.due) > 0 && !m.due[0].after(c.Now) {
-		// Moving the due time to the lease's end keeps the record in the
-		// heap: it comes due again, for anyone, when the lease expires.
-		it := m.due[0].it
+	var out []Record
+	for len(out) < c.Limit {
+		e := m.sched.first()
+		if e == nil || e.after(c.Now) {
+			break
+		}
+		if out == nil {
+			out = make([]Record, 0, min(c.Limit, m.sched.len()))
+		}
+		// The lease's end becomes the due time: the record comes due
+		// again, for anyone, when the lease expires.
+		it := e.it
 		it.rec.Owner, it.rec.Due = c.Owner, until
-		m.due[0].setKey()
-		m.due.fix(0)
+		m.schedule(it)
 		out = append(out, it.rec)
 	}
 	return out, nil
@@ -201,10 +206,11 @@ func (m *Memory) NextDue(ctx context.Context) (time.Time, bool, error) {
 	if m.closed {
 		return time.Time{}, false, ErrClosed
 	}
-	if len(m.due) == 0 {
+	e := m.sched.first()
+	if e == nil {
 		return time.Time{}, false, nil
 	}
-	return m.due[0].it.rec.Due, true, nil
+	return e.it.rec.Due, true, nil
 }
 
 // Watch implements Store.
@@ -309,18 +315,12 @@ func (m *Memory) count(r *Record, d int) {
 	m.counts[r.Status] += d
 }
 
-// schedule puts it in the heap at its due time, or out of it when it is
-// never due.
+// schedule files it under its current due time and owner, or nowhere when
+// it is never due.
 func (m *Memory) schedule(it *memItem) {
-	switch {
-	case it.rec.Due.IsZero() && it.idx >= 0:
-		m.due.remove(it.idx)
-	case it.rec.Due.IsZero():
-	case it.idx >= 0:
-		m.due[it.idx].setKey()
-		m.due.fix(it.idx)
-	default:
-		m.due.push(it)
+	m.sched.unlink(it)
+	if !it.rec.Due.IsZero() {
+		m.sched.link(it)
 	}
 }
 
@@ -334,11 +334,78 @@ func (m *Memory) notify() {
 	}
 }
 
-// dueHeap orders items by due time, then id, so claims are deterministic.
-// Each entry carries its sort key, so that ordering the heap reads no
-// item: with many processes, most items are out of the processor's
-// caches.
-type dueHeap []dueEntry
+// Where a scheduled item is (memItem.in).
+const (
+	inNone = iota
+	inReady
+	inLater
+	inLeased
+)
+
+// scheduler orders the items that have a due time by due time, then id, so
+// claims are deterministic. It keeps them in three parts:
+//
+//   - ready, a queue of unleased items whose keys never decrease from head
+//     to tail. A runner writes its runnable processes back due "now",
+//     which is no earlier than the queue's tail, so the common path of a
+//     step costs O(1) to schedule and O(1) to claim.
+//   - later, a heap of the other unleased items (waiting processes, and
+//     due times given out of order).
+//   - leased, a heap of the leased items by lease end, small: only the
+//     processes runners are working on.
+//
+// The earliest item is the first of the three heads.
+type scheduler struct {
+	ready  dueQueue
+	later  dueHeap
+	leased dueHeap
+}
+
+// len is the number of scheduled items, an upper bound for a claim.
+func (s *scheduler) len() int { return s.ready.live + len(s.later) + len(s.leased) }
+
+// first returns the entry of the earliest item, nil if none.
+func (s *scheduler) first() *dueEntry {
+	var e *dueEntry
+	if q := s.ready.head(); q != nil {
+		e = q
+	}
+	if len(s.later) > 0 && (e == nil || s.later[0].less(e)) {
+		e = &s.later[0]
+	}
+	if len(s.leased) > 0 && (e == nil || s.leased[0].less(e)) {
+		e = &s.leased[0]
+	}
+	return e
+}
+
+func (s *scheduler) unlink(it *memItem) {
+	switch it.in {
+	case inReady:
+		s.ready.remove(it.idx)
+	case inLater:
+		s.later.remove(it.idx)
+	case inLeased:
+		s.leased.remove(it.idx)
+	}
+	it.in = inNone
+}
+
+func (s *scheduler) link(it *memItem) {
+	d := it.rec.Due
+	e := dueEntry{sec: d.Unix(), nsec: int64(d.Nanosecond()), id: it.rec.ID, it: it}
+	switch {
+	case it.rec.Owner != "":
+		it.in = inLeased
+		s.leased.push(e)
+	case s.ready.fits(&e):
+		it.in = inReady
+		s.ready.push(e)
+	default:
+		it.in = inLater
+		s.later.push(e)
+	}
+}
 
 type dueEntry struct {
 	sec  int64  // due time: seconds since the Unix epoch
@@ -347,20 +414,7 @@ type dueEntry struct {
 	it   *memItem
 }
 
-// setKey copies the item's due time and id into the entry.
-func (e *dueEntry) setKey() {
-	d := e.it.rec.Due
-	e.sec, e.nsec, e.id = d.Unix(), int64(d.Nanosecond()), e.it.rec.ID
-}
-
-// after reports whether the entry is due after t.
-func (e *dueEntry) after(t time.Time) bool {
-	sec := t.Unix()
-	return e.sec > sec || e.sec == sec && e.nsec > int64(t.Nanosecond())
-}
-
-func (h dueHeap) less(i, j int) bool {
-	a, b := &h[i], &h[j]
+func (a *dueEntry) less(b *dueEntry) bool {
 	if a.sec != b.sec {
 		return a.sec < b.sec
 	}
@@ -370,23 +424,84 @@ func (h dueHeap) less(i, j int) bool {
 	return a.id < b.id
 }
 
+// after reports whether the entry is due after t.
+func (a *dueEntry) after(t time.Time) bool {
+	sec := t.Unix()
+	return a.sec > sec || a.sec == sec && a.nsec > int64(t.Nanosecond())
+}
+
+// dueQueue is a queue of entries in key order. Removed entries stay in
+// place, dead (nil item), until the head passes them.
+type dueQueue struct {
+	q    []dueEntry
+	h    int // index of the head
+	live int // entries not dead
+}
+
+// fits reports whether e may be appended without breaking the order.
+func (d *dueQueue) fits(e *dueEntry) bool {
+	return d.h == len(d.q) || !e.less(&d.q[len(d.q)-1])
+}
+
+func (d *dueQueue) push(e dueEntry) {
+	if d.h == len(d.q) {
+		// Empty: start again at the front of the buffer.
+		clear(d.q)
+		d.q, d.h = d.q[:0], 0
+	} else if d.h > 1024 && 2*d.h > len(d.q) {
+		// Most of the buffer is behind the head: move the rest down.
+		n := copy(d.q, d.q[d.h:])
+		clear(d.q[n:])
+		d.q, d.h = d.q[:n], 0
+		for i := range d.q {
+			if it := d.q[i].it; it != nil {
+				it.idx = i
+			}
+		}
+	}
+	e.it.idx = len(d.q)
+	d.q = append(d.q, e)
+	d.live++
+}
+
+// head returns the first live entry, nil if none.
+func (d *dueQueue) head() *dueEntry {
+	for d.h < len(d.q) && d.q[d.h].it == nil {
+		d.h++
+	}
+	if d.h == len(d.q) {
+		return nil
+	}
+	return &d.q[d.h]
+}
+
+func (d *dueQueue) remove(i int) {
+	d.q[i].it = nil
+	d.live--
+}
+
+// dueHeap is a binary min-heap of entries. Each entry carries its sort
+// key, so that ordering the heap reads no item: with many processes, most
+// items are out of the processor's caches.
+type dueHeap []dueEntry
+
+func (h dueHeap) less(i, j int) bool { return h[i].less(&h[j]) }
+
 func (h dueHeap) swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
 	h[i].it.idx, h[j].it.idx = i, j
 }
 
-func (h *dueHeap) push(it *memItem) {
-	it.idx = len(*h)
-	*h = append(*h, dueEntry{it: it})
-	(*h)[it.idx].setKey()
-	h.up(it.idx)
+func (h *dueHeap) push(e dueEntry) {
+	e.it.idx = len(*h)
+	*h = append(*h, e)
+	h.up(e.it.idx)
 }
 
 // remove takes the entry at i out of the heap.
 func (h *dueHeap) remove(i int) {
 	old := *h
 	n := len(old) - 1
-	it := old[i].it
 	if i != n {
 		old.swap(i, n)
 	}
@@ -395,7 +510,6 @@ func (h *dueHeap) remove(i int) {
 	if i != n {
 		h.fix(i)
 	}
-	it.idx = -1
 }
 
 // fix restores the heap order after the key of entry i changed.

@@ -1,10 +1,11 @@
 package store_test
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -52,10 +53,10 @@ func TestMemoryClaimOrder(t *testing.T) {
 				time.Duration(rapid.IntRange(0, 2).Draw(rt, name+"-ns")))
 		}
 		now := t0
-		for range rapid.IntRange(1, 60).Draw(rt, "ops") {
+		for range rapid.IntRange(1, 120).Draw(rt, "ops") {
 			id := fmt.Sprintf("p%02d", rapid.IntRange(0, 20).Draw(rt, "id"))
 			m := model[id]
-			switch rapid.IntRange(0, 4).Draw(rt, "op") {
+			switch rapid.IntRange(0, 5).Draw(rt, "op") {
 			case 0: // create
 				due := drawDue("create")
 				if due.IsZero() {
@@ -68,15 +69,36 @@ func TestMemoryClaimOrder(t *testing.T) {
 				}
 				require.NoError(rt, err)
 				model[id] = &mrec{rev: 1, due: due}
-			case 1: // write from outside, moving the due time
-				if m == nil {
+			case 1: // write a few processes from outside, moving their due times
+				if len(model) == 0 {
 					continue
 				}
-				due, status := drawDue("write"), stepflow.Waiting
-				errs, err := s.Commit(ctx, "", []store.Write{{ID: id, Revision: m.rev, Status: status, Due: due}})
+				var ws []store.Write
+				for _, id := range rapid.SliceOfNDistinct(rapid.SampledFrom(slices.Sorted(maps.Keys(model))), 0, 4, rapid.ID).Draw(rt, "write") {
+					ws = append(ws, store.Write{ID: id, Revision: model[id].rev, Status: stepflow.Waiting, Due: drawDue("write")})
+				}
+				errs, err := s.Commit(ctx, "", ws)
 				require.NoError(rt, err)
 				require.Nil(rt, errs)
-				m.rev, m.owner, m.due = m.rev+1, "", due
+				for _, w := range ws {
+					m := model[w.ID]
+					m.rev, m.owner, m.due = m.rev+1, "", w.Due
+				}
+			case 5: // owner A writes back everything it holds, runnable now,
+				// as a runner does
+				var ws []store.Write
+				for id, m := range model {
+					if m.owner == "A" {
+						ws = append(ws, store.Write{ID: id, Revision: m.rev, Status: stepflow.Running, Due: now})
+					}
+				}
+				errs, err := s.Commit(ctx, "A", ws)
+				require.NoError(rt, err)
+				require.Nil(rt, errs)
+				for _, w := range ws {
+					m := model[w.ID]
+					m.rev, m.owner, m.due = m.rev+1, "", now
+				}
 			case 2: // renew the lease of a leased record
 				if m == nil || m.owner == "" {
 					continue
@@ -107,7 +129,7 @@ func TestMemoryClaimOrder(t *testing.T) {
 					if c := model[a].due.Compare(model[b].due); c != 0 {
 						return c
 					}
-					return strings.Compare(a, b)
+					return cmp.Compare(a, b)
 				})
 				want := append([]string{}, due[:min(limit, len(due))]...)
 				gotIDs := make([]string, len(got))
@@ -131,4 +153,43 @@ func TestMemoryClaimOrder(t *testing.T) {
 		require.Equal(rt, !want.IsZero(), ok)
 		require.True(rt, want.Equal(next), "next due %s, model %s", next, want)
 	})
+}
+
+// BenchmarkMemoryClaimCommit measures the in-memory store's share of one
+// runner step: a claim of 256 due processes, then one commit of 256 writes
+// that leave them runnable, with 1k to 100k processes in the store. ns/op
+// is per process-step.
+func BenchmarkMemoryClaimCommit(b *testing.B) {
+	for _, n := range []int{1_000, 10_000, 100_000} {
+		b.Run(fmt.Sprintf("procs=%d", n), func(b *testing.B) {
+			ctx := context.Background()
+			s := store.NewMemory()
+			defer s.Close()
+			blob := []byte("state")
+			for i := range n {
+				require.NoError(b, s.Create(ctx, store.Record{ID: fmt.Sprintf("p%07d", i), Status: stepflow.Running, Blob: blob}))
+			}
+			now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+			ws := make([]store.Write, 0, 256)
+			b.ReportAllocs()
+			steps := 0
+			for b.Loop() {
+				now = now.Add(time.Microsecond)
+				recs, err := s.Claim(ctx, store.Claim{Owner: "bench", Now: now, Limit: 256, Lease: 30 * time.Second})
+				if err != nil || len(recs) == 0 {
+					b.Fatal(err, len(recs))
+				}
+				ws = ws[:0]
+				for _, r := range recs {
+					ws = append(ws, store.Write{ID: r.ID, Revision: r.Revision, Status: stepflow.Running, Due: now, Blob: blob})
+				}
+				errs, err := s.Commit(ctx, "bench", ws)
+				if err != nil || errs != nil {
+					b.Fatal(err, errs)
+				}
+				steps += len(recs)
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(steps), "ns/step")
+		})
+	}
 }
