@@ -466,11 +466,10 @@ type ownerKey struct{}
 // committed.
 type transition[S any] struct {
 	from, to stepflow.Status
-	next     stepflow.State[S]
-	// hit: next starts from the cached state of the claimed revision
-	// (prev), not yet decoded.
+	// next is the state after the step. Between lookup and advance it
+	// holds the cached state of the claimed revision, when hit is set.
+	next  stepflow.State[S]
 	hit   bool
-	prev  stepflow.State[S]
 	cache bool
 	quar  error
 }
@@ -487,7 +486,7 @@ func (r *Runner[S]) lookup(b *batch[S]) {
 	for i := range b.recs {
 		rec := &b.recs[i]
 		if c, ok := r.cache[rec.ID]; ok && c.rev == rec.Revision {
-			b.trans[i].prev, b.trans[i].hit = c.st, true
+			b.trans[i].next, b.trans[i].hit = c.st, true
 		}
 	}
 	r.cacheMu.Unlock()
@@ -496,7 +495,7 @@ func (r *Runner[S]) lookup(b *batch[S]) {
 // advance computes the write for one claimed record into w and tr. tr may
 // already hold the cached state of rec (see lookup).
 func (r *Runner[S]) advance(ctx context.Context, rec *store.Record, now time.Time, w *store.Write, tr *transition[S]) {
-	st := tr.prev
+	st := tr.next
 	if !tr.hit {
 		var err error
 		st, err = codec.Decode[S](rec.Blob, r.opts.Codec)
@@ -505,7 +504,6 @@ func (r *Runner[S]) advance(ctx context.Context, rec *store.Record, now time.Tim
 			return
 		}
 	}
-	tr.prev = stepflow.State[S]{}
 	if st.ID == "" {
 		st.ID = rec.ID
 	}
@@ -525,8 +523,8 @@ func (r *Runner[S]) advance(ctx context.Context, rec *store.Record, now time.Tim
 		// was: write it back unchanged so the lease is released.
 		next = st
 	}
-	*tr = transition[S]{from: st.Status, to: next.Status, next: next, cache: true}
-	*w = store.Write{ID: rec.ID, Revision: rec.Revision, Status: next.Status, Due: next.WakeAt}
+	tr.from, tr.to, tr.next, tr.hit, tr.cache, tr.quar = st.Status, next.Status, next, false, true, nil
+	w.ID, w.Revision, w.Status, w.Due, w.Blob, w.Quarantine = rec.ID, rec.Revision, next.Status, next.WakeAt, nil, ""
 	if next.Status == stepflow.Running {
 		w.Due = now
 	}
