@@ -30,6 +30,7 @@ type Memory struct {
 
 type memItem struct {
 	rec Record
+	num int32 // its number in the scheduler
 	in  uint8 // which part of the scheduler holds it (inNone...)
 	idx int   // its position there
 }
@@ -60,6 +61,7 @@ func (m *Memory) Create(ctx context.Context, rec Record) error {
 	rec.Revision, rec.Owner = 1, ""
 	rec.Due = NormalizeDue(rec.Status, rec.Quarantine, rec.Due)
 	it := &memItem{rec: rec}
+	m.sched.add(it)
 	m.byID[rec.ID] = it
 	m.count(&it.rec, 1)
 	m.schedule(it)
@@ -103,7 +105,7 @@ func (m *Memory) Claim(ctx context.Context, c Claim) ([]Record, error) {
 		}
 		// The lease's end becomes the due time: the record comes due
 		// again, for anyone, when the lease expires.
-		it := e.it
+		it := m.sched.item(e)
 		it.rec.Owner, it.rec.Due = c.Owner, until
 		m.schedule(it)
 		out = append(out, it.rec)
@@ -210,7 +212,7 @@ func (m *Memory) NextDue(ctx context.Context) (time.Time, bool, error) {
 	if e == nil {
 		return time.Time{}, false, nil
 	}
-	return e.it.rec.Due, true, nil
+	return m.sched.item(e).rec.Due, true, nil
 }
 
 // Watch implements Store.
@@ -354,11 +356,66 @@ const (
 //   - leased, a heap of the leased items by lease end, small: only the
 //     processes runners are working on.
 //
-// The earliest item is the first of the three heads.
+// The earliest item is the first of the three heads. Entries hold no
+// pointers (items are named by their number), so that moving them costs
+// the garbage collector nothing.
 type scheduler struct {
+	items  []*memItem // by memItem.num; a store never deletes a process
 	ready  dueQueue
-	later  dueHeap
-	leased dueHeap
+	later  []dueEntry // heap
+	leased []dueEntry // heap
+}
+
+type dueEntry struct {
+	sec  int64  // due time: seconds since the Unix epoch
+	nsec int32  // and nanoseconds within the second
+	num  int32  // the item's number
+	pre  uint64 // the first 8 bytes of the item's id, for ties
+}
+
+// add numbers a new item.
+func (s *scheduler) add(it *memItem) {
+	it.num = int32(len(s.items))
+	s.items = append(s.items, it)
+}
+
+func (s *scheduler) item(e *dueEntry) *memItem { return s.items[e.num] }
+
+// less orders entries by due time, then id.
+func (s *scheduler) less(a, b *dueEntry) bool {
+	if a.sec != b.sec {
+		return a.sec < b.sec
+	}
+	if a.nsec != b.nsec {
+		return a.nsec < b.nsec
+	}
+	if a.pre != b.pre {
+		return a.pre < b.pre
+	}
+	return s.id(a) < s.id(b)
+}
+
+// id returns the id of the entry's item, dead entries included.
+func (s *scheduler) id(e *dueEntry) string {
+	n := e.num
+	if n < 0 {
+		n = ^n
+	}
+	return s.items[n].rec.ID
+}
+
+// idPrefix packs the first 8 bytes of id, big-endian and padded with
+// zeros, so that comparing prefixes orders ids as comparing them does,
+// except between ids equal on their first 8 bytes.
+func idPrefix(id string) uint64 {
+	var p uint64
+	for i := range 8 {
+		p <<= 8
+		if i < len(id) {
+			p |= uint64(id[i])
+		}
+	}
+	return p
 }
 
 // len is the number of scheduled items, an upper bound for a claim.
@@ -366,14 +423,11 @@ func (s *scheduler) len() int { return s.ready.live + len(s.later) + len(s.lease
 
 // first returns the entry of the earliest item, nil if none.
 func (s *scheduler) first() *dueEntry {
-	var e *dueEntry
-	if q := s.ready.head(); q != nil {
-		e = q
-	}
-	if len(s.later) > 0 && (e == nil || s.later[0].less(e)) {
+	e := s.ready.head()
+	if len(s.later) > 0 && (e == nil || s.less(&s.later[0], e)) {
 		e = &s.later[0]
 	}
-	if len(s.leased) > 0 && (e == nil || s.leased[0].less(e)) {
+	if len(s.leased) > 0 && (e == nil || s.less(&s.leased[0], e)) {
 		e = &s.leased[0]
 	}
 	return e
@@ -384,89 +438,65 @@ func (s *scheduler) unlink(it *memItem) {
 	case inReady:
 		s.ready.remove(it.idx)
 	case inLater:
-		s.later.remove(it.idx)
+		s.remove(&s.later, it.idx)
 	case inLeased:
-		s.leased.remove(it.idx)
+		s.remove(&s.leased, it.idx)
 	}
 	it.in = inNone
 }
 
 func (s *scheduler) link(it *memItem) {
 	d := it.rec.Due
-	e := dueEntry{sec: d.Unix(), nsec: int64(d.Nanosecond()), id: it.rec.ID, it: it}
+	e := dueEntry{sec: d.Unix(), nsec: int32(d.Nanosecond()), num: it.num, pre: idPrefix(it.rec.ID)}
 	switch {
 	case it.rec.Owner != "":
 		it.in = inLeased
-		s.leased.push(e)
-	case s.ready.fits(&e):
+		s.push(&s.leased, e)
+	case s.ready.h == len(s.ready.q) || !s.less(&e, &s.ready.q[len(s.ready.q)-1]):
 		it.in = inReady
-		s.ready.push(e)
+		s.ready.push(s, e)
 	default:
 		it.in = inLater
-		s.later.push(e)
+		s.push(&s.later, e)
 	}
-}
-
-type dueEntry struct {
-	sec  int64  // due time: seconds since the Unix epoch
-	nsec int64  // and nanoseconds within the second
-	id   string // the item's id, for ties
-	it   *memItem
-}
-
-func (a *dueEntry) less(b *dueEntry) bool {
-	if a.sec != b.sec {
-		return a.sec < b.sec
-	}
-	if a.nsec != b.nsec {
-		return a.nsec < b.nsec
-	}
-	return a.id < b.id
 }
 
 // after reports whether the entry is due after t.
-func (a *dueEntry) after(t time.Time) bool {
+func (e *dueEntry) after(t time.Time) bool {
 	sec := t.Unix()
-	return a.sec > sec || a.sec == sec && a.nsec > int64(t.Nanosecond())
+	return e.sec > sec || e.sec == sec && e.nsec > int32(t.Nanosecond())
 }
 
 // dueQueue is a queue of entries in key order. Removed entries stay in
-// place, dead (nil item), until the head passes them.
+// place, dead (num complemented, so negative), until the head passes them.
 type dueQueue struct {
 	q    []dueEntry
 	h    int // index of the head
 	live int // entries not dead
 }
 
-// fits reports whether e may be appended without breaking the order.
-func (d *dueQueue) fits(e *dueEntry) bool {
-	return d.h == len(d.q) || !e.less(&d.q[len(d.q)-1])
-}
-
-func (d *dueQueue) push(e dueEntry) {
+func (d *dueQueue) push(s *scheduler, e dueEntry) {
 	if d.h == len(d.q) {
 		// Empty: start again at the front of the buffer.
-		clear(d.q)
 		d.q, d.h = d.q[:0], 0
 	} else if d.h > 1024 && 2*d.h > len(d.q) {
 		// Most of the buffer is behind the head: move the rest down.
 		n := copy(d.q, d.q[d.h:])
-		clear(d.q[n:])
 		d.q, d.h = d.q[:n], 0
 		for i := range d.q {
-			if it := d.q[i].it; it != nil {
-				it.idx = i
+			if num := d.q[i].num; num >= 0 {
+				s.items[num].idx = i
 			}
 		}
 	}
-	e.it.idx = len(d.q)
+	s.items[e.num].idx = len(d.q)
 	d.q = append(d.q, e)
 	d.live++
 }
 
 // head returns the first live entry, nil if none.
 func (d *dueQueue) head() *dueEntry {
-	for d.h < len(d.q) && d.q[d.h].it == nil {
+	for d.h < len(d.q) && d.q[d.h].num < 0 {
 		d.h++
 	}
 	if d.h == len(d.q) {
@@ -476,74 +506,60 @@ func (d *dueQueue) head() *dueEntry {
 }
 
 func (d *dueQueue) remove(i int) {
-	d.q[i].it = nil
+	d.q[i].num = ^d.q[i].num
 	d.live--
 }
 
-// dueHeap is a binary min-heap of entries. Each entry carries its sort
-// key, so that ordering the heap reads no item: with many processes, most
-// items are out of the processor's caches.
-type dueHeap []dueEntry
+// The heaps are binary min-heaps of entries under s.less.
 
-func (h dueHeap) less(i, j int) bool { return h[i].less(&h[j]) }
-
-func (h dueHeap) swap(i, j int) {
+func (s *scheduler) swap(h []dueEntry, i, j int) {
 	h[i], h[j] = h[j], h[i]
-	h[i].it.idx, h[j].it.idx = i, j
+	s.items[h[i].num].idx, s.items[h[j].num].idx = i, j
 }
 
-func (h *dueHeap) push(e dueEntry) {
-	e.it.idx = len(*h)
+func (s *scheduler) push(h *[]dueEntry, e dueEntry) {
+	s.items[e.num].idx = len(*h)
 	*h = append(*h, e)
-	h.up(e.it.idx)
+	s.up(*h, len(*h)-1)
 }
 
 // remove takes the entry at i out of the heap.
-func (h *dueHeap) remove(i int) {
-	old := *h
-	n := len(old) - 1
+func (s *scheduler) remove(h *[]dueEntry, i int) {
+	n := len(*h) - 1
 	if i != n {
-		old.swap(i, n)
+		s.swap(*h, i, n)
 	}
-	old[n] = dueEntry{}
-	*h = old[:n]
-	if i != n {
-		h.fix(i)
+	*h = (*h)[:n]
+	if i != n && !s.down(*h, i) {
+		s.up(*h, i)
 	}
 }
 
-// fix restores the heap order after the key of entry i changed.
-func (h dueHeap) fix(i int) {
-	if !h.down(i) {
-		h.up(i)
-	}
-}
-
-func (h dueHeap) up(j int) {
+func (s *scheduler) up(h []dueEntry, j int) {
 	for j > 0 {
 		i := (j - 1) / 2 // parent
-		if !h.less(j, i) {
+		if !s.less(&h[j], &h[i]) {
 			break
 		}
-		h.swap(i, j)
+		s.swap(h, i, j)
 		j = i
 	}
 }
 
-func (h dueHeap) down(i0 int) bool {
+func (s *scheduler) down(h []dueEntry, i0 int) bool {
 	i, n := i0, len(h)
 	for {
 		j := 2*i + 1
 		if j >= n || j < 0 {
 			break
 		}
-		if r := j + 1; r < n && h.less(r, j) {
+		if r := j + 1; r < n && s.less(&h[r], &h[j]) {
 			j = r
 		}
-		if !h.less(j, i) {
+		if !s.less(&h[j], &h[i]) {
 			break
 		}
-		h.swap(i, j)
+		s.swap(h, i, j)
 		i = j
 	}
 	return i > i0

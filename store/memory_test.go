@@ -54,7 +54,9 @@ func TestMemoryClaimOrder(t *testing.T) {
 		}
 		now := t0
 		for range rapid.IntRange(1, 120).Draw(rt, "ops") {
-			id := fmt.Sprintf("p%02d", rapid.IntRange(0, 20).Draw(rt, "id"))
+			// Short ids, and ids alike in their first 8 bytes or more.
+			prefix := rapid.SampledFrom([]string{"p", "process-", "process-x"}).Draw(rt, "prefix")
+			id := fmt.Sprintf("%s%02d", prefix, rapid.IntRange(0, 12).Draw(rt, "id"))
 			m := model[id]
 			switch rapid.IntRange(0, 5).Draw(rt, "op") {
 			case 0: // create
