@@ -204,3 +204,64 @@ func BenchmarkRunnerPostgres(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkStepParts measures, on the states BenchmarkRunner steps through
+// (a 10-step no-op flow at each of its positions), the parts of a step that
+// are not the runner's: one Apply, one msgpack encode of its result, and
+// one decode (which a step pays only when the runner's cache does not
+// hold the process). What BenchmarkRunner costs per step beyond Apply and
+// encode is the runner's and the store's own share.
+func BenchmarkStepParts(b *testing.B) {
+	f := noopFlow(b)
+	enc := codec.Msgpack[counter](nil)
+	ctx := context.Background()
+	var states []stepflow.State[counter]
+	st := f.Start(counter{})
+	st.ID = "p0000000"
+	for st.Status == stepflow.Running {
+		states = append(states, st)
+		next, err := f.Apply(ctx, st)
+		require.NoError(b, err)
+		st = next
+	}
+	require.Len(b, states, 10)
+	nexts := make([]stepflow.State[counter], len(states))
+	blobs := make([][]byte, len(states))
+	for i, s := range states {
+		next, err := f.Apply(ctx, s)
+		require.NoError(b, err)
+		nexts[i] = next
+		blobs[i], err = enc.Encode(s)
+		require.NoError(b, err)
+	}
+	b.Run("part=apply", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			if _, err := f.Apply(ctx, states[i%len(states)]); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	})
+	b.Run("part=encode", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			if _, err := enc.Encode(nexts[i%len(nexts)]); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	})
+	b.Run("part=decode", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			if _, err := codec.Decode[counter](blobs[i%len(blobs)], nil); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	})
+}

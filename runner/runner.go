@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -52,10 +53,13 @@ type Runner[S any] struct {
 	running atomic.Bool
 
 	heldMu sync.Mutex
-	held   map[string]struct{}
+	held   map[*batch[S]]struct{}
+
+	// batches recycles the working memory of Step.
+	batches sync.Pool
 
 	cacheMu sync.Mutex
-	cache   map[string]cached[S]
+	cache   map[string]*cached[S]
 
 	// intents maps a process id to the revision at which this runner saved
 	// a state holding an at-most-once intent: only that revision, claimed
@@ -84,7 +88,7 @@ func New[S any](flow *stepflow.Flow[S], st store.Store, opts *Options) (*Runner[
 	if err != nil {
 		return nil, err
 	}
-	r := &Runner[S]{flow: flow, store: st, opts: o, held: map[string]struct{}{}, cache: map[string]cached[S]{}, intents: map[string]uint64{}}
+	r := &Runner[S]{flow: flow, store: st, opts: o, held: map[*batch[S]]struct{}{}, cache: map[string]*cached[S]{}, intents: map[string]uint64{}}
 	if o.Encoding == "json" {
 		r.enc = codec.JSON[S](o.Codec)
 	} else {
@@ -325,9 +329,11 @@ func (r *Runner[S]) renewLoop(ctx context.Context) {
 		case <-t.C:
 		}
 		r.heldMu.Lock()
-		ids := make([]string, 0, len(r.held))
-		for id := range r.held {
-			ids = append(ids, id)
+		var ids []string
+		for b := range r.held {
+			for i := range b.recs {
+				ids = append(ids, b.recs[i].ID)
+			}
 		}
 		r.heldMu.Unlock()
 		if len(ids) == 0 {
@@ -341,20 +347,45 @@ func (r *Runner[S]) renewLoop(ctx context.Context) {
 	}
 }
 
-func (r *Runner[S]) hold(recs []store.Record) {
+// hold registers a claimed batch with the lease renewer.
+func (r *Runner[S]) hold(b *batch[S]) {
 	r.heldMu.Lock()
-	for i := range recs {
-		r.held[recs[i].ID] = struct{}{}
-	}
+	r.held[b] = struct{}{}
 	r.heldMu.Unlock()
 }
 
-func (r *Runner[S]) unhold(recs []store.Record) {
+func (r *Runner[S]) unhold(b *batch[S]) {
 	r.heldMu.Lock()
-	for i := range recs {
-		delete(r.held, recs[i].ID)
-	}
+	delete(r.held, b)
 	r.heldMu.Unlock()
+}
+
+// batch is the working memory of one Step. Batches are recycled through
+// Runner.batches, so that a step allocates no bookkeeping of its own.
+type batch[S any] struct {
+	recs  []store.Record
+	ws    []store.Write
+	trans []transition[S]
+}
+
+func (r *Runner[S]) getBatch(recs []store.Record) *batch[S] {
+	b, _ := r.batches.Get().(*batch[S])
+	if b == nil {
+		b = &batch[S]{}
+	}
+	b.recs = recs
+	b.ws = slices.Grow(b.ws[:0], len(recs))
+	b.trans = slices.Grow(b.trans[:0], len(recs))
+	return b
+}
+
+// putBatch recycles b, dropping every reference to states and bytes so
+// that a pooled batch keeps nothing of the processes alive.
+func (r *Runner[S]) putBatch(b *batch[S]) {
+	clear(b.ws[:cap(b.ws)])
+	clear(b.trans[:cap(b.trans)])
+	b.recs, b.ws, b.trans = nil, b.ws[:0], b.trans[:0]
+	r.batches.Put(b)
 }
 
 // Step claims one batch of due processes, advances each by one Apply, and
@@ -369,17 +400,27 @@ func (r *Runner[S]) Step(ctx context.Context) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	recs, err := r.store.Claim(ctx, store.Claim{Owner: r.opts.Owner, Now: r.now(), Limit: r.opts.Batch, Lease: r.opts.Lease})
+	// One clock reading per batch: it is the claim time, and the due time
+	// of every process that is still runnable after its step, which keeps
+	// runnable processes in first-come, first-served order.
+	now := r.now()
+	recs, err := r.store.Claim(ctx, store.Claim{Owner: r.opts.Owner, Now: now, Limit: r.opts.Batch, Lease: r.opts.Lease})
 	if err != nil || len(recs) == 0 {
 		return 0, err
 	}
-	r.hold(recs)
-	defer r.unhold(recs)
+	b := r.getBatch(recs)
+	defer r.putBatch(b)
+	r.hold(b)
+	defer r.unhold(b)
 
 	// Steps run to completion even when ctx is canceled meanwhile, and the
-	// states they produced are saved: that is the graceful shutdown.
+	// states they produced are saved: that is the graceful shutdown. The
+	// value context on top of context.WithoutCancel is not decoration:
+	// looking a value up directly on a WithoutCancel context allocates, and
+	// Apply looks values up on every call; through a value context it does
+	// not.
 	base := context.WithoutCancel(ctx)
-	actx := base
+	actx := context.WithValue(base, ownerKey{}, r.opts.Owner)
 	if r.opts.Clock != nil {
 		actx = stepflow.WithClock(actx, r.opts.Clock)
 	}
@@ -387,18 +428,21 @@ func (r *Runner[S]) Step(ctx context.Context) (int, error) {
 		actx = stepflow.WithInterceptor(actx, stepInterceptor(m.Step))
 	}
 
-	ws := make([]store.Write, 0, len(recs))
-	trans := make([]transition[S], 0, len(recs))
+	r.lookup(b)
 	done := len(recs)
+	stop := ctx.Done()
 	for i := range recs {
-		if ctx.Err() != nil {
+		select {
+		case <-stop:
 			done = i
+		default:
+		}
+		if done < len(recs) {
 			break
 		}
-		w, tr := r.advance(actx, &recs[i])
-		ws = append(ws, w)
-		trans = append(trans, tr)
+		r.advance(actx, &recs[i], now, &b.ws[i], &b.trans[i])
 	}
+	b.ws, b.trans = b.ws[:done], b.trans[:done]
 	var firstErr error
 	if done < len(recs) {
 		rest := make([]string, 0, len(recs)-done)
@@ -409,26 +453,56 @@ func (r *Runner[S]) Step(ctx context.Context) (int, error) {
 		firstErr = r.store.Release(rctx, r.opts.Owner, rest, r.now())
 		cancel()
 	}
-	if err := r.commit(base, ws, trans); err != nil && firstErr == nil {
+	if err := r.commit(base, b.ws, b.trans); err != nil && firstErr == nil {
 		firstErr = err
 	}
 	return len(recs), firstErr
 }
 
+// ownerKey marks the contexts a runner hands to Apply with its owner name.
+type ownerKey struct{}
+
 // transition is what the runner remembers about one write until it is
 // committed.
 type transition[S any] struct {
 	from, to stepflow.Status
-	next     stepflow.State[S]
-	cache    bool
-	quar     error
+	// next is the state after the step. Between lookup and advance it
+	// holds the cached state of the claimed revision, when hit is set.
+	next  stepflow.State[S]
+	hit   bool
+	cache bool
+	quar  error
 }
 
-// advance computes the write for one claimed record.
-func (r *Runner[S]) advance(ctx context.Context, rec *store.Record) (store.Write, transition[S]) {
-	st, err := r.load(rec)
-	if err != nil {
-		return r.quarantine(rec, err)
+// lookup fills the batch's transitions with the cached states of the
+// claimed revisions, under one lock for the whole batch.
+func (r *Runner[S]) lookup(b *batch[S]) {
+	b.ws = b.ws[:len(b.recs)]
+	b.trans = b.trans[:len(b.recs)]
+	if r.opts.Cache <= 0 {
+		return
+	}
+	r.cacheMu.Lock()
+	for i := range b.recs {
+		rec := &b.recs[i]
+		if c, ok := r.cache[rec.ID]; ok && c.rev == rec.Revision {
+			b.trans[i].next, b.trans[i].hit = c.st, true
+		}
+	}
+	r.cacheMu.Unlock()
+}
+
+// advance computes the write for one claimed record into w and tr. tr may
+// already hold the cached state of rec (see lookup).
+func (r *Runner[S]) advance(ctx context.Context, rec *store.Record, now time.Time, w *store.Write, tr *transition[S]) {
+	st := tr.next
+	if !tr.hit {
+		var err error
+		st, err = codec.Decode[S](rec.Blob, r.opts.Codec)
+		if err != nil {
+			r.quarantine(rec, err, w, tr)
+			return
+		}
 	}
 	if st.ID == "" {
 		st.ID = rec.ID
@@ -437,73 +511,85 @@ func (r *Runner[S]) advance(ctx context.Context, rec *store.Record) (store.Write
 		ctx = stepflow.WithIntentSaved(ctx, st)
 	}
 	next, err := r.flow.Apply(ctx, st)
-	var se *stepflow.StepError
 	switch {
-	case err == nil, errors.As(err, &se):
+	case err == nil:
+	case isStepError(err):
 		// A *StepError comes with the Failed state, which is saved.
 	case errors.Is(err, stepflow.ErrVersionMismatch), errors.Is(err, stepflow.ErrInvalidState):
-		return r.quarantine(rec, err)
+		r.quarantine(rec, err, w, tr)
+		return
 	default:
 		// Anything else (the context, in practice) leaves the state as it
 		// was: write it back unchanged so the lease is released.
 		next = st
 	}
-	tr := transition[S]{from: st.Status, to: next.Status, next: next, cache: true}
-	w := store.Write{ID: rec.ID, Revision: rec.Revision, Status: next.Status, Due: next.WakeAt}
+	tr.from, tr.to, tr.next, tr.hit, tr.cache, tr.quar = st.Status, next.Status, next, false, true, nil
+	w.ID, w.Revision, w.Status, w.Due, w.Blob, w.Quarantine = rec.ID, rec.Revision, next.Status, next.WakeAt, nil, ""
 	if next.Status == stepflow.Running {
-		w.Due = r.now()
+		w.Due = now
 	}
 	if next.Steps == st.Steps && next.Status == st.Status {
 		// Nothing happened (a wake-up before WakeAt): keep the bytes.
-		return w, tr
+		return
 	}
-	b, err := r.enc.Encode(next)
+	bs, err := r.enc.Encode(next)
 	if err != nil {
 		// The new state cannot be stored (data too large, say): the step
 		// ran, but its result is lost. Set the process aside with the old
 		// bytes rather than retry forever.
-		return r.quarantine(rec, fmt.Errorf("encode after step: %w", err))
+		r.quarantine(rec, fmt.Errorf("encode after step: %w", err), w, tr)
+		return
 	}
-	w.Blob = b
-	return w, tr
+	w.Blob = bs
 }
 
-func (r *Runner[S]) quarantine(rec *store.Record, err error) (store.Write, transition[S]) {
-	return store.Write{ID: rec.ID, Revision: rec.Revision, Status: rec.Status, Quarantine: err.Error()},
-		transition[S]{from: rec.Status, to: rec.Status, quar: err}
+// isStepError reports whether err carries a *stepflow.StepError, without
+// the allocation errors.As costs.
+func isStepError(err error) bool {
+	_, ok := errors.AsType[*stepflow.StepError](err)
+	return ok
 }
 
-// load decodes a record, or takes its state from the cache when the runner
-// wrote that very revision itself.
-func (r *Runner[S]) load(rec *store.Record) (stepflow.State[S], error) {
-	if r.opts.Cache > 0 {
-		r.cacheMu.Lock()
-		c, ok := r.cache[rec.ID]
-		r.cacheMu.Unlock()
-		if ok && c.rev == rec.Revision {
-			return c.st, nil
-		}
-	}
-	return codec.Decode[S](rec.Blob, r.opts.Codec)
+func (r *Runner[S]) quarantine(rec *store.Record, err error, w *store.Write, tr *transition[S]) {
+	*w = store.Write{ID: rec.ID, Revision: rec.Revision, Status: rec.Status, Quarantine: err.Error()}
+	*tr = transition[S]{from: rec.Status, to: rec.Status, quar: err}
 }
 
-func (r *Runner[S]) remember(id string, rev uint64, st stepflow.State[S]) {
+// remember caches the states this runner has just committed, under one
+// lock for the whole group. A cache entry is updated in place, so a
+// process that keeps running costs the cache no allocation.
+func (r *Runner[S]) remember(ws []store.Write, trans []transition[S], ok func(i int) bool) {
 	if r.opts.Cache <= 0 {
 		return
 	}
 	r.cacheMu.Lock()
 	defer r.cacheMu.Unlock()
-	if st.Terminal() {
-		delete(r.cache, id)
-		return
-	}
-	if _, ok := r.cache[id]; !ok && len(r.cache) >= r.opts.Cache {
-		for k := range r.cache { // evict one arbitrary entry
-			delete(r.cache, k)
-			break
+	for i := range ws {
+		if !trans[i].cache || !ok(i) {
+			continue
 		}
+		id, st := ws[i].ID, &trans[i].next
+		c, found := r.cache[id]
+		if st.Terminal() {
+			if found {
+				delete(r.cache, id)
+			}
+			continue
+		}
+		if !found {
+			if len(r.cache) >= r.opts.Cache {
+				for k, old := range r.cache { // evict one arbitrary entry
+					delete(r.cache, k)
+					c = old
+					break
+				}
+			} else {
+				c = &cached[S]{}
+			}
+			r.cache[id] = c
+		}
+		c.rev, c.st = ws[i].Revision+1, *st
 	}
-	r.cache[id] = cached[S]{rev: rev, st: st}
 }
 
 func (r *Runner[S]) saveIntent(id string, rev uint64) {
@@ -535,18 +621,32 @@ func (r *Runner[S]) commit(ctx context.Context, ws []store.Write, trans []transi
 	for lo := 0; lo < len(ws); lo += r.opts.GroupCommit {
 		hi := min(lo+r.opts.GroupCommit, len(ws))
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		start := time.Now()
+		var start time.Time
+		if m != nil && m.Committed != nil {
+			start = time.Now()
+		}
 		errs, err := r.store.Commit(cctx, r.opts.Owner, ws[lo:hi])
 		cancel()
+		if err != nil {
+			// The transaction failed as a whole: nothing of it was saved.
+			// Its processes stay leased until the lease expires, then run
+			// again (at-least-once). Their cached states are dropped.
+			for i := lo; i < hi; i++ {
+				r.forget(ws[i].ID)
+			}
+			if m != nil && m.Committed != nil {
+				m.Committed(hi-lo, hi-lo, time.Since(start), err)
+			}
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		applied := func(i int) bool { return errs == nil || errs[i] == nil }
+		r.remember(ws[lo:hi], trans[lo:hi], applied)
 		refused := 0
 		for i := lo; i < hi; i++ {
-			var werr error
-			if err != nil {
-				werr = err
-			} else if errs != nil {
-				werr = errs[i-lo]
-			}
-			if werr != nil {
+			if !applied(i - lo) {
 				refused++
 				r.forget(ws[i].ID)
 				continue
@@ -559,9 +659,6 @@ func (r *Runner[S]) commit(ctx context.Context, ws []store.Write, trans []transi
 				}
 				continue
 			}
-			if tr.cache {
-				r.remember(ws[i].ID, ws[i].Revision+1, tr.next)
-			}
 			if tr.next.Intent != "" && tr.next.Status == stepflow.Running && ws[i].Blob != nil {
 				r.saveIntent(ws[i].ID, ws[i].Revision+1)
 			}
@@ -570,15 +667,7 @@ func (r *Runner[S]) commit(ctx context.Context, ws []store.Write, trans []transi
 			}
 		}
 		if m != nil && m.Committed != nil {
-			m.Committed(hi-lo, refused, time.Since(start), err)
-		}
-		if err != nil {
-			// The transaction failed as a whole: nothing of it was saved.
-			// Its processes stay leased until the lease expires, then run
-			// again (at-least-once).
-			if firstErr == nil {
-				firstErr = err
-			}
+			m.Committed(hi-lo, refused, time.Since(start), nil)
 		}
 	}
 	return firstErr

@@ -2,7 +2,6 @@ package store
 
 import (
 	"cmp"
-	"container/heap"
 	"context"
 	"slices"
 	"sync"
@@ -13,16 +12,17 @@ import (
 
 // Memory is a Store that keeps everything in memory, for tests and
 // benchmarks, in the way raft's MemoryStorage stands next to its Storage
-// interface. A due-time heap makes Claim and NextDue O(log n) whatever the
-// number of processes. Blobs are kept by reference: callers must not modify
+// interface. Claim and NextDue never scan the store: a runnable process
+// that a runner writes back is queued in O(1) and claimed in O(1), and
+// other due times are kept in heaps, O(log n). Blobs are kept by reference: callers must not modify
 // a slice after writing it or after reading it from the store.
 //
 // The zero value is not ready; use NewMemory.
 type Memory struct {
 	mu       sync.Mutex
 	byID     map[string]*memItem
-	due      dueHeap
-	counts   map[stepflow.Status]int
+	sched    scheduler
+	counts   [256]int // by stepflow.Status
 	quar     int
 	watchers map[chan struct{}]struct{}
 	closed   bool
@@ -30,14 +30,15 @@ type Memory struct {
 
 type memItem struct {
 	rec Record
-	idx int // position in the due heap, -1 when not due
+	num int32 // its number in the scheduler
+	in  uint8 // which part of the scheduler holds it (inNone...)
+	idx int   // its position there
 }
 
 // NewMemory returns an empty in-memory store.
 func NewMemory() *Memory {
 	return &Memory{
 		byID:     map[string]*memItem{},
-		counts:   map[stepflow.Status]int{},
 		watchers: map[chan struct{}]struct{}{},
 	}
 }
@@ -59,7 +60,8 @@ func (m *Memory) Create(ctx context.Context, rec Record) error {
 	}
 	rec.Revision, rec.Owner = 1, ""
 	rec.Due = NormalizeDue(rec.Status, rec.Quarantine, rec.Due)
-	it := &memItem{rec: rec, idx: -1}
+	it := &memItem{rec: rec}
+	m.sched.add(it)
 	m.byID[rec.ID] = it
 	m.count(&it.rec, 1)
 	m.schedule(it)
@@ -93,15 +95,19 @@ func (m *Memory) Claim(ctx context.Context, c Claim) ([]Record, error) {
 		return nil, ErrClosed
 	}
 	var out []Record
-	for len(out) < c.Limit && len(m.due) > 0 {
-		it := m.due[0]
-		if it.rec.Due.After(c.Now) {
+	for len(out) < c.Limit {
+		e := m.sched.first()
+		if e == nil || e.after(c.Now) {
 			break
 		}
-		// Moving the due time to the lease's end keeps the record in the
-		// heap: it comes due again, for anyone, when the lease expires.
+		if out == nil {
+			out = make([]Record, 0, min(c.Limit, m.sched.len()))
+		}
+		// The lease's end becomes the due time: the record comes due
+		// again, for anyone, when the lease expires.
+		it := m.sched.item(e)
 		it.rec.Owner, it.rec.Due = c.Owner, until
-		heap.Fix(&m.due, 0)
+		m.schedule(it)
 		out = append(out, it.rec)
 	}
 	return out, nil
@@ -202,10 +208,11 @@ func (m *Memory) NextDue(ctx context.Context) (time.Time, bool, error) {
 	if m.closed {
 		return time.Time{}, false, ErrClosed
 	}
-	if len(m.due) == 0 {
+	e := m.sched.first()
+	if e == nil {
 		return time.Time{}, false, nil
 	}
-	return m.due[0].rec.Due, true, nil
+	return m.sched.item(e).rec.Due, true, nil
 }
 
 // Watch implements Store.
@@ -239,10 +246,10 @@ func (m *Memory) Count(ctx context.Context) (Counts, error) {
 	if m.closed {
 		return Counts{}, ErrClosed
 	}
-	c := Counts{ByStatus: make(map[stepflow.Status]int, len(m.counts)), Quarantined: m.quar}
+	c := Counts{ByStatus: map[stepflow.Status]int{}, Quarantined: m.quar}
 	for s, n := range m.counts {
 		if n > 0 {
-			c.ByStatus[s] = n
+			c.ByStatus[stepflow.Status(s)] = n
 		}
 	}
 	return c, nil
@@ -310,17 +317,12 @@ func (m *Memory) count(r *Record, d int) {
 	m.counts[r.Status] += d
 }
 
-// schedule puts it in the heap at its due time, or out of it when it is
-// never due.
+// schedule files it under its current due time and owner, or nowhere when
+// it is never due.
 func (m *Memory) schedule(it *memItem) {
-	switch {
-	case it.rec.Due.IsZero() && it.idx >= 0:
-		heap.Remove(&m.due, it.idx)
-	case it.rec.Due.IsZero():
-	case it.idx >= 0:
-		heap.Fix(&m.due, it.idx)
-	default:
-		heap.Push(&m.due, it)
+	m.sched.unlink(it)
+	if !it.rec.Due.IsZero() {
+		m.sched.link(it)
 	}
 }
 
@@ -334,31 +336,231 @@ func (m *Memory) notify() {
 	}
 }
 
-// dueHeap orders items by due time, then id, so claims are deterministic.
-type dueHeap []*memItem
+// Where a scheduled item is (memItem.in).
+const (
+	inNone = iota
+	inReady
+	inLater
+	inLeased
+)
 
-func (h dueHeap) Len() int { return len(h) }
-func (h dueHeap) Less(i, j int) bool {
-	a, b := &h[i].rec, &h[j].rec
-	if !a.Due.Equal(b.Due) {
-		return a.Due.Before(b.Due)
+// scheduler orders the items that have a due time by due time, then id, so
+// claims are deterministic. It keeps them in three parts:
+//
+//   - ready, a queue of unleased items whose keys never decrease from head
+//     to tail. A runner writes its runnable processes back due "now",
+//     which is no earlier than the queue's tail, so the common path of a
+//     step costs O(1) to schedule and O(1) to claim.
+//   - later, a heap of the other unleased items (waiting processes, and
+//     due times given out of order).
+//   - leased, a heap of the leased items by lease end, small: only the
+//     processes runners are working on.
+//
+// The earliest item is the first of the three heads. Entries hold no
+// pointers (items are named by their number), so that moving them costs
+// the garbage collector nothing.
+type scheduler struct {
+	items  []*memItem // by memItem.num; a store never deletes a process
+	ready  dueQueue
+	later  []dueEntry // heap
+	leased []dueEntry // heap
+}
+
+type dueEntry struct {
+	sec  int64  // due time: seconds since the Unix epoch
+	nsec int32  // and nanoseconds within the second
+	num  int32  // the item's number
+	pre  uint64 // the first 8 bytes of the item's id, for ties
+}
+
+// add numbers a new item.
+func (s *scheduler) add(it *memItem) {
+	it.num = int32(len(s.items))
+	s.items = append(s.items, it)
+}
+
+func (s *scheduler) item(e *dueEntry) *memItem { return s.items[e.num] }
+
+// less orders entries by due time, then id.
+func (s *scheduler) less(a, b *dueEntry) bool {
+	if a.sec != b.sec {
+		return a.sec < b.sec
 	}
-	return a.ID < b.ID
+	if a.nsec != b.nsec {
+		return a.nsec < b.nsec
+	}
+	if a.pre != b.pre {
+		return a.pre < b.pre
+	}
+	return s.id(a) < s.id(b)
 }
-func (h dueHeap) Swap(i, j int) {
+
+// id returns the id of the entry's item, dead entries included.
+func (s *scheduler) id(e *dueEntry) string {
+	n := e.num
+	if n < 0 {
+		n = ^n
+	}
+	return s.items[n].rec.ID
+}
+
+// idPrefix packs the first 8 bytes of id, big-endian and padded with
+// zeros, so that comparing prefixes orders ids as comparing them does,
+// except between ids equal on their first 8 bytes.
+func idPrefix(id string) uint64 {
+	var p uint64
+	for i := range 8 {
+		p <<= 8
+		if i < len(id) {
+			p |= uint64(id[i])
+		}
+	}
+	return p
+}
+
+// len is the number of scheduled items, an upper bound for a claim.
+func (s *scheduler) len() int { return s.ready.live + len(s.later) + len(s.leased) }
+
+// first returns the entry of the earliest item, nil if none.
+func (s *scheduler) first() *dueEntry {
+	e := s.ready.head()
+	if len(s.later) > 0 && (e == nil || s.less(&s.later[0], e)) {
+		e = &s.later[0]
+	}
+	if len(s.leased) > 0 && (e == nil || s.less(&s.leased[0], e)) {
+		e = &s.leased[0]
+	}
+	return e
+}
+
+func (s *scheduler) unlink(it *memItem) {
+	switch it.in {
+	case inReady:
+		s.ready.remove(it.idx)
+	case inLater:
+		s.remove(&s.later, it.idx)
+	case inLeased:
+		s.remove(&s.leased, it.idx)
+	}
+	it.in = inNone
+}
+
+func (s *scheduler) link(it *memItem) {
+	d := it.rec.Due
+	e := dueEntry{sec: d.Unix(), nsec: int32(d.Nanosecond()), num: it.num, pre: idPrefix(it.rec.ID)}
+	switch {
+	case it.rec.Owner != "":
+		it.in = inLeased
+		s.push(&s.leased, e)
+	case s.ready.h == len(s.ready.q) || !s.less(&e, &s.ready.q[len(s.ready.q)-1]):
+		it.in = inReady
+		s.ready.push(s, e)
+	default:
+		it.in = inLater
+		s.push(&s.later, e)
+	}
+}
+
+// after reports whether the entry is due after t.
+func (e *dueEntry) after(t time.Time) bool {
+	sec := t.Unix()
+	return e.sec > sec || e.sec == sec && e.nsec > int32(t.Nanosecond())
+}
+
+// dueQueue is a queue of entries in key order. Removed entries stay in
+// place, dead (num complemented, so negative), until the head passes them.
+type dueQueue struct {
+	q    []dueEntry
+	h    int // index of the head
+	live int // entries not dead
+}
+
+func (d *dueQueue) push(s *scheduler, e dueEntry) {
+	if d.h == len(d.q) {
+		// Empty: start again at the front of the buffer.
+		d.q, d.h = d.q[:0], 0
+	} else if d.h > 1024 && 2*d.h > len(d.q) {
+		// Most of the buffer is behind the head: move the rest down.
+		n := copy(d.q, d.q[d.h:])
+		d.q, d.h = d.q[:n], 0
+		for i := range d.q {
+			if num := d.q[i].num; num >= 0 {
+				s.items[num].idx = i
+			}
+		}
+	}
+	s.items[e.num].idx = len(d.q)
+	d.q = append(d.q, e)
+	d.live++
+}
+
+// head returns the first live entry, nil if none.
+func (d *dueQueue) head() *dueEntry {
+	for d.h < len(d.q) && d.q[d.h].num < 0 {
+		d.h++
+	}
+	if d.h == len(d.q) {
+		return nil
+	}
+	return &d.q[d.h]
+}
+
+func (d *dueQueue) remove(i int) {
+	d.q[i].num = ^d.q[i].num
+	d.live--
+}
+
+// The heaps are binary min-heaps of entries under s.less.
+
+func (s *scheduler) swap(h []dueEntry, i, j int) {
 	h[i], h[j] = h[j], h[i]
-	h[i].idx, h[j].idx = i, j
+	s.items[h[i].num].idx, s.items[h[j].num].idx = i, j
 }
-func (h *dueHeap) Push(x any) {
-	it := x.(*memItem)
-	it.idx = len(*h)
-	*h = append(*h, it)
+
+func (s *scheduler) push(h *[]dueEntry, e dueEntry) {
+	s.items[e.num].idx = len(*h)
+	*h = append(*h, e)
+	s.up(*h, len(*h)-1)
 }
-func (h *dueHeap) Pop() any {
-	old := *h
-	it := old[len(old)-1]
-	old[len(old)-1] = nil
-	it.idx = -1
-	*h = old[:len(old)-1]
-	return it
+
+// remove takes the entry at i out of the heap.
+func (s *scheduler) remove(h *[]dueEntry, i int) {
+	n := len(*h) - 1
+	if i != n {
+		s.swap(*h, i, n)
+	}
+	*h = (*h)[:n]
+	if i != n && !s.down(*h, i) {
+		s.up(*h, i)
+	}
+}
+
+func (s *scheduler) up(h []dueEntry, j int) {
+	for j > 0 {
+		i := (j - 1) / 2 // parent
+		if !s.less(&h[j], &h[i]) {
+			break
+		}
+		s.swap(h, i, j)
+		j = i
+	}
+}
+
+func (s *scheduler) down(h []dueEntry, i0 int) bool {
+	i, n := i0, len(h)
+	for {
+		j := 2*i + 1
+		if j >= n || j < 0 {
+			break
+		}
+		if r := j + 1; r < n && s.less(&h[r], &h[j]) {
+			j = r
+		}
+		if !s.less(&h[j], &h[i]) {
+			break
+		}
+		s.swap(h, i, j)
+		i = j
+	}
+	return i > i0
 }
