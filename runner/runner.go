@@ -71,6 +71,7 @@ type Runner[S any] struct {
 }
 
 type cached[S any] struct {
+	id  string // the process the entry holds now (entries are reused)
 	rev uint64
 	st  stepflow.State[S]
 }
@@ -469,6 +470,7 @@ type transition[S any] struct {
 	// next is the state after the step. Between lookup and advance it
 	// holds the cached state of the claimed revision, when hit is set.
 	next  stepflow.State[S]
+	entry *cached[S] // the cache entry lookup found, if any
 	hit   bool
 	cache bool
 	quar  error
@@ -485,8 +487,12 @@ func (r *Runner[S]) lookup(b *batch[S]) {
 	r.cacheMu.Lock()
 	for i := range b.recs {
 		rec := &b.recs[i]
-		if c, ok := r.cache[rec.ID]; ok && c.rev == rec.Revision {
-			b.trans[i].next, b.trans[i].hit = c.st, true
+		b.trans[i].entry = nil
+		if c, ok := r.cache[rec.ID]; ok {
+			b.trans[i].entry = c
+			if c.rev == rec.Revision {
+				b.trans[i].next, b.trans[i].hit = c.st, true
+			}
 		}
 	}
 	r.cacheMu.Unlock()
@@ -495,22 +501,25 @@ func (r *Runner[S]) lookup(b *batch[S]) {
 // advance computes the write for one claimed record into w and tr. tr may
 // already hold the cached state of rec (see lookup).
 func (r *Runner[S]) advance(ctx context.Context, rec *store.Record, now time.Time, w *store.Write, tr *transition[S]) {
-	st := tr.next
+	// The state is read in place from tr.next: a state is a few hundred
+	// bytes, and each copy of one shows in the cost of a step.
 	if !tr.hit {
 		var err error
-		st, err = codec.Decode[S](rec.Blob, r.opts.Codec)
+		tr.next, err = codec.Decode[S](rec.Blob, r.opts.Codec)
 		if err != nil {
 			r.quarantine(rec, err, w, tr)
 			return
 		}
 	}
+	st := &tr.next
 	if st.ID == "" {
 		st.ID = rec.ID
 	}
 	if st.Intent != "" && r.takeIntent(rec.ID, rec.Revision) {
-		ctx = stepflow.WithIntentSaved(ctx, st)
+		ctx = stepflow.WithIntentSaved(ctx, *st)
 	}
-	next, err := r.flow.Apply(ctx, st)
+	from, steps := st.Status, st.Steps
+	next, err := r.flow.Apply(ctx, *st)
 	switch {
 	case err == nil:
 	case isStepError(err):
@@ -521,14 +530,15 @@ func (r *Runner[S]) advance(ctx context.Context, rec *store.Record, now time.Tim
 	default:
 		// Anything else (the context, in practice) leaves the state as it
 		// was: write it back unchanged so the lease is released.
-		next = st
+		next = *st
 	}
-	tr.from, tr.to, tr.next, tr.hit, tr.cache, tr.quar = st.Status, next.Status, next, false, true, nil
+	tr.from, tr.to, tr.hit, tr.cache, tr.quar = from, next.Status, false, true, nil
+	tr.next = next
 	w.ID, w.Revision, w.Status, w.Due, w.Blob, w.Quarantine = rec.ID, rec.Revision, next.Status, next.WakeAt, nil, ""
 	if next.Status == stepflow.Running {
 		w.Due = now
 	}
-	if next.Steps == st.Steps && next.Status == st.Status {
+	if next.Steps == steps && next.Status == from {
 		// Nothing happened (a wake-up before WakeAt): keep the bytes.
 		return
 	}
@@ -569,7 +579,12 @@ func (r *Runner[S]) remember(ws []store.Write, trans []transition[S], ok func(i 
 			continue
 		}
 		id, st := ws[i].ID, &trans[i].next
-		c, found := r.cache[id]
+		// The entry lookup found saves a second map access, unless it
+		// has been given to another process since.
+		c, found := trans[i].entry, true
+		if c == nil || c.id != id {
+			c, found = r.cache[id]
+		}
 		if st.Terminal() {
 			if found {
 				delete(r.cache, id)
@@ -586,6 +601,7 @@ func (r *Runner[S]) remember(ws []store.Write, trans []transition[S], ok func(i 
 			} else {
 				c = &cached[S]{}
 			}
+			c.id = id
 			r.cache[id] = c
 		}
 		c.rev, c.st = ws[i].Revision+1, *st
