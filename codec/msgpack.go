@@ -383,12 +383,6 @@ func decodeState[S any](r *reader, st *stepflow.State[S]) (data []byte, at int) 
 	}
 	st.Steps = r.uint()
 	st.WakeAt = r.time()
-	// One allocation holds every frame below the root; each frame's
-	// children are a run of it.
-	scan := *r
-	if k := scan.countFrames(0); k > 0 && scan.err == nil {
-		r.frames = make([]stepflow.Frame, k)
-	}
 	decodeFrame(r, &st.Root, 0)
 	data = r.binView()
 	at = r.off - len(data)
@@ -432,11 +426,7 @@ func decodeFrame(r *reader, f *stepflow.Frame, depth int) {
 		switch i {
 		case 1:
 			if k := r.arrayLen("frame children", 0, 1<<24); k > 0 {
-				if k <= len(r.frames) {
-					f.Children, r.frames = r.frames[:k:k], r.frames[k:]
-				} else {
-					f.Children = make([]stepflow.Frame, k)
-				}
+				f.Children = make([]stepflow.Frame, k)
 			}
 			for j := range f.Children {
 				decodeFrame(r, &f.Children[j], depth+1)
@@ -457,29 +447,6 @@ func decodeFrame(r *reader, f *stepflow.Frame, depth int) {
 			f.Payload = r.bin()
 		}
 	}
-}
-
-// countFrames reads past a frame and returns how many frames it has below
-// it.
-func (r *reader) countFrames(depth int) (frames int) {
-	if depth > maxDepth {
-		r.corrupt("frames nested deeper than %d", maxDepth)
-		return 0
-	}
-	n := r.arrayLen("frame", 1, 9)
-	r.bytes(r.strLen())
-	for i := 1; i < n && r.err == nil; i++ {
-		if i > 1 {
-			r.checkValue(0)
-			continue
-		}
-		k := r.arrayLen("frame children", 0, 1<<24)
-		frames += k
-		for j := 0; j < k && r.err == nil; j++ {
-			frames += r.countFrames(depth + 1)
-		}
-	}
-	return frames
 }
 
 func decodeFailure(r *reader) *stepflow.Failure {

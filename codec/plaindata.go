@@ -371,6 +371,16 @@ func (r *reader) mapLen() int {
 
 // plainStr reads a string (not nil, not binary) and returns its bytes.
 func (r *reader) plainStr() []byte {
+	if r.off < len(r.b) {
+		// A short string, the usual case, without the general path's calls.
+		if c := r.b[r.off]; c&0xe0 == 0xa0 {
+			start, end := r.off+1, r.off+1+int(c&0x1f)
+			if end <= len(r.b) {
+				r.off = end
+				return r.b[start:end]
+			}
+		}
+	}
 	return r.bytes(r.strLen())
 }
 

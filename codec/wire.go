@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"math"
 	"time"
-
-	"github.com/stepflow-io/go-stepflow/stepflow"
 )
 
 // This file reads and writes the msgpack subset that the state shell uses:
@@ -113,8 +111,6 @@ type reader struct {
 	// all, when set, is a copy of b: strings read are substrings of it,
 	// which saves an allocation per string. See smallState.
 	all string
-	// frames is where decodeFrame takes children from before it allocates.
-	frames []stepflow.Frame
 }
 
 // fail records err unless an error is recorded already. It also cuts b at
@@ -264,6 +260,17 @@ func (r *reader) strLen() int {
 // string returns a copy of the next string: a substring of all if that
 // is set, else a string of its own.
 func (r *reader) string() string {
+	// Most strings of a state are short and its copy is at hand: take
+	// them without the general path's calls.
+	if r.all != "" && r.off < len(r.b) {
+		if c := r.b[r.off]; c&0xe0 == 0xa0 {
+			start, end := r.off+1, r.off+1+int(c&0x1f)
+			if end <= len(r.b) {
+				r.off = end
+				return r.all[start:end]
+			}
+		}
+	}
 	p := r.bytes(r.strLen())
 	switch {
 	case len(p) == 0:
@@ -309,6 +316,19 @@ func (r *reader) binView() []byte {
 // arrayLen reads an array header; lo..hi bound the length, and the length
 // can never exceed the bytes left (every element takes at least one).
 func (r *reader) arrayLen(what string, lo, hi int) int {
+	if r.off < len(r.b) {
+		// A short array within bounds, the usual case.
+		if c := r.b[r.off]; c&0xf0 == 0x90 {
+			if n := int(c & 0x0f); n >= lo && n <= hi && n <= len(r.b)-r.off-1 {
+				r.off++
+				return n
+			}
+		}
+	}
+	return r.arrayLenSlow(what, lo, hi)
+}
+
+func (r *reader) arrayLenSlow(what string, lo, hi int) int {
 	c := r.byte()
 	n := 0
 	switch {
