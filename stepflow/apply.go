@@ -236,7 +236,7 @@ type applyState[S any] struct {
 	interceptors []Interceptor
 	nowT         time.Time
 	nowSet       bool
-	ctxChecked   bool // Apply checked parent.Err and no call was made since
+	ctxChecked   bool  // Apply checked parent.Err and no call was made since
 	clock        Clock // the context's clock, nil for the real one
 	callStart    time.Time
 	callEnd      time.Time

@@ -574,7 +574,10 @@ func TestClockAndInterceptorsCompose(t *testing.T) {
 	at := time.Date(2030, 5, 6, 7, 8, 9, 0, time.UTC)
 	clk := stepflow.ClockFunc(func() time.Time { return at })
 	var calls int
-	ic := func(ctx context.Context, _ stepflow.Call, next func(context.Context) error) error { calls++; return next(ctx) }
+	ic := func(ctx context.Context, _ stepflow.Call, next func(context.Context) error) error {
+		calls++
+		return next(ctx)
+	}
 	f := stepflow.Must(stepflow.NewWithOptions("env/v1", &stepflow.Options{Record: 4}, combinators.Plain.Do("a", noop)))
 	for name, ctx := range map[string]context.Context{
 		"clock then interceptor": stepflow.WithInterceptor(stepflow.WithClock(context.Background(), clk), ic),
