@@ -50,9 +50,9 @@ func (f *Flow[S]) Apply(ctx context.Context, prev State[S]) (next State[S], err 
 // uses a budget of zero to unwind what it can without running anything.
 // States travel by pointer: each copy of one costs more than a step.
 func (f *Flow[S]) apply(ctx context.Context, prev *State[S], budget int, next *State[S]) error {
-	// The working memory comes from a pool; what the new state keeps (new
-	// frames, the context handed to user code) is allocated apart, in one
-	// piece, so that a typical step costs a single allocation.
+	// The working memory comes from a pool; what outlives the Apply (new
+	// frames, record blocks, the context handed to user code) is allocated
+	// apart, so that a typical step allocates nothing of its own.
 	x := f.pool.Get().(*exec[S])
 	x.parent, x.budget = ctx, budget
 	x.ctxChecked = true // by Apply; Cancel's context is never done
@@ -249,8 +249,8 @@ type applyState[S any] struct {
 }
 
 // callCtx is the context user code receives: the caller's context plus
-// what CallFrom reports. It is the one allocation of a typical step, so it
-// holds only what differs between calls and points at the rest.
+// what CallFrom reports. It holds only what differs between calls and
+// points at the rest, to keep the slabs it comes in small (newCallCtx).
 type callCtx struct {
 	parent  context.Context
 	meta    *callMeta
