@@ -352,20 +352,7 @@ func (p *plainData) read(data []byte, dataStr string, v unsafe.Pointer) bool {
 
 // mapLen reads a map header, or fails.
 func (r *reader) mapLen() int {
-	c := r.byte()
-	n := 0
-	switch {
-	case r.err != nil:
-		return 0
-	case c&0xf0 == 0x80:
-		n = int(c & 0x0f)
-	case c == 0xde:
-		n = r.u16()
-	case c == 0xdf:
-		n = r.len32()
-	default:
-		r.corrupt("want a map, found 0x%02x", c)
-	}
+	n, _ := r.header(0x80, 0xde, 0xdf, "a map", "")
 	return n
 }
 

@@ -313,6 +313,25 @@ func (r *reader) binView() []byte {
 	return r.bytes(n)
 }
 
+// header reads the header of a map or an array: the fix form (fix|n, n
+// up to 15) or the 16- and 32-bit forms. what and kind name the expected
+// value in the error.
+func (r *reader) header(fix, c16, c32 byte, what, kind string) (int, bool) {
+	c := r.byte()
+	switch {
+	case r.err != nil:
+		return 0, false
+	case c&0xf0 == fix:
+		return int(c & 0x0f), true
+	case c == c16:
+		return r.u16(), true
+	case c == c32:
+		return r.len32(), true
+	}
+	r.corrupt("want %s%s, found 0x%02x", what, kind, c)
+	return 0, false
+}
+
 // arrayLen reads an array header; lo..hi bound the length, and the length
 // can never exceed the bytes left (every element takes at least one).
 func (r *reader) arrayLen(what string, lo, hi int) int {
@@ -329,23 +348,9 @@ func (r *reader) arrayLen(what string, lo, hi int) int {
 }
 
 func (r *reader) arrayLenSlow(what string, lo, hi int) int {
-	c := r.byte()
-	n := 0
+	n, ok := r.header(0x90, 0xdc, 0xdd, what, " (an array)")
 	switch {
-	case r.err != nil:
-		return 0
-	case c&0xf0 == 0x90:
-		n = int(c & 0x0f)
-	case c == 0xdc:
-		n = r.u16()
-	case c == 0xdd:
-		n = r.len32()
-	default:
-		r.corrupt("want %s (an array), found 0x%02x", what, c)
-		return 0
-	}
-	switch {
-	case r.err != nil:
+	case !ok || r.err != nil:
 		return 0
 	case n < lo || n > hi:
 		r.corrupt("%s has %d elements, want %d..%d", what, n, lo, hi)
