@@ -181,6 +181,9 @@ func TestDecodeErrorsAreTyped(t *testing.T) {
 		{"json no state", js, []byte(`{"stepflow":1}`), codec.ErrCorrupt},
 		{"json bad status", js, []byte(`{"stepflow":1,"state":{"version":"v","status":"sleepy"}}`), codec.ErrCorrupt},
 		{"json too large", js, bytes.Repeat([]byte(" "), 1001), codec.ErrTooLarge},
+		{"json trailing value", js, append(append([]byte{}, goodJSON...), `{}`...), codec.ErrCorrupt},
+		{"json trailing bracket", js, append(append([]byte{}, goodJSON...), ']'), codec.ErrCorrupt},
+		{"json trailing brace", js, append(append([]byte{}, goodJSON...), " }"...), codec.ErrCorrupt},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

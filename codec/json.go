@@ -70,8 +70,10 @@ func (c *jsonCodec[S]) Decode(b []byte) (stepflow.State[S], error) {
 	if err := dec.Decode(&env); err != nil {
 		return fail(jsonErr(err))
 	}
-	if dec.More() {
-		return fail(fmt.Errorf("%w: trailing data after the state", ErrCorrupt))
+	// t has no surrounding space, so the state must end where t does.
+	// (dec.More would miss a trailing ']' or '}'.)
+	if n := dec.InputOffset(); n != int64(len(t)) {
+		return fail(fmt.Errorf("%w: %d bytes of trailing data after the state", ErrCorrupt, int64(len(t))-n))
 	}
 	switch {
 	case env.Format == nil:
