@@ -10,8 +10,8 @@ FUZZTIME  ?= 20s
 # A count, not a duration: with go1.26 a duration-bounded run can fail with a
 # bare "context deadline exceeded" when the time runs out while a worker is
 # busy (golang/go#75804), which says nothing about the code under test.
-# 200000 executions take 10 to 15 seconds per target on a 2-core machine.
-FUZZSMOKE ?= 200000x
+# 300000 executions take 15 to 20 seconds per target on a 2-core machine.
+FUZZSMOKE ?= 300000x
 
 .PHONY: all test test/race test/386 test/unit vet lint verify bench fuzz fuzz/smoke fuzz/run
 
