@@ -286,7 +286,7 @@ func (p *plainData) append(b []byte, v unsafe.Pointer, keys []string) ([]byte, [
 func (p *plainData) read(data []byte, dataStr string, v unsafe.Pointer) bool {
 	r := reader{b: data}
 	str := func() string {
-		q := r.plainStr()
+		q := r.strBytes()
 		if len(q) == 0 {
 			return ""
 		}
@@ -297,7 +297,7 @@ func (p *plainData) read(data []byte, dataStr string, v unsafe.Pointer) bool {
 	}
 	n := r.mapLen()
 	for i := 0; i < n && r.err == nil; i++ {
-		name := r.plainStr()
+		name := r.strBytes()
 		var f *plainField
 		for j := range p.fields {
 			if string(name) == p.fields[j].name {
@@ -354,21 +354,6 @@ func (p *plainData) read(data []byte, dataStr string, v unsafe.Pointer) bool {
 func (r *reader) mapLen() int {
 	n, _ := r.header(0x80, 0xde, 0xdf, "a map", "")
 	return n
-}
-
-// plainStr reads a string (not nil, not binary) and returns its bytes.
-func (r *reader) plainStr() []byte {
-	if r.off < len(r.b) {
-		// A short string, the usual case, without the general path's calls.
-		if c := r.b[r.off]; c&0xe0 == 0xa0 {
-			start, end := r.off+1, r.off+1+int(c&0x1f)
-			if end <= len(r.b) {
-				r.off = end
-				return r.b[start:end]
-			}
-		}
-	}
-	return r.bytes(r.strLen())
 }
 
 // anyInt reads any msgpack integer as msgpack's decoder does for integer

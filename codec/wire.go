@@ -257,21 +257,25 @@ func (r *reader) strLen() int {
 	return 0
 }
 
-// string returns a copy of the next string: a substring of all if that
-// is set, else a string of its own.
-func (r *reader) string() string {
-	// Most strings of a state are short and its copy is at hand: take
-	// them without the general path's calls.
-	if r.all != "" && r.off < len(r.b) {
+// strBytes returns the bytes of the next string, in place. Most strings
+// of a state are short: those are taken without the general path's calls.
+func (r *reader) strBytes() []byte {
+	if r.off < len(r.b) {
 		if c := r.b[r.off]; c&0xe0 == 0xa0 {
 			start, end := r.off+1, r.off+1+int(c&0x1f)
 			if end <= len(r.b) {
 				r.off = end
-				return r.all[start:end]
+				return r.b[start:end]
 			}
 		}
 	}
-	p := r.bytes(r.strLen())
+	return r.bytes(r.strLen())
+}
+
+// string returns a copy of the next string: a substring of all if that
+// is set, else a string of its own.
+func (r *reader) string() string {
+	p := r.strBytes()
 	switch {
 	case len(p) == 0:
 		return ""
