@@ -487,7 +487,6 @@ func (r *Runner[S]) lookup(b *batch[S]) {
 	r.cacheMu.Lock()
 	for i := range b.recs {
 		rec := &b.recs[i]
-		b.trans[i].entry = nil
 		if c, ok := r.cache[rec.ID]; ok {
 			b.trans[i].entry = c
 			if c.rev == rec.Revision {
