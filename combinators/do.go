@@ -73,6 +73,15 @@ func (n *doNode[S]) Info() stepflow.Info {
 
 func (n *doNode[S]) Children() []stepflow.Node[S] { return nil }
 
+// StepFunc lets Apply run a plain Do without walking the tree to it (see
+// stepflow.StepNode); an at-most-once Do has more to it than its step.
+func (n *doNode[S]) StepFunc() func(context.Context, *S) error {
+	if n.opts.atMostOnce {
+		return nil
+	}
+	return n.fn
+}
+
 func (n *doNode[S]) Check() []string {
 	if n.fn == nil {
 		return []string{"nil step function"}

@@ -14,7 +14,9 @@ type seqNode[S any] struct {
 	nodes []stepflow.Node[S]
 }
 
-func (n *seqNode[S]) Info() stepflow.Info          { return stepflow.Info{Name: n.name, Kind: "sequence"} }
+func (n *seqNode[S]) Info() stepflow.Info {
+	return stepflow.Info{Name: n.name, Kind: "sequence", Sequential: true}
+}
 func (n *seqNode[S]) Children() []stepflow.Node[S] { return n.nodes }
 
 func (n *seqNode[S]) Check() []string {

@@ -42,8 +42,147 @@ func (f *Flow[S]) Apply(ctx context.Context, prev State[S]) (next State[S], err 
 	if prev.Status == Waiting && !prev.WakeAt.IsZero() && Now(ctx).Before(prev.WakeAt) {
 		return prev, nil
 	}
+	if prev.Status == Running && prev.Intent == "" && prev.Root.Branch == "" && !f.noStraight {
+		if c := f.stepAt(&prev.Root); c != nil {
+			err = f.applyStep(ctx, &prev, c, &next)
+			return next, err
+		}
+	}
 	err = f.apply(ctx, &prev, 1, &next)
 	return next, err
+}
+
+// stepAt returns the node at the position of a state whose frames lead
+// through Sequential nodes to a step with a plan (see StepNode), or nil.
+// Any frame it does not understand sends the state down the general path,
+// which reports it.
+func (f *Flow[S]) stepAt(root *Frame) *compiled[S] {
+	n, fr := f.root, root
+	for len(fr.Children) == 1 {
+		fr = &fr.Children[0]
+		i, ok := n.childIndex(fr.Name)
+		if !ok {
+			return nil
+		}
+		n = n.children[i]
+		if n.step != nil {
+			return n
+		}
+		if !n.info.Sequential {
+			return nil
+		}
+	}
+	return nil
+}
+
+// applyStep is Apply for a state positioned at step c below Sequential
+// nodes only: it runs the step and, when it succeeds, enters the next
+// position from c's plan, giving the state that walking the tree would
+// give. A failure, or a next node that is not inert, is handed to the
+// general path with the outcome of the call, which it uses instead of
+// calling the step again.
+func (f *Flow[S]) applyStep(ctx context.Context, prev *State[S], c *compiled[S], next *State[S]) error {
+	e := envOf(ctx)
+	if len(e.interceptors) > 0 || len(f.opts.Interceptors) > 0 {
+		return f.apply(ctx, prev, 1, next)
+	}
+	x := f.pool.Get().(*exec[S])
+	x.data = prev.Data
+	if f.clone != nil {
+		x.data = f.clone(prev.Data)
+	}
+	cc := x.newCallCtx()
+	*cc = callCtx{parent: ctx, meta: &c.meta, id: prev.ID, seq: prev.Steps, attempt: 1}
+	p := c.step
+	rec := f.opts.Record > 0
+	var start, end time.Time
+	if rec {
+		start = readClock(e.clock)
+	}
+	err := protect(cc, p.fn, &x.data, c.path)
+	if rec {
+		end = readClock(e.clock)
+	}
+	if err != nil || p.general {
+		x.replayed, x.replayErr, x.replayStart, x.replayEnd = c, err, start, end
+		return x.run(ctx, prev, 1, next)
+	}
+	*next = *prev
+	next.Data = x.data
+	next.Steps++
+	next.WakeAt = time.Time{}
+	if p.done {
+		next.Status, next.Root = Done, Frame{}
+	} else {
+		// Copy the frames down to the ancestor that moves on, as the
+		// general path's copy on write would; the rest stays shared.
+		fr := &next.Root
+		for range p.level {
+			s := make([]Frame, 1)
+			s[0] = fr.Children[0]
+			fr.Children = s
+			fr = &s[0]
+		}
+		fr.Children = p.enter
+	}
+	if rec {
+		x.recBuf[0] = Record{Seq: next.Steps, Path: c.path, Outcome: "ok", Attempt: 1, Start: start, End: end}
+		next.Record = appendBounded(prev.Record, x.recBuf[:1], f.opts.Record)
+	}
+	var zero S
+	x.data = zero
+	f.pool.Put(x)
+	return nil
+}
+
+// stepPlan is what Apply needs to run a step whose ancestors are all
+// Sequential without walking the tree (see applyStep).
+type stepPlan[S any] struct {
+	fn func(context.Context, *S) error
+	// level is the depth of the ancestor that enters its next child when
+	// the step completes (0: the flow itself), and enter is that child's
+	// fresh frame.
+	level int
+	enter []Frame
+	// done: completing the step completes the flow.
+	done bool
+	// general: the child entered next is not inert, so the general path
+	// completes the step.
+	general bool
+}
+
+// planSteps gives a plan to every step that applyStep can run.
+func (f *Flow[S]) planSteps() {
+	for _, c := range f.order {
+		sn, ok := c.node.(StepNode[S])
+		if !ok || sn.StepFunc() == nil || !f.straightDown(c) {
+			continue
+		}
+		p := &stepPlan[S]{fn: sn.StepFunc()}
+		for k := c; ; k = k.parent {
+			if a := k.parent; k.index+1 < len(a.children) {
+				sib := a.children[k.index+1]
+				p.level, p.enter, p.general = a.depth, sib.fresh, !sib.info.Inert
+				break
+			}
+			if k.parent == f.root {
+				p.done = true
+				break
+			}
+		}
+		c.step = p
+	}
+}
+
+// straightDown reports whether every ancestor of c below the flow itself
+// is Sequential.
+func (f *Flow[S]) straightDown(c *compiled[S]) bool {
+	for a := c.parent; a != f.root; a = a.parent {
+		if !a.info.Sequential {
+			return false
+		}
+	}
+	return true
 }
 
 // apply advances prev with the given budget of user calls into next. Cancel
@@ -54,14 +193,21 @@ func (f *Flow[S]) apply(ctx context.Context, prev *State[S], budget int, next *S
 	// frames, record blocks, the context handed to user code) is allocated
 	// apart, so that a typical step allocates nothing of its own.
 	x := f.pool.Get().(*exec[S])
-	x.parent, x.budget = ctx, budget
-	x.ctxChecked = true // by Apply; Cancel's context is never done
-	x.root, x.err, x.signals, x.intent = prev.Root, prev.Err, prev.Signals, prev.Intent
-	x.id, x.steps = prev.ID, prev.Steps
 	x.data = prev.Data
 	if f.clone != nil {
 		x.data = f.clone(prev.Data)
 	}
+	return x.run(ctx, prev, budget, next)
+}
+
+// run is apply once x holds the data the steps see, and gives x back to
+// the pool.
+func (x *exec[S]) run(ctx context.Context, prev *State[S], budget int, next *State[S]) error {
+	f := x.flow
+	x.parent, x.budget = ctx, budget
+	x.ctxChecked = true // by Apply; Cancel's context is never done
+	x.root, x.err, x.signals, x.intent = prev.Root, prev.Err, prev.Signals, prev.Intent
+	x.id, x.steps = prev.ID, prev.Steps
 	e := envOf(ctx)
 	x.interceptors, x.clock = e.interceptors, e.clock
 	x.recs = x.recBuf[:0]
@@ -74,9 +220,15 @@ func (f *Flow[S]) apply(ctx context.Context, prev *State[S], budget int, next *S
 		r = x.advanceRoot()
 	}
 	var err error
-	if x.abort != nil {
+	switch {
+	case x.replayed != nil && x.abort == nil:
+		// The tree walk did not reach the step applyStep ran, so its
+		// outcome has nowhere to go: the state stays as it was, and the
+		// step runs again at the next Apply, as after a crash.
+		*next, err = *prev, &StateError{Path: x.replayed.path, Reason: "the step ran but the nodes above it did not advance it, breaking the promise of Info.Sequential"}
+	case x.abort != nil:
 		*next, err = *prev, x.abort
-	} else {
+	default:
 		err = x.finish(prev, r, next)
 	}
 	f.release(x)
@@ -241,11 +393,16 @@ type applyState[S any] struct {
 	callStart    time.Time
 	callEnd      time.Time
 	callNode     *compiled[S] // node of the last call, whose times callStart/End are
-	recs         []Record
-	nscopes      int
-	attempt      uint32   // attempt of the last call, for locate
-	exit         string   // set by Cursor.Exit
-	attention    *Failure // set by Cursor.NeedsAttention
+	// replayed is the step applyStep has run, whose outcome its Run call
+	// returns instead of calling it again.
+	replayed               *compiled[S]
+	replayErr              error
+	replayStart, replayEnd time.Time
+	recs                   []Record
+	nscopes                int
+	attempt                uint32   // attempt of the last call, for locate
+	exit                   string   // set by Cursor.Exit
+	attention              *Failure // set by Cursor.NeedsAttention
 }
 
 // callCtx is the context user code receives: the caller's context plus
@@ -472,11 +629,19 @@ func (c *Cursor[S]) CanRun() bool { return c.x.budget > 0 && c.x.abort == nil }
 // context is done before fn is called, the Apply is abandoned (see Aborted)
 // and Run returns the context's error.
 func (c *Cursor[S]) Run(fn func(context.Context, *S) error) error {
+	x := c.x
+	if x.replayed == c.n && x.budget > 0 {
+		// applyStep made this call already; this is its outcome.
+		x.budget--
+		x.ctxChecked, x.replayed = false, nil
+		x.attempt = c.Attempt()
+		x.callStart, x.callEnd, x.callNode = x.replayStart, x.replayEnd, c.n
+		return x.replayErr
+	}
 	cc, err := c.begin()
 	if err != nil {
 		return err
 	}
-	x := c.x
 	err = x.call(cc, fn)
 	if x.flow.opts.Record > 0 {
 		x.callEnd = x.clockNow()
@@ -558,16 +723,21 @@ var errNoBudget = errors.New("stepflow: no budget left in this Apply")
 
 // call calls fn inside the interceptors, turning a panic into a
 // *PanicError.
-func (x *exec[S]) call(cc *callCtx, fn func(context.Context, *S) error) (err error) {
+func (x *exec[S]) call(cc *callCtx, fn func(context.Context, *S) error) error {
+	if len(x.interceptors) == 0 && len(x.flow.opts.Interceptors) == 0 {
+		return protect(cc, fn, &x.data, cc.meta.path)
+	}
+	return protect(cc, func(context.Context, *S) error { return x.intercepted(cc, fn) }, &x.data, cc.meta.path)
+}
+
+// protect returns fn(ctx, d), or a *PanicError naming path if fn panics.
+func protect[S any](ctx context.Context, fn func(context.Context, *S) error, d *S, path string) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err = &PanicError{Path: cc.meta.path, Value: r, Stack: debug.Stack()}
+			err = &PanicError{Path: path, Value: r, Stack: debug.Stack()}
 		}
 	}()
-	if len(x.interceptors) == 0 && len(x.flow.opts.Interceptors) == 0 {
-		return fn(cc, &x.data)
-	}
-	return x.intercepted(cc, fn)
+	return fn(ctx, d)
 }
 
 // intercepted calls fn inside the interceptors.

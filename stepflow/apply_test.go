@@ -593,3 +593,35 @@ func TestClockAndInterceptorsCompose(t *testing.T) {
 		assert.Equal(t, at, stepflow.Now(ctx), name)
 	}
 }
+
+// fakeSequence claims Info.Sequential but advances nothing.
+type fakeSequence struct {
+	kids []stepflow.Node[stepflow.None]
+}
+
+func (n fakeSequence) Info() stepflow.Info {
+	return stepflow.Info{Name: "fake", Kind: "sequence", Sequential: true}
+}
+func (n fakeSequence) Children() []stepflow.Node[stepflow.None] { return n.kids }
+func (n fakeSequence) Check() []string                          { return nil }
+func (n fakeSequence) Advance(c *stepflow.Cursor[stepflow.None]) stepflow.Result {
+	return stepflow.Continue()
+}
+
+// TestBrokenSequentialPromiseIsReported: Apply runs a step below
+// Sequential nodes directly; when such a node then fails to advance it,
+// Apply must say so rather than lose the step's failure.
+func TestBrokenSequentialPromiseIsReported(t *testing.T) {
+	calls := 0
+	step := combinators.Plain.Do("step", func(context.Context) error { calls++; return errors.New("boom") })
+	f := stepflow.Must(stepflow.New("fake/v1", stepflow.Node[stepflow.None](fakeSequence{kids: []stepflow.Node[stepflow.None]{step}})))
+	st := f.Start(stepflow.None{})
+	st.Root.Children[0].Children = []stepflow.Frame{{Name: "step"}}
+	next, err := f.Apply(context.Background(), st)
+	var se *stepflow.StateError
+	require.ErrorAs(t, err, &se)
+	assert.Equal(t, "fake/step", se.Path)
+	assert.Contains(t, se.Reason, "Info.Sequential")
+	assert.Equal(t, st, next, "the state stays as it was")
+	assert.Equal(t, 1, calls)
+}

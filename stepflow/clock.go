@@ -24,11 +24,16 @@ type env struct {
 	interceptors []Interceptor
 }
 
-type envKey struct{}
+// envKey is the context key of env. It is a pointer: contexts compare a
+// pointer key with one comparison, an empty struct key through the
+// runtime's general equality.
+var envKey = &ctxKey{"stepflow.env"}
+
+type ctxKey struct{ name string }
 
 // envOf returns the env carried by ctx, shared: copy it to change it.
 func envOf(ctx context.Context) *env {
-	if e, ok := ctx.Value(envKey{}).(*env); ok {
+	if e, ok := ctx.Value(envKey).(*env); ok {
 		return e
 	}
 	return &noEnv
@@ -40,7 +45,7 @@ var noEnv env
 func WithClock(ctx context.Context, c Clock) context.Context {
 	e := *envOf(ctx)
 	e.clock = c
-	return context.WithValue(ctx, envKey{}, &e)
+	return context.WithValue(ctx, envKey, &e)
 }
 
 // Now returns the time of the clock carried by ctx, in UTC and without a

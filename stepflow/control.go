@@ -70,7 +70,7 @@ func (f *Flow[S]) Cancel(st State[S], reason string) (State[S], error) {
 
 // Canceling reports whether Cancel was called on a process that is still
 // running its cleanups.
-func (s State[S]) Canceling() bool { return s.Root.Branch == rootCancel }
+func (s *State[S]) Canceling() bool { return s.Root.Branch == rootCancel }
 
 // Redriver is implemented by nodes whose frame must be reset when a failed
 // process is redriven (Retry resets its attempts). Frames of leaf nodes

@@ -53,6 +53,9 @@ type Flow[S any] struct {
 	order []*compiled[S]
 	clone func(S) S
 	pool  sync.Pool
+	// noStraight turns applyStep off, for tests that compare it with the
+	// general path.
+	noStraight bool
 }
 
 // compiled is a node placed in the tree: its path and its children, with
@@ -77,6 +80,8 @@ type compiled[S any] struct {
 	fresh []Frame
 	// meta is what CallFrom reports of the node.
 	meta callMeta
+	// step is set for a step that Apply runs without walking the tree.
+	step *stepPlan[S]
 }
 
 // New compiles a flow from its top-level nodes, which run in sequence.
@@ -106,6 +111,7 @@ func NewWithOptions[S any](version string, opts *Options, nodes ...Node[S]) (*Fl
 	if len(problems) > 0 {
 		return nil, errors.Join(problems...)
 	}
+	f.planSteps()
 	f.pool.New = func() any { return &exec[S]{flow: f} }
 	var zero S
 	if _, ok := any(&zero).(interface{ Clone() S }); ok {

@@ -51,6 +51,26 @@ type Info struct {
 	// stops after entering the node instead of advancing it. Do steps are
 	// inert; a Sleep is not (entering it starts its timer).
 	Inert bool
+	// Sequential promises that Advance is exactly
+	// c.Sequence(0, c.NumChildren()): the node runs its children one after
+	// the other and keeps nothing else in its frame. Apply then reaches a
+	// step below it without calling Advance (see StepNode).
+	Sequential bool
+}
+
+// StepNode is implemented by leaf nodes that are one step and nothing
+// else. Their Advance, given budget, calls StepFunc's function through
+// Cursor.Run, then records "ok" and completes, or records the failure and
+// fails with it; without budget it returns Continue and changes nothing.
+//
+// A step whose ancestors are all Sequential is run by Apply directly,
+// without walking the tree down to it, and the next position is entered
+// from a plan made when the flow was compiled; the result is the state
+// Advance would have produced. StepFunc returns nil for a node that is
+// more than its step (an at-most-once Do), and Apply then uses Advance.
+type StepNode[S any] interface {
+	Node[S]
+	StepFunc() func(context.Context, *S) error
 }
 
 // Outcome says how an Advance call ended.
@@ -208,5 +228,5 @@ func WithInterceptor(ctx context.Context, i Interceptor) context.Context {
 	e := *envOf(ctx)
 	all := make([]Interceptor, 0, len(e.interceptors)+1)
 	e.interceptors = append(append(all, e.interceptors...), i)
-	return context.WithValue(ctx, envKey{}, &e)
+	return context.WithValue(ctx, envKey, &e)
 }

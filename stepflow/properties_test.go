@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"pgregory.net/rapid"
 
@@ -151,4 +153,59 @@ func parent(p string) string {
 		return p[:i]
 	}
 	return ""
+}
+
+// tickClock moves one millisecond forward every time it is read, so two
+// runs that read it in a different order or a different number of times
+// record different times.
+type tickClock struct{ testClock }
+
+func newTickClock() *tickClock { return &tickClock{*newClock()} }
+
+func (c *tickClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(time.Millisecond)
+	return c.t
+}
+
+// TestStraightStepsMatchTheTreeWalk checks that a step run without walking
+// the tree (a Do below sequences only, see stepflow.StepNode) gives what
+// the general path gives: for random flows and step outcomes, each Apply
+// of one process by both must return equal states and errors, with equal
+// calls made, and must read a ticking clock the same number of times.
+func TestStraightStepsMatchTheTreeWalk(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		opts := &stepflow.Options{Record: rapid.SampledFrom([]int{0, 3, 32}).Draw(t, "record")}
+		nodes, bound := genBounded(t, "n", 0)
+		straight := stepflow.Must(stepflow.NewWithOptions("gen/v1", opts, nodes...))
+		walked := stepflow.Must(stepflow.NewWithOptions("gen/v1", opts, nodes...))
+		stepflow.WalkEveryStep(walked)
+		clk1, clk2 := newTickClock(), newTickClock()
+		ctx1 := stepflow.WithClock(context.Background(), clk1)
+		ctx2 := stepflow.WithClock(context.Background(), clk2)
+		st := straight.Start(Data{Script: genScript(t, straight)})
+		for n := 0; !st.Terminal(); n++ {
+			if n > bound {
+				t.Fatalf("not terminal after %d applies (bound %d)", n, bound)
+			}
+			if st.Status == stepflow.Waiting {
+				clk1.Set(st.WakeAt)
+				clk2.Set(st.WakeAt)
+			}
+			got, gotErr := straight.Apply(ctx1, st)
+			want, wantErr := walked.Apply(ctx2, st)
+			if fmt.Sprint(gotErr) != fmt.Sprint(wantErr) || errors.Is(gotErr, stepflow.ErrPanic) != errors.Is(wantErr, stepflow.ErrPanic) ||
+				errors.Is(gotErr, errScripted) != errors.Is(wantErr, errScripted) {
+				t.Fatalf("apply %d at %v: error %v, the tree walk gives %v", n, st.Positions(), gotErr, wantErr)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("apply %d at %v:\n got  %+v\n want %+v", n, st.Positions(), got, want)
+			}
+			if clk1.Now() != clk2.Now() {
+				t.Fatalf("apply %d at %v read the clock a different number of times", n, st.Positions())
+			}
+			st = got
+		}
+	})
 }

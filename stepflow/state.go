@@ -107,11 +107,11 @@ type State[S any] struct {
 }
 
 // Terminal reports whether the process has ended (done, failed or canceled).
-func (s State[S]) Terminal() bool { return s.Status.Terminal() }
+func (s *State[S]) Terminal() bool { return s.Status.Terminal() }
 
 // Positions returns the paths of the nodes that are active right now,
 // in flow order. A sequential flow has at most one; Parallel has several.
-func (s State[S]) Positions() []string {
+func (s *State[S]) Positions() []string {
 	var out []string
 	s.Root.walkLeaves("", func(p string, _ *Frame) { out = append(out, p) })
 	return out
