@@ -92,7 +92,7 @@ func (f *Flow[S]) applyStep(ctx context.Context, prev *State[S], c *compiled[S],
 		x.data = f.clone(prev.Data)
 	}
 	cc := x.newCallCtx()
-	*cc = callCtx{parent: ctx, meta: &c.meta, id: prev.ID, seq: prev.Steps, attempt: 1}
+	*cc = callCtx{parent: ctx, info: &c.first, id: prev.ID, seq: prev.Steps}
 	p := c.step
 	rec := f.opts.Record > 0
 	var start, end time.Time
@@ -353,8 +353,10 @@ type exec[S any] struct {
 	slab []callCtx
 }
 
-// slabSize is how many step contexts are allocated at once.
-const slabSize = 16
+// slabSize is how many step contexts are allocated at once: as many as
+// fill the kilobyte size class once the allocator's 8-byte header of a
+// block this large is counted (21), so that no byte of it is wasted.
+const slabSize = (1024 - 8) / int(unsafe.Sizeof(callCtx{}))
 
 // newCallCtx returns a context for one call of user code. Contexts are
 // allocated slabSize at a time and each is handed out once, never reused:
@@ -406,26 +408,26 @@ type applyState[S any] struct {
 }
 
 // callCtx is the context user code receives: the caller's context plus
-// what CallFrom reports. It holds only what differs between calls and
-// points at the rest, to keep the slabs it comes in small (newCallCtx).
+// what CallFrom reports. It holds only what differs between processes and
+// points at the rest, to keep the slabs it comes in small (newCallCtx):
+// 48 bytes.
 type callCtx struct {
-	parent  context.Context
-	meta    *callMeta
-	id      string
-	seq     uint64
-	attempt uint32
-	more    *callMore // nil unless a loop, ForEach or handler encloses the call
+	parent context.Context
+	info   *callInfo
+	id     string
+	seq    uint64
 }
 
-// callMeta is what a call's context knows of its node; it is fixed when the
-// flow is compiled.
-type callMeta struct{ version, path, kind string }
-
-// callMore is the rest of a Call, when there is any.
-type callMore struct {
-	iters  []uint32
-	item   []byte
-	caught *Failure
+// callInfo is what a call's context knows besides its process. A first
+// attempt outside loops, ForEach and handlers, the usual call, points at
+// its node's, made when the flow is compiled (compiled.first); any other
+// call gets its own.
+type callInfo struct {
+	version, path, kind string
+	attempt             uint32
+	iters               []uint32
+	item                []byte
+	caught              *Failure
 }
 
 func (c *callCtx) Deadline() (time.Time, bool) { return c.parent.Deadline() }
@@ -440,11 +442,9 @@ func (c *callCtx) Value(k any) any {
 
 // call returns the Call this context describes.
 func (c *callCtx) call() Call {
-	cl := Call{Version: c.meta.version, ID: c.id, Path: c.meta.path, Kind: c.meta.kind, Attempt: c.attempt, Seq: c.seq}
-	if m := c.more; m != nil {
-		cl.Iterations, cl.Item, cl.Caught = m.iters, m.item, m.caught
-	}
-	return cl
+	i := c.info
+	return Call{Version: i.version, ID: c.id, Path: i.path, Kind: i.kind, Attempt: i.attempt, Seq: c.seq,
+		Iterations: i.iters, Item: i.item, Caught: i.caught}
 }
 
 // now is the Apply's notion of the current time, read once.
@@ -709,9 +709,14 @@ func (c *Cursor[S]) begin() (*callCtx, error) {
 	x.budget--
 	x.attempt = c.Attempt()
 	cc := x.newCallCtx()
-	*cc = callCtx{parent: x.parent, meta: &c.n.meta, id: x.id, seq: x.steps, attempt: x.attempt}
-	if sc := c.sc; sc != nil && (sc.iters != nil || sc.item != nil || sc.caught != nil) {
-		cc.more = &callMore{iters: sc.iters, item: sc.item, caught: sc.caught}
+	*cc = callCtx{parent: x.parent, info: &c.n.first, id: x.id, seq: x.steps}
+	if sc := c.sc; x.attempt != 1 || sc != nil && (sc.iters != nil || sc.item != nil || sc.caught != nil) {
+		info := c.n.first
+		info.attempt = x.attempt
+		if sc != nil {
+			info.iters, info.item, info.caught = sc.iters, sc.item, sc.caught
+		}
+		cc.info = &info
 	}
 	if x.flow.opts.Record > 0 {
 		x.callStart, x.callNode = x.clockNow(), c.n
@@ -725,9 +730,9 @@ var errNoBudget = errors.New("stepflow: no budget left in this Apply")
 // *PanicError.
 func (x *exec[S]) call(cc *callCtx, fn func(context.Context, *S) error) error {
 	if len(x.interceptors) == 0 && len(x.flow.opts.Interceptors) == 0 {
-		return protect(cc, fn, &x.data, cc.meta.path)
+		return protect(cc, fn, &x.data, cc.info.path)
 	}
-	return protect(cc, func(context.Context, *S) error { return x.intercepted(cc, fn) }, &x.data, cc.meta.path)
+	return protect(cc, func(context.Context, *S) error { return x.intercepted(cc, fn) }, &x.data, cc.info.path)
 }
 
 // protect returns fn(ctx, d), or a *PanicError naming path if fn panics.

@@ -78,8 +78,9 @@ type compiled[S any] struct {
 	// fresh is the frame of this node just entered, as a one-element
 	// children slice that states share until they write to it.
 	fresh []Frame
-	// meta is what CallFrom reports of the node.
-	meta callMeta
+	// first is what CallFrom reports of the node's usual call (see
+	// callInfo).
+	first callInfo
 	// step is set for a step that Apply runs without walking the tree.
 	step *stepPlan[S]
 }
@@ -157,7 +158,7 @@ func (f *Flow[S]) compile(n Node[S], parent *compiled[S], index int, problems *[
 		}
 		f.order = append(f.order, c)
 	}
-	c.meta = callMeta{version: f.version, path: c.path, kind: c.info.Kind}
+	c.first = callInfo{version: f.version, path: c.path, kind: c.info.Kind, attempt: 1}
 	for _, p := range n.Check() {
 		*problems = append(*problems, &DefinitionError{Path: c.path, Reason: p})
 	}
@@ -203,11 +204,13 @@ const smallFanout = 8
 
 // childIndex finds a child by name.
 func (c *compiled[S]) childIndex(name string) (int, bool) {
-	// A name this flow created points into c.names: no need to hash it.
-	// Any other string gives an offset out of range or fails the check.
+	// A name this flow created points into c.names: no need to hash it,
+	// nor to compare its bytes, since a child's name starts at the same
+	// address: equal lengths make equal strings. Any other string gives an
+	// offset out of range or no child starting there.
 	off := uintptr(unsafe.Pointer(unsafe.StringData(name))) - uintptr(unsafe.Pointer(unsafe.StringData(c.names)))
 	if off < uintptr(len(c.nameAt)) {
-		if i := c.nameAt[off] - 1; i >= 0 && c.children[i].info.Name == name {
+		if i := c.nameAt[off] - 1; i >= 0 && len(c.children[i].info.Name) == len(name) {
 			return int(i), true
 		}
 	}
