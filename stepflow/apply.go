@@ -29,7 +29,7 @@ import (
 //   - the Failed state and a *StepError when a failure reached the top of
 //     the flow (errors.Is/As reach the step's own error through it);
 //   - the next state and nil otherwise.
-func (f *Flow[S]) Apply(ctx context.Context, prev State[S]) (next State[S], err error) {
+func (f *Flow[S]) Apply(ctx context.Context, prev State[S]) (State[S], error) {
 	if err := f.check(&prev); err != nil {
 		return prev, err
 	}
@@ -44,11 +44,13 @@ func (f *Flow[S]) Apply(ctx context.Context, prev State[S]) (next State[S], err 
 	}
 	if prev.Status == Running && prev.Intent == "" && prev.Root.Branch == "" && !f.noStraight {
 		if c := f.stepAt(&prev.Root); c != nil {
-			err = f.applyStep(ctx, &prev, c, &next)
-			return next, err
+			// prev is this call's own copy: the next state is made in it.
+			err := f.applyStep(ctx, &prev, c)
+			return prev, err
 		}
 	}
-	err = f.apply(ctx, &prev, 1, &next)
+	var next State[S]
+	err := f.apply(ctx, &prev, 1, &next)
 	return next, err
 }
 
@@ -76,23 +78,24 @@ func (f *Flow[S]) stepAt(root *Frame) *compiled[S] {
 }
 
 // applyStep is Apply for a state positioned at step c below Sequential
-// nodes only: it runs the step and, when it succeeds, enters the next
-// position from c's plan, giving the state that walking the tree would
-// give. A failure, or a next node that is not inert, is handed to the
-// general path with the outcome of the call, which it uses instead of
-// calling the step again.
-func (f *Flow[S]) applyStep(ctx context.Context, prev *State[S], c *compiled[S], next *State[S]) error {
+// nodes only, making the next state in st, Apply's own copy of its input.
+// It runs the step and, when it succeeds, enters the next position from
+// c's plan, giving the state that walking the tree would give. A failure,
+// or a next node that is not inert, is handed to the general path with the
+// outcome of the call, which it uses instead of calling the step again.
+func (f *Flow[S]) applyStep(ctx context.Context, st *State[S], c *compiled[S]) error {
 	e := envOf(ctx)
 	if len(e.interceptors) > 0 || len(f.opts.Interceptors) > 0 {
-		return f.apply(ctx, prev, 1, next)
+		prev := *st
+		return f.apply(ctx, &prev, 1, st)
 	}
 	x := f.pool.Get().(*exec[S])
-	x.data = prev.Data
+	x.data = st.Data
 	if f.clone != nil {
-		x.data = f.clone(prev.Data)
+		x.data = f.clone(st.Data)
 	}
 	cc := x.newCallCtx()
-	*cc = callCtx{parent: ctx, info: &c.first, id: prev.ID, seq: prev.Steps}
+	*cc = callCtx{parent: ctx, info: &c.first, id: st.ID, seq: st.Steps}
 	p := c.step
 	rec := f.opts.Record > 0
 	var start, end time.Time
@@ -105,18 +108,18 @@ func (f *Flow[S]) applyStep(ctx context.Context, prev *State[S], c *compiled[S],
 	}
 	if err != nil || p.general {
 		x.replayed, x.replayErr, x.replayStart, x.replayEnd = c, err, start, end
-		return x.run(ctx, prev, 1, next)
+		prev := *st
+		return x.run(ctx, &prev, 1, st)
 	}
-	*next = *prev
-	next.Data = x.data
-	next.Steps++
-	next.WakeAt = time.Time{}
+	st.Data = x.data
+	st.Steps++
+	st.WakeAt = time.Time{}
 	if p.done {
-		next.Status, next.Root = Done, Frame{}
+		st.Status, st.Root = Done, Frame{}
 	} else {
 		// Copy the frames down to the ancestor that moves on, as the
 		// general path's copy on write would; the rest stays shared.
-		fr := &next.Root
+		fr := &st.Root
 		for range p.level {
 			s := make([]Frame, 1)
 			s[0] = fr.Children[0]
@@ -126,8 +129,8 @@ func (f *Flow[S]) applyStep(ctx context.Context, prev *State[S], c *compiled[S],
 		fr.Children = p.enter
 	}
 	if rec {
-		x.recBuf[0] = Record{Seq: next.Steps, Path: c.path, Outcome: "ok", Attempt: 1, Start: start, End: end}
-		next.Record = appendBounded(prev.Record, x.recBuf[:1], f.opts.Record)
+		x.recBuf[0] = Record{Seq: st.Steps, Path: c.path, Outcome: "ok", Attempt: 1, Start: start, End: end}
+		st.Record = appendBounded(st.Record, x.recBuf[:1], f.opts.Record)
 	}
 	var zero S
 	x.data = zero
