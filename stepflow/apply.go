@@ -333,7 +333,10 @@ func appendBounded(old, add []Record, limit int) []Record {
 		}
 	}
 	keep := min(len(old)+n, limit)
-	size := min(max(8, 2*keep), 2*limit)
+	// A new record starts with room for 16 steps, enough for a short
+	// process never to grow it; then twice what it keeps, at most twice
+	// the limit, so that copies are one per limit records at worst.
+	size := min(max(16, 2*keep), 2*limit)
 	block := make([]Record, size+1)
 	block[size] = Record{Path: recMark, Attempt: uint32(size - keep)}
 	k := copy(block[keep-min(n, keep):keep], add[n-min(n, keep):])
