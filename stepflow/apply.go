@@ -429,12 +429,15 @@ type callCtx struct {
 // its node's, made when the flow is compiled (compiled.first); any other
 // call gets its own.
 type callInfo struct {
-	version, path, kind string
-	attempt             uint32
-	iters               []uint32
-	item                []byte
-	caught              *Failure
+	meta    *callMeta
+	attempt uint32
+	iters   []uint32
+	item    []byte
+	caught  *Failure
 }
+
+// callMeta is what a call's context knows of its node.
+type callMeta struct{ version, path, kind string }
 
 func (c *callCtx) Deadline() (time.Time, bool) { return c.parent.Deadline() }
 func (c *callCtx) Done() <-chan struct{}       { return c.parent.Done() }
@@ -449,7 +452,7 @@ func (c *callCtx) Value(k any) any {
 // call returns the Call this context describes.
 func (c *callCtx) call() Call {
 	i := c.info
-	return Call{Version: i.version, ID: c.id, Path: i.path, Kind: i.kind, Attempt: i.attempt, Seq: c.seq,
+	return Call{Version: i.meta.version, ID: c.id, Path: i.meta.path, Kind: i.meta.kind, Attempt: i.attempt, Seq: c.seq,
 		Iterations: i.iters, Item: i.item, Caught: i.caught}
 }
 
@@ -736,9 +739,9 @@ var errNoBudget = errors.New("stepflow: no budget left in this Apply")
 // *PanicError.
 func (x *exec[S]) call(cc *callCtx, fn func(context.Context, *S) error) error {
 	if len(x.interceptors) == 0 && len(x.flow.opts.Interceptors) == 0 {
-		return protect(cc, fn, &x.data, cc.info.path)
+		return protect(cc, fn, &x.data, cc.info.meta.path)
 	}
-	return protect(cc, func(context.Context, *S) error { return x.intercepted(cc, fn) }, &x.data, cc.info.path)
+	return protect(cc, func(context.Context, *S) error { return x.intercepted(cc, fn) }, &x.data, cc.info.meta.path)
 }
 
 // protect returns fn(ctx, d), or a *PanicError naming path if fn panics.

@@ -78,8 +78,9 @@ type compiled[S any] struct {
 	// fresh is the frame of this node just entered, as a one-element
 	// children slice that states share until they write to it.
 	fresh []Frame
-	// first is what CallFrom reports of the node's usual call (see
-	// callInfo).
+	// meta and first are what CallFrom reports of the node and of its
+	// usual call (see callInfo).
+	meta  callMeta
 	first callInfo
 	// step is set for a step that Apply runs without walking the tree.
 	step *stepPlan[S]
@@ -158,7 +159,8 @@ func (f *Flow[S]) compile(n Node[S], parent *compiled[S], index int, problems *[
 		}
 		f.order = append(f.order, c)
 	}
-	c.first = callInfo{version: f.version, path: c.path, kind: c.info.Kind, attempt: 1}
+	c.meta = callMeta{version: f.version, path: c.path, kind: c.info.Kind}
+	c.first = callInfo{meta: &c.meta, attempt: 1}
 	for _, p := range n.Check() {
 		*problems = append(*problems, &DefinitionError{Path: c.path, Reason: p})
 	}
