@@ -190,7 +190,7 @@ func (f *Flow[S]) straightDown(c *compiled[S]) bool {
 
 // apply advances prev with the given budget of user calls into next. Cancel
 // uses a budget of zero to unwind what it can without running anything.
-// States travel by pointer: each copy of one costs more than a step.
+// States travel by pointer: a copy of one costs a good part of a step.
 func (f *Flow[S]) apply(ctx context.Context, prev *State[S], budget int, next *State[S]) error {
 	// The working memory comes from a pool; what outlives the Apply (new
 	// frames, record blocks, the context handed to user code) is allocated
