@@ -71,7 +71,7 @@ func (f *Flow[S]) stepAt(root *Frame) *compiled[S] {
 			return n
 		}
 		if !n.info.Sequential {
-			return nil
+			return nil // no step below has a plan (planSteps)
 		}
 	}
 	return nil

@@ -625,3 +625,33 @@ func TestBrokenSequentialPromiseIsReported(t *testing.T) {
 	assert.Equal(t, st, next, "the state stays as it was")
 	assert.Equal(t, 1, calls)
 }
+
+// TestWhichStepsRunStraight: a plain Do whose ancestors are sequences is
+// run without walking the tree; anything else is walked.
+func TestWhichStepsRunStraight(t *testing.T) {
+	ok := func(context.Context) error { return nil }
+	yes := func(context.Context) (bool, error) { return true, nil }
+	f := stepflow.Must(stepflow.New("straight/v1",
+		combinators.Plain.Do("a", ok),
+		combinators.Sequence("s", combinators.Plain.Do("b", ok), combinators.Sequence("t", combinators.Plain.Do("c", ok))),
+		combinators.Do("once", func(context.Context, *stepflow.None) error { return nil }, combinators.AtMostOnce(combinators.RunAgain)),
+		combinators.Plain.Case("if", yes, combinators.Plain.Do("d", ok)),
+		combinators.Plain.Do("e", ok),
+	))
+	want := map[string]bool{"a": true, "s/b": true, "s/t/c": true, "once": false, "if": false, "if/d": false, "e": true}
+	ctx := context.Background()
+	st := f.Start(stepflow.None{})
+	seen := map[string]bool{}
+	for !st.Terminal() {
+		pos := st.Positions()[0]
+		w, known := want[pos]
+		require.True(t, known, "unexpected position %s", pos)
+		assert.Equal(t, w, stepflow.RunsStraight(f, st), pos)
+		seen[pos] = true
+		var err error
+		st, err = f.Apply(ctx, st)
+		require.NoError(t, err)
+	}
+	assert.Len(t, seen, len(want))
+	assert.Equal(t, stepflow.Done, st.Status)
+}
