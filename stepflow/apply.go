@@ -43,9 +43,9 @@ func (f *Flow[S]) Apply(ctx context.Context, prev State[S]) (State[S], error) {
 		return prev, nil
 	}
 	if prev.Status == Running && prev.Intent == "" && prev.Root.Branch == "" && !f.noStraight {
-		if c := f.stepAt(&prev.Root); c != nil {
+		if k := f.stepAt(&prev.Root); k != nil {
 			// prev is this call's own copy: the next state is made in it.
-			err := f.applyStep(ctx, &prev, c)
+			err := f.applyStep(ctx, &prev, k)
 			return prev, err
 		}
 	}
@@ -54,11 +54,11 @@ func (f *Flow[S]) Apply(ctx context.Context, prev State[S]) (State[S], error) {
 	return next, err
 }
 
-// stepAt returns the node at the position of a state whose frames lead
+// stepAt returns the step at the position of a state whose frames lead
 // through Sequential nodes to a step with a plan (see StepNode), or nil.
 // Any frame it does not understand sends the state down the general path,
 // which reports it.
-func (f *Flow[S]) stepAt(root *Frame) *compiled[S] {
+func (f *Flow[S]) stepAt(root *Frame) *kid[S] {
 	n, fr := f.root, root
 	for len(fr.Children) == 1 {
 		fr = &fr.Children[0]
@@ -66,11 +66,11 @@ func (f *Flow[S]) stepAt(root *Frame) *compiled[S] {
 		if !ok {
 			return nil
 		}
-		n = n.children[i]
-		if n.step != nil {
-			return n
+		k := &n.kids[i]
+		if k.step.fn != nil {
+			return k
 		}
-		if !n.info.Sequential {
+		if n = k.c; !n.info.Sequential {
 			return nil // no step below has a plan (planSteps)
 		}
 	}
@@ -83,7 +83,7 @@ func (f *Flow[S]) stepAt(root *Frame) *compiled[S] {
 // c's plan, giving the state that walking the tree would give. A failure,
 // or a next node that is not inert, is handed to the general path with the
 // outcome of the call, which it uses instead of calling the step again.
-func (f *Flow[S]) applyStep(ctx context.Context, st *State[S], c *compiled[S]) error {
+func (f *Flow[S]) applyStep(ctx context.Context, st *State[S], k *kid[S]) error {
 	e := envOf(ctx)
 	if len(e.interceptors) > 0 || len(f.opts.Interceptors) > 0 {
 		prev := *st
@@ -95,19 +95,19 @@ func (f *Flow[S]) applyStep(ctx context.Context, st *State[S], c *compiled[S]) e
 		x.data = f.clone(st.Data)
 	}
 	cc := x.newCallCtx()
-	*cc = callCtx{parent: ctx, info: &c.first, id: st.ID, seq: st.Steps}
-	p := c.step
+	p := &k.step
+	*cc = callCtx{parent: ctx, info: p.first, id: st.ID, seq: st.Steps}
 	rec := f.opts.Record > 0
 	var start, end time.Time
 	if rec {
 		start = readClock(e.clock)
 	}
-	err := protect(cc, p.fn, &x.data, c.path)
+	err := protect(cc, p.fn, &x.data, p.path)
 	if rec {
 		end = readClock(e.clock)
 	}
 	if err != nil || p.general {
-		x.replayed, x.replayErr, x.replayStart, x.replayEnd = c, err, start, end
+		x.replayed, x.replayErr, x.replayStart, x.replayEnd = k.c, err, start, end
 		prev := *st
 		return x.run(ctx, &prev, 1, st)
 	}
@@ -129,7 +129,7 @@ func (f *Flow[S]) applyStep(ctx context.Context, st *State[S], c *compiled[S]) e
 		fr.Children = p.enter
 	}
 	if rec {
-		x.recBuf[0] = Record{Seq: st.Steps, Path: c.path, Outcome: "ok", Attempt: 1, Start: start, End: end}
+		x.recBuf[0] = Record{Seq: st.Steps, Path: p.path, Outcome: "ok", Attempt: 1, Start: start, End: end}
 		st.Record = appendBounded(st.Record, x.recBuf[:1], f.opts.Record)
 	}
 	var zero S
@@ -141,7 +141,9 @@ func (f *Flow[S]) applyStep(ctx context.Context, st *State[S], c *compiled[S]) e
 // stepPlan is what Apply needs to run a step whose ancestors are all
 // Sequential without walking the tree (see applyStep).
 type stepPlan[S any] struct {
-	fn func(context.Context, *S) error
+	fn    func(context.Context, *S) error
+	path  string    // the step's
+	first *callInfo // the step's usual call (compiled.first)
 	// level is the depth of the ancestor that enters its next child when
 	// the step completes (0: the flow itself), and enter is that child's
 	// fresh frame.
@@ -161,7 +163,8 @@ func (f *Flow[S]) planSteps() {
 		if !ok || sn.StepFunc() == nil || !f.straightDown(c) {
 			continue
 		}
-		p := &stepPlan[S]{fn: sn.StepFunc()}
+		p := &c.parent.kids[c.index].step
+		p.fn, p.path, p.first = sn.StepFunc(), c.path, &c.first
 		for k := c; ; k = k.parent {
 			if a := k.parent; k.index+1 < len(a.children) {
 				sib := a.children[k.index+1]
@@ -173,7 +176,6 @@ func (f *Flow[S]) planSteps() {
 				break
 			}
 		}
-		c.step = p
 	}
 }
 

@@ -75,6 +75,10 @@ type compiled[S any] struct {
 	// frame created by this flow finds its node without hashing its name.
 	names  string
 	nameAt []int32
+	// kids holds, per child, what finding it and running it straight
+	// needs, side by side: a sequence's steps sit in consecutive memory,
+	// and so do their fresh frames.
+	kids []kid[S]
 	// fresh is the frame of this node just entered, as a one-element
 	// children slice that states share until they write to it.
 	fresh []Frame
@@ -82,8 +86,6 @@ type compiled[S any] struct {
 	// usual call (see callInfo).
 	meta  callMeta
 	first callInfo
-	// step is set for a step that Apply runs without walking the tree.
-	step *stepPlan[S]
 }
 
 // New compiles a flow from its top-level nodes, which run in sequence.
@@ -141,7 +143,6 @@ func (f *Flow[S]) compile(n Node[S], parent *compiled[S], index int, problems *[
 		return c
 	}
 	c.info = n.Info()
-	c.fresh = []Frame{{Name: c.info.Name}}
 	if parent != nil {
 		c.path = joinPath(parent.path, c.info.Name)
 		c.depth = parent.depth + 1
@@ -180,7 +181,8 @@ func (f *Flow[S]) compile(n Node[S], parent *compiled[S], index int, problems *[
 	return c
 }
 
-// indexNames lays the children's names out in c.names (see there).
+// indexNames lays the children's names out in c.names (see there), and
+// their fresh frames side by side.
 func (c *compiled[S]) indexNames() {
 	var b strings.Builder
 	for _, k := range c.children {
@@ -188,17 +190,31 @@ func (c *compiled[S]) indexNames() {
 	}
 	c.names = b.String()
 	c.nameAt = make([]int32, len(c.names))
+	c.kids = make([]kid[S], len(c.children))
+	fresh := make([]Frame, len(c.children))
 	off := 0
 	for i, k := range c.children {
 		n := len(k.info.Name)
+		c.kids[i] = kid[S]{c: k, nameLen: n}
+		fresh[i].Name = k.info.Name
+		k.fresh = fresh[i : i+1 : i+1]
 		if n == 0 {
 			continue
 		}
 		k.info.Name = c.names[off : off+n]
-		k.fresh[0].Name = k.info.Name
+		fresh[i].Name = k.info.Name
 		c.nameAt[off] = int32(i) + 1
 		off += n
 	}
+}
+
+// kid is a child as its parent sees it (see compiled.kids).
+type kid[S any] struct {
+	c       *compiled[S]
+	nameLen int
+	// step is the plan of a step that Apply runs without walking the
+	// tree; its fn is nil for every other node.
+	step stepPlan[S]
 }
 
 // smallFanout is the child count up to which a linear scan beats a map.
@@ -212,7 +228,7 @@ func (c *compiled[S]) childIndex(name string) (int, bool) {
 	// offset out of range or no child starting there.
 	off := uintptr(unsafe.Pointer(unsafe.StringData(name))) - uintptr(unsafe.Pointer(unsafe.StringData(c.names)))
 	if off < uintptr(len(c.nameAt)) {
-		if i := c.nameAt[off] - 1; i >= 0 && len(c.children[i].info.Name) == len(name) {
+		if i := c.nameAt[off] - 1; i >= 0 && c.kids[i].nameLen == len(name) {
 			return int(i), true
 		}
 	}
