@@ -85,11 +85,8 @@ func (f *Flow[S]) stepAt(root *Frame) *kid[S] {
 // outcome of the call, which it uses instead of calling the step again.
 func (f *Flow[S]) applyStep(ctx context.Context, st *State[S], k *kid[S]) error {
 	e := envOf(ctx)
-	if len(e.interceptors) > 0 || len(f.opts.Interceptors) > 0 {
-		prev := *st
-		return f.apply(ctx, &prev, 1, st)
-	}
 	x := f.pool.Get().(*exec[S])
+	x.interceptors = e.interceptors
 	x.data = st.Data
 	if f.clone != nil {
 		x.data = f.clone(st.Data)
@@ -102,7 +99,7 @@ func (f *Flow[S]) applyStep(ctx context.Context, st *State[S], k *kid[S]) error 
 	if rec {
 		start = readClock(e.clock)
 	}
-	err := protect(cc, p.fn, &x.data, p.path)
+	err := x.call(cc, p.fn)
 	if rec {
 		end = readClock(e.clock)
 	}
@@ -133,7 +130,7 @@ func (f *Flow[S]) applyStep(ctx context.Context, st *State[S], k *kid[S]) error 
 		st.Record = appendBounded(st.Record, x.recBuf[:1], f.opts.Record)
 	}
 	var zero S
-	x.data = zero
+	x.data, x.interceptors = zero, nil
 	f.pool.Put(x)
 	return nil
 }
@@ -142,7 +139,7 @@ func (f *Flow[S]) applyStep(ctx context.Context, st *State[S], k *kid[S]) error 
 // Sequential without walking the tree (see applyStep).
 type stepPlan[S any] struct {
 	fn    func(context.Context, *S) error
-	path  string    // the step's
+	path  string    // the step's, for its record
 	first *callInfo // the step's usual call (compiled.first)
 	// level is the depth of the ancestor that enters its next child when
 	// the step completes (0: the flow itself), and enter is that child's

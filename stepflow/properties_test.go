@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -173,17 +174,40 @@ func (c *tickClock) Now() time.Time {
 // the tree (a Do below sequences only, see stepflow.StepNode) gives what
 // the general path gives: for random flows and step outcomes, each Apply
 // of one process by both must return equal states and errors, with equal
-// calls made, and must read a ticking clock the same number of times.
+// calls made and seen by interceptors, and must read a ticking clock the
+// same number of times.
 func TestStraightStepsMatchTheTreeWalk(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		opts := &stepflow.Options{Record: rapid.SampledFrom([]int{0, 3, 32}).Draw(t, "record")}
+		// Interceptors see every call, and one of them fails some calls
+		// without running them, as a fault-injecting test would.
+		var calls [2][]string
+		intercept := func(run int) stepflow.Interceptor {
+			return func(ctx context.Context, c stepflow.Call, next func(context.Context) error) error {
+				calls[run] = append(calls[run], fmt.Sprintf("%s#%d@%d", c.Path, c.Attempt, c.Seq))
+				if c.Seq%7 == 3 {
+					return errScripted
+				}
+				return next(ctx)
+			}
+		}
+		where := rapid.SampledFrom([]string{"none", "options", "context"}).Draw(t, "interceptor")
+		opts2 := *opts
+		if where == "options" {
+			opts.Interceptors = []stepflow.Interceptor{intercept(0)}
+			opts2.Interceptors = []stepflow.Interceptor{intercept(1)}
+		}
 		nodes, bound := genBounded(t, "n", 0)
 		straight := stepflow.Must(stepflow.NewWithOptions("gen/v1", opts, nodes...))
-		walked := stepflow.Must(stepflow.NewWithOptions("gen/v1", opts, nodes...))
+		walked := stepflow.Must(stepflow.NewWithOptions("gen/v1", &opts2, nodes...))
 		stepflow.WalkEveryStep(walked)
 		clk1, clk2 := newTickClock(), newTickClock()
 		ctx1 := stepflow.WithClock(context.Background(), clk1)
 		ctx2 := stepflow.WithClock(context.Background(), clk2)
+		if where == "context" {
+			ctx1 = stepflow.WithInterceptor(ctx1, intercept(0))
+			ctx2 = stepflow.WithInterceptor(ctx2, intercept(1))
+		}
 		st := straight.Start(Data{Script: genScript(t, straight)})
 		for n := 0; !st.Terminal(); n++ {
 			if n > bound {
@@ -204,6 +228,9 @@ func TestStraightStepsMatchTheTreeWalk(t *testing.T) {
 			}
 			if clk1.Now() != clk2.Now() {
 				t.Fatalf("apply %d at %v read the clock a different number of times", n, st.Positions())
+			}
+			if !slices.Equal(calls[0], calls[1]) {
+				t.Fatalf("apply %d at %v: interceptors saw %v, with the tree walk %v", n, st.Positions(), calls[0], calls[1])
 			}
 			st = got
 		}
