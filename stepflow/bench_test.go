@@ -59,6 +59,14 @@ func BenchmarkApplySequence(b *testing.B) {
 	}
 }
 
+// BenchmarkApplyIntercepted is the 10-step sequence with one interceptor
+// that only passes the call on, the least that logging or tracing adds.
+func BenchmarkApplyIntercepted(b *testing.B) {
+	pass := func(ctx context.Context, _ stepflow.Call, next func(context.Context) error) error { return next(ctx) }
+	ctx := stepflow.WithInterceptor(stepflow.WithClock(context.Background(), fixedClock), pass)
+	benchApply(b, seqFlow(b, 10, nil), ctx)
+}
+
 // BenchmarkApplyDeep resumes a process whose position is 8 levels deep in
 // nested sequences, in the middle of a 1000-step flow.
 func BenchmarkApplyDeep(b *testing.B) {
