@@ -356,6 +356,20 @@ type exec[S any] struct {
 	scopes  [16]scope // see newScope
 	// slab holds contexts not yet handed out (see newCallCtx).
 	slab []callCtx
+	// chain is the call in progress through the interceptors.
+	chain chain[S]
+}
+
+// chain runs a call through the interceptors without allocating: the
+// function each interceptor receives as next is made once per exec and
+// depth, and finds the call in progress here.
+type chain[S any] struct {
+	fn   func(context.Context, *S) error
+	desc Call
+	// levels[i] runs interceptor i, or fn past the last one.
+	levels []func(context.Context) error
+	// run is levels[0] as protect takes it.
+	run func(context.Context, *S) error
 }
 
 // slabSize is how many step contexts are allocated at once: as many as
@@ -737,10 +751,36 @@ var errNoBudget = errors.New("stepflow: no budget left in this Apply")
 // call calls fn inside the interceptors, turning a panic into a
 // *PanicError.
 func (x *exec[S]) call(cc *callCtx, fn func(context.Context, *S) error) error {
-	if len(x.interceptors) == 0 && len(x.flow.opts.Interceptors) == 0 {
+	n := len(x.flow.opts.Interceptors) + len(x.interceptors)
+	if n == 0 {
 		return protect(cc, fn, &x.data, cc.info.meta.path)
 	}
-	return protect(cc, func(context.Context, *S) error { return x.intercepted(cc, fn) }, &x.data, cc.info.meta.path)
+	ch := &x.chain
+	for len(ch.levels) <= n {
+		i := len(ch.levels)
+		ch.levels = append(ch.levels, func(ctx context.Context) error { return x.level(ctx, i) })
+	}
+	if ch.run == nil {
+		ch.run = func(ctx context.Context, _ *S) error { return x.chain.levels[0](ctx) }
+	}
+	ch.fn, ch.desc = fn, cc.call()
+	err := protect(cc, ch.run, &x.data, cc.info.meta.path)
+	ch.fn, ch.desc = nil, Call{}
+	return err
+}
+
+// level runs interceptor i of the call in progress, the flow's first, or
+// the call itself past the last.
+func (x *exec[S]) level(ctx context.Context, i int) error {
+	ch := &x.chain
+	own := x.flow.opts.Interceptors
+	switch {
+	case i < len(own):
+		return own[i](ctx, ch.desc, ch.levels[i+1])
+	case i-len(own) < len(x.interceptors):
+		return x.interceptors[i-len(own)](ctx, ch.desc, ch.levels[i+1])
+	}
+	return ch.fn(ctx, &x.data)
 }
 
 // protect returns fn(ctx, d), or a *PanicError naming path if fn panics.
@@ -751,21 +791,6 @@ func protect[S any](ctx context.Context, fn func(context.Context, *S) error, d *
 		}
 	}()
 	return fn(ctx, d)
-}
-
-// intercepted calls fn inside the interceptors.
-func (x *exec[S]) intercepted(cc *callCtx, fn func(context.Context, *S) error) error {
-	call := func(ctx context.Context) error { return fn(ctx, &x.data) }
-	desc := cc.call()
-	all := x.flow.opts.Interceptors
-	if len(x.interceptors) > 0 {
-		all = append(all[:len(all):len(all)], x.interceptors...)
-	}
-	for i := len(all) - 1; i >= 0; i-- {
-		ic, next := all[i], call
-		call = func(cx context.Context) error { return ic(cx, desc, next) }
-	}
-	return call(cc)
 }
 
 // Record notes a completed call of this node in State.Record (when the flow

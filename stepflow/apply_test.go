@@ -655,3 +655,34 @@ func TestWhichStepsRunStraight(t *testing.T) {
 	assert.Len(t, seen, len(want))
 	assert.Equal(t, stepflow.Done, st.Status)
 }
+
+// TestInterceptorCallingNextTwice: an interceptor that runs the call a
+// second time (a retrying interceptor) runs everything inside it again,
+// the inner interceptors included, and each call sees its own details.
+func TestInterceptorCallingNextTwice(t *testing.T) {
+	var seen []string
+	again := func(ctx context.Context, c stepflow.Call, next func(context.Context) error) error {
+		seen = append(seen, "outer:"+c.Path)
+		if err := next(ctx); err != nil {
+			return err
+		}
+		return next(ctx)
+	}
+	inner := func(ctx context.Context, c stepflow.Call, next func(context.Context) error) error {
+		seen = append(seen, "inner:"+c.Path)
+		return next(ctx)
+	}
+	runs := 0
+	f := stepflow.Must(stepflow.NewWithOptions("twice/v1", &stepflow.Options{Interceptors: []stepflow.Interceptor{again}},
+		combinators.Plain.Do("a", func(context.Context) error { runs++; return nil }),
+		combinators.Plain.WaitFor("w", func(context.Context) (bool, error) { runs++; return true, nil })))
+	ctx := stepflow.WithInterceptor(context.Background(), inner)
+	st := f.Start(stepflow.None{})
+	for !st.Terminal() {
+		var err error
+		st, err = f.Apply(ctx, st)
+		require.NoError(t, err)
+	}
+	assert.Equal(t, 4, runs)
+	assert.Equal(t, []string{"outer:a", "inner:a", "inner:a", "outer:w", "inner:w", "inner:w"}, seen)
+}
