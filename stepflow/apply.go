@@ -779,9 +779,13 @@ func (x *exec[S]) level(ctx context.Context, i int) error {
 		return own[i](ctx, ch.desc, ch.levels[i+1])
 	case i-len(own) < len(x.interceptors):
 		return x.interceptors[i-len(own)](ctx, ch.desc, ch.levels[i+1])
+	case ch.fn == nil:
+		return errNextTooLate
 	}
 	return ch.fn(ctx, &x.data)
 }
+
+var errNextTooLate = errors.New("stepflow: an interceptor called next after its call had returned")
 
 // protect returns fn(ctx, d), or a *PanicError naming path if fn panics.
 func protect[S any](ctx context.Context, fn func(context.Context, *S) error, d *S, path string) (err error) {

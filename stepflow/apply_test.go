@@ -686,3 +686,19 @@ func TestInterceptorCallingNextTwice(t *testing.T) {
 	assert.Equal(t, 4, runs)
 	assert.Equal(t, []string{"outer:a", "inner:a", "inner:a", "outer:w", "inner:w", "inner:w"}, seen)
 }
+
+// TestNextKeptPastTheCall: an interceptor that keeps next and calls it
+// once its call has returned gets an error, not a step run out of turn.
+func TestNextKeptPastTheCall(t *testing.T) {
+	var kept func(context.Context) error
+	keep := func(ctx context.Context, _ stepflow.Call, next func(context.Context) error) error {
+		kept = next
+		return next(ctx)
+	}
+	runs := 0
+	f := stepflow.Must(stepflow.New("kept/v1", combinators.Plain.Do("a", func(context.Context) error { runs++; return nil })))
+	_, err := f.Apply(stepflow.WithInterceptor(context.Background(), keep), f.Start(stepflow.None{}))
+	require.NoError(t, err)
+	require.Error(t, kept(context.Background()))
+	assert.Equal(t, 1, runs)
+}
