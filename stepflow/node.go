@@ -218,7 +218,9 @@ func CallFrom(ctx context.Context) (Call, bool) {
 
 // Interceptor wraps every call of user code. It must call next exactly once
 // to run the call (or return an error without calling it, to inject a
-// failure in tests) and return what next returned or a replacement.
+// failure in tests) and return what next returned or a replacement. next
+// is valid until the interceptor returns; calling it twice runs the call,
+// and the interceptors inside this one, twice.
 // Use it for logging, tracing, metrics and fault injection.
 type Interceptor func(ctx context.Context, call Call, next func(context.Context) error) error
 
