@@ -43,9 +43,9 @@ func (f *Flow[S]) Apply(ctx context.Context, prev State[S]) (State[S], error) {
 		return prev, nil
 	}
 	if prev.Status == Running && prev.Intent == "" && prev.Root.Branch == "" && !f.noStraight {
-		if k := f.stepAt(&prev.Root); k != nil {
+		if p := f.stepAt(&prev.Root); p != nil {
 			// prev is this call's own copy: the next state is made in it.
-			err := f.applyStep(ctx, &prev, k)
+			err := f.applyStep(ctx, &prev, p)
 			return prev, err
 		}
 	}
@@ -58,7 +58,7 @@ func (f *Flow[S]) Apply(ctx context.Context, prev State[S]) (State[S], error) {
 // through Sequential nodes to a step with a plan (see StepNode), or nil.
 // Any frame it does not understand sends the state down the general path,
 // which reports it.
-func (f *Flow[S]) stepAt(root *Frame) *kid[S] {
+func (f *Flow[S]) stepAt(root *Frame) *stepPlan[S] {
 	n, fr := f.root, root
 	for len(fr.Children) == 1 {
 		fr = &fr.Children[0]
@@ -66,24 +66,23 @@ func (f *Flow[S]) stepAt(root *Frame) *kid[S] {
 		if !ok {
 			return nil
 		}
-		k := &n.kids[i]
-		if k.step.fn != nil {
-			return k
+		if p := &n.plans[i]; p.fn != nil {
+			return p
 		}
-		if n = k.c; !n.info.Sequential {
+		if n = n.children[i]; !n.info.Sequential {
 			return nil // no step below has a plan (planSteps)
 		}
 	}
 	return nil
 }
 
-// applyStep is Apply for a state positioned at step c below Sequential
-// nodes only, making the next state in st, Apply's own copy of its input.
-// It runs the step and, when it succeeds, enters the next position from
-// c's plan, giving the state that walking the tree would give. A failure,
+// applyStep is Apply for a state positioned at the step of plan p, below
+// Sequential nodes only, making the next state in st, Apply's own copy of
+// its input. It runs the step and, when it succeeds, enters the next
+// position from the plan, giving the state that walking the tree would give. A failure,
 // or a next node that is not inert, is handed to the general path with the
 // outcome of the call, which it uses instead of calling the step again.
-func (f *Flow[S]) applyStep(ctx context.Context, st *State[S], k *kid[S]) error {
+func (f *Flow[S]) applyStep(ctx context.Context, st *State[S], p *stepPlan[S]) error {
 	e := envOf(ctx)
 	x := f.pool.Get().(*exec[S])
 	x.interceptors = e.interceptors
@@ -92,19 +91,18 @@ func (f *Flow[S]) applyStep(ctx context.Context, st *State[S], k *kid[S]) error 
 		x.data = f.clone(st.Data)
 	}
 	cc := x.newCallCtx()
-	p := &k.step
 	*cc = callCtx{parent: ctx, info: p.first, id: st.ID, seq: st.Steps}
 	rec := f.opts.Record > 0
 	var start, end time.Time
 	if rec {
 		start = readClock(e.clock)
 	}
-	err := x.call(cc, p.fn)
+	err := x.call(cc, p.fn, p.path)
 	if rec {
 		end = readClock(e.clock)
 	}
 	if err != nil || p.general {
-		x.replayed, x.replayErr, x.replayStart, x.replayEnd = k.c, err, start, end
+		x.replayed, x.replayErr, x.replayStart, x.replayEnd = p.node, err, start, end
 		prev := *st
 		return x.run(ctx, &prev, 1, st)
 	}
@@ -139,6 +137,7 @@ func (f *Flow[S]) applyStep(ctx context.Context, st *State[S], k *kid[S]) error 
 // Sequential without walking the tree (see applyStep).
 type stepPlan[S any] struct {
 	fn    func(context.Context, *S) error
+	node  *compiled[S]
 	path  string    // the step's, for its record
 	first *callInfo // the step's usual call (compiled.first)
 	// level is the depth of the ancestor that enters its next child when
@@ -160,8 +159,8 @@ func (f *Flow[S]) planSteps() {
 		if !ok || sn.StepFunc() == nil || !f.straightDown(c) {
 			continue
 		}
-		p := &c.parent.kids[c.index].step
-		p.fn, p.path, p.first = sn.StepFunc(), c.path, &c.first
+		p := &c.parent.plans[c.index]
+		p.fn, p.node, p.path, p.first = sn.StepFunc(), c, c.path, &c.first
 		for k := c; ; k = k.parent {
 			if a := k.parent; k.index+1 < len(a.children) {
 				sib := a.children[k.index+1]
@@ -664,7 +663,7 @@ func (c *Cursor[S]) Run(fn func(context.Context, *S) error) error {
 	if err != nil {
 		return err
 	}
-	err = x.call(cc, fn)
+	err = x.call(cc, fn, c.n.path)
 	if x.flow.opts.Record > 0 {
 		x.callEnd = x.clockNow()
 	}
@@ -748,12 +747,12 @@ func (c *Cursor[S]) begin() (*callCtx, error) {
 
 var errNoBudget = errors.New("stepflow: no budget left in this Apply")
 
-// call calls fn inside the interceptors, turning a panic into a
-// *PanicError.
-func (x *exec[S]) call(cc *callCtx, fn func(context.Context, *S) error) error {
+// call calls fn, the user code of the node at path, inside the
+// interceptors, turning a panic into a *PanicError.
+func (x *exec[S]) call(cc *callCtx, fn func(context.Context, *S) error, path string) error {
 	n := len(x.flow.opts.Interceptors) + len(x.interceptors)
 	if n == 0 {
-		return protect(cc, fn, &x.data, cc.info.meta.path)
+		return protect(cc, fn, &x.data, path)
 	}
 	ch := &x.chain
 	for len(ch.levels) <= n {
@@ -764,7 +763,7 @@ func (x *exec[S]) call(cc *callCtx, fn func(context.Context, *S) error) error {
 		ch.run = func(ctx context.Context, _ *S) error { return x.chain.levels[0](ctx) }
 	}
 	ch.fn, ch.desc = fn, cc.call()
-	err := protect(cc, ch.run, &x.data, cc.info.meta.path)
+	err := protect(cc, ch.run, &x.data, path)
 	ch.fn, ch.desc = nil, Call{}
 	return err
 }

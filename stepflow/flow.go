@@ -75,12 +75,13 @@ type compiled[S any] struct {
 	// frame created by this flow finds its node without hashing its name.
 	names  string
 	nameAt []int32
-	// kids holds, per child, what finding it and running it straight
-	// needs, side by side: a sequence's steps sit in consecutive memory,
-	// and so do their fresh frames.
-	kids []kid[S]
+	// plans[i] is child i's plan when Apply runs it straight (fn is nil
+	// otherwise), side by side so that a sequence's steps are in
+	// consecutive memory.
+	plans []stepPlan[S]
 	// fresh is the frame of this node just entered, as a one-element
-	// children slice that states share until they write to it.
+	// children slice that states share until they write to it. The fresh
+	// frames of a flow are one array in flow order (see freshFrames).
 	fresh []Frame
 	// meta and first are what CallFrom reports of the node and of its
 	// usual call (see callInfo).
@@ -115,6 +116,7 @@ func NewWithOptions[S any](version string, opts *Options, nodes ...Node[S]) (*Fl
 	if len(problems) > 0 {
 		return nil, errors.Join(problems...)
 	}
+	f.freshFrames()
 	f.planSteps()
 	f.pool.New = func() any { return &exec[S]{flow: f} }
 	var zero S
@@ -181,8 +183,7 @@ func (f *Flow[S]) compile(n Node[S], parent *compiled[S], index int, problems *[
 	return c
 }
 
-// indexNames lays the children's names out in c.names (see there), and
-// their fresh frames side by side.
+// indexNames lays the children's names out in c.names (see there).
 func (c *compiled[S]) indexNames() {
 	var b strings.Builder
 	for _, k := range c.children {
@@ -190,31 +191,29 @@ func (c *compiled[S]) indexNames() {
 	}
 	c.names = b.String()
 	c.nameAt = make([]int32, len(c.names))
-	c.kids = make([]kid[S], len(c.children))
-	fresh := make([]Frame, len(c.children))
+	c.plans = make([]stepPlan[S], len(c.children))
 	off := 0
 	for i, k := range c.children {
 		n := len(k.info.Name)
-		c.kids[i] = kid[S]{c: k, nameLen: n}
-		fresh[i].Name = k.info.Name
-		k.fresh = fresh[i : i+1 : i+1]
 		if n == 0 {
 			continue
 		}
 		k.info.Name = c.names[off : off+n]
-		fresh[i].Name = k.info.Name
 		c.nameAt[off] = int32(i) + 1
 		off += n
 	}
 }
 
-// kid is a child as its parent sees it (see compiled.kids).
-type kid[S any] struct {
-	c       *compiled[S]
-	nameLen int
-	// step is the plan of a step that Apply runs without walking the
-	// tree; its fn is nil for every other node.
-	step stepPlan[S]
+// freshFrames makes every node's fresh frame, all in one array in flow
+// order. The steps of a sequence are then next to each other, and
+// sequences side by side (Parallel branches) are not a power of two
+// apart, which would make their frames compete for the same cache sets.
+func (f *Flow[S]) freshFrames() {
+	all := make([]Frame, len(f.order))
+	for i, c := range f.order {
+		all[i].Name = c.info.Name
+		c.fresh = all[i : i+1 : i+1]
+	}
 }
 
 // smallFanout is the child count up to which a linear scan beats a map.
@@ -224,12 +223,17 @@ const smallFanout = 8
 func (c *compiled[S]) childIndex(name string) (int, bool) {
 	// A name this flow created points into c.names: no need to hash it,
 	// nor to compare its bytes, since a child's name starts at the same
-	// address: equal lengths make equal strings. Any other string gives an
-	// offset out of range or no child starting there.
+	// address and ends where the next child's starts (or names ends).
+	// Any other string gives an offset out of range, or no child starting
+	// or ending there. (Strings that point into names are the children's
+	// names and their prefixes: nothing longer can be made from them.)
 	off := uintptr(unsafe.Pointer(unsafe.StringData(name))) - uintptr(unsafe.Pointer(unsafe.StringData(c.names)))
 	if off < uintptr(len(c.nameAt)) {
-		if i := c.nameAt[off] - 1; i >= 0 && c.kids[i].nameLen == len(name) {
-			return int(i), true
+		if i := c.nameAt[off] - 1; i >= 0 {
+			end := off + uintptr(len(name))
+			if end == uintptr(len(c.nameAt)) || end < uintptr(len(c.nameAt)) && c.nameAt[end] == i+2 {
+				return int(i), true
+			}
 		}
 	}
 	if c.byName != nil {
