@@ -205,9 +205,10 @@ func (c *compiled[S]) indexNames() {
 }
 
 // freshFrames makes every node's fresh frame, all in one array in flow
-// order. The steps of a sequence are then next to each other, and
-// sequences side by side (Parallel branches) are not a power of two
-// apart, which would make their frames compete for the same cache sets.
+// order, so that the steps of a sequence are next to each other. (An
+// array per parent would start each long sequence on a page boundary,
+// putting the frames of Parallel branches at the same step a multiple of
+// the page size apart, where they compete for the same cache sets.)
 func (f *Flow[S]) freshFrames() {
 	all := make([]Frame, len(f.order))
 	for i, c := range f.order {

@@ -70,6 +70,7 @@ func (s *Status) UnmarshalText(b []byte) error {
 // mutable memory with their input (the frame tree is copied on write).
 //
 // Field order and meaning are part of the stored format (see package codec).
+// Its methods take a pointer: a State is a few hundred bytes.
 type State[S any] struct {
 	// Version names the flow version that owns this state, e.g. "deploy/v1".
 	Version string `json:"version"`
