@@ -79,9 +79,10 @@ func (f *Flow[S]) stepAt(root *Frame) *stepPlan[S] {
 // applyStep is Apply for a state positioned at the step of plan p, below
 // Sequential nodes only, making the next state in st, Apply's own copy of
 // its input. It runs the step and, when it succeeds, enters the next
-// position from the plan, giving the state that walking the tree would give. A failure,
-// or a next node that is not inert, is handed to the general path with the
-// outcome of the call, which it uses instead of calling the step again.
+// position from the plan, giving the state that walking the tree would
+// give. A failure, or a next node that is not inert, is handed to the
+// general path with the outcome of the call, which it uses instead of
+// calling the step again.
 func (f *Flow[S]) applyStep(ctx context.Context, st *State[S], p *stepPlan[S]) error {
 	e := envOf(ctx)
 	x := f.pool.Get().(*exec[S])
@@ -138,7 +139,7 @@ func (f *Flow[S]) applyStep(ctx context.Context, st *State[S], p *stepPlan[S]) e
 type stepPlan[S any] struct {
 	fn    func(context.Context, *S) error
 	node  *compiled[S]
-	path  string    // the step's, for its record
+	path  string    // the step's, for its record and a panic's error
 	first *callInfo // the step's usual call (compiled.first)
 	// level is the depth of the ancestor that enters its next child when
 	// the step completes (0: the flow itself), and enter is that child's
