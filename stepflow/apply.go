@@ -136,11 +136,15 @@ func (f *Flow[S]) applyStep(ctx context.Context, st *State[S], p *stepPlan[S]) e
 
 // stepPlan is what Apply needs to run a step whose ancestors are all
 // Sequential without walking the tree (see applyStep).
+//
+// path and first repeat node's, so that a straight step reads its plan
+// and not its node: a step deep in a long flow then touches one cache line
+// fewer. node itself serves only the hand-over to the general path.
 type stepPlan[S any] struct {
 	fn    func(context.Context, *S) error
 	node  *compiled[S]
-	path  string    // the step's, for its record and a panic's error
-	first *callInfo // the step's usual call (compiled.first)
+	path  string    // node.path, for the record and a panic's error
+	first *callInfo // &node.first, the step's usual call
 	// level is the depth of the ancestor that enters its next child when
 	// the step completes (0: the flow itself), and enter is that child's
 	// fresh frame.
