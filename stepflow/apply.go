@@ -428,6 +428,16 @@ type applyState[S any] struct {
 	attempt                uint32   // attempt of the last call, for locate
 	exit                   string   // set by Cursor.Exit
 	attention              *Failure // set by Cursor.NeedsAttention
+	// origins are the failures made by Cursor.Failure in this Apply, with
+	// the errors they were made from (see Cursor.Raise).
+	origins []origin
+}
+
+// origin pairs a failure made in this Apply with the located error it was
+// made from.
+type origin struct {
+	f   Failure
+	err *StepError
 }
 
 // callCtx is the context user code receives: the caller's context plus
@@ -672,6 +682,14 @@ func (c *Cursor[S]) Run(fn func(context.Context, *S) error) error {
 	if x.flow.opts.Record > 0 {
 		x.callEnd = x.clockNow()
 	}
+	if err != nil && c.sc != nil && len(c.sc.insts) > 0 {
+		// A panic is reported at the node's full path, ForEach
+		// instances included, as its failure is.
+		var pe *PanicError
+		if errors.As(err, &pe) && pe.Path == c.n.path {
+			pe.Path = c.FullPath()
+		}
+	}
 	return err
 }
 
@@ -828,11 +846,24 @@ func (c *Cursor[S]) record(outcome string, err error) {
 // its persisted form. Nodes that hold on to an error across Applies (Catch,
 // Finally, Retry) store it in their frame with it.
 func (c *Cursor[S]) Failure(err error) *Failure {
-	return c.x.failure(c.x.locate(c.FullPath(), err))
+	se := c.x.locate(c.FullPath(), err)
+	f := c.x.failure(se)
+	c.x.origins = append(c.x.origins, origin{*f, se})
+	return f
 }
 
 // Raise turns a persisted failure back into an error to return with Fail.
+// A failure made by Failure in the same Apply gives back the error it was
+// made from, so errors.Is and errors.As reach the step's own error (a
+// *PanicError, a sentinel) as they do when no node kept it in between; a
+// failure restored from a saved state gives an error carrying its text
+// and kind.
 func (c *Cursor[S]) Raise(f *Failure) error {
+	for i := len(c.x.origins) - 1; i >= 0; i-- {
+		if o := &c.x.origins[i]; o.f.same(f) {
+			return o.err
+		}
+	}
 	return &StepError{Path: f.Path, Attempt: f.Attempt, Err: &failureError{*f}}
 }
 

@@ -216,6 +216,12 @@ type Failure struct {
 	At time.Time `json:"at,omitzero"`
 }
 
+// same reports whether f and g record the same failure, whatever the
+// time zone of At.
+func (f *Failure) same(g *Failure) bool {
+	return f.Path == g.Path && f.Kind == g.Kind && f.Message == g.Message && f.Attempt == g.Attempt && f.At.Equal(g.At)
+}
+
 func (f *Failure) String() string {
 	if f == nil {
 		return "<nil>"
