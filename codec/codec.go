@@ -24,6 +24,10 @@ var (
 	ErrCorrupt = errors.New("stepflow/codec: corrupt state")
 	// ErrWrongEncoding: the bytes use another encoding than this codec's.
 	ErrWrongEncoding = errors.New("stepflow/codec: wrong encoding")
+	// ErrTooDeep: frames or data nest deeper than stepflow.MaxDepth.
+	// Encode refuses such a state, so that it never writes what Decode
+	// would refuse; Decode reports it with ErrCorrupt too.
+	ErrTooDeep = errors.New("stepflow/codec: nested too deep")
 )
 
 // DecodeError reports why bytes could not be decoded.
@@ -68,6 +72,24 @@ type Codec[S any] interface {
 	Encode(st stepflow.State[S]) ([]byte, error)
 	// Decode parses b. It never panics; every error is a *DecodeError.
 	Decode(b []byte) (stepflow.State[S], error)
+}
+
+// maxDepth bounds frame and data nesting on both sides, so that hostile
+// input cannot exhaust the stack and every encoded state decodes.
+const maxDepth = stepflow.MaxDepth
+
+// checkFrameDepth fails when frames nest below f deeper than maxDepth
+// (f itself being at depth).
+func checkFrameDepth(f *stepflow.Frame, depth int) error {
+	if depth > maxDepth {
+		return fmt.Errorf("%w: frames nested deeper than %d", ErrTooDeep, maxDepth)
+	}
+	for i := range f.Children {
+		if err := checkFrameDepth(&f.Children[i], depth+1); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Envelope bytes. A msgpack state starts with magic, 'm', format version;

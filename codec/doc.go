@@ -14,4 +14,14 @@
 // returns a *DecodeError wrapping one sentinel (ErrTruncated, ErrNotState,
 // ErrUnsupportedFormat, ErrTooLarge, ErrCorrupt, ErrWrongEncoding) that says
 // what is wrong. Decode and Detect read either encoding.
+//
+// Both sides apply the same limits, so every state Encode writes decodes:
+// the size limit (Options.MaxSize), and nesting: frames at most
+// stepflow.MaxDepth levels below the root, process data at most as many
+// levels (the data value being level 0). Encode refuses a deeper state with
+// ErrTooDeep; Decode refuses it with ErrCorrupt and ErrTooDeep. A JSON state
+// that names a key twice in one object is refused as ErrCorrupt: with
+// encoding/json the last one would win, and a state has one meaning. Keys
+// of the envelope and of the state object, which encoding/json matches
+// without regard to case, are compared without regard to case.
 package codec

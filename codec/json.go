@@ -38,8 +38,14 @@ type jsonEnvelopeIn struct {
 
 // Encode writes the envelope and the state.
 func (c *jsonCodec[S]) Encode(st stepflow.State[S]) ([]byte, error) {
+	if err := checkFrameDepth(&st.Root, 0); err != nil {
+		return nil, fmt.Errorf("encode json state: %w", err)
+	}
 	b, err := json.Marshal(jsonEnvelope[S]{Format: FormatVersion, State: &st})
 	if err != nil {
+		return nil, fmt.Errorf("encode json state: %w", err)
+	}
+	if err := scanJSON(b); err != nil {
 		return nil, fmt.Errorf("encode json state: %w", err)
 	}
 	if len(b) > c.max {
@@ -75,6 +81,9 @@ func (c *jsonCodec[S]) Decode(b []byte) (stepflow.State[S], error) {
 	if n := dec.InputOffset(); n != int64(len(t)) {
 		return fail(fmt.Errorf("%w: %d bytes of trailing data after the state", ErrCorrupt, int64(len(t))-n))
 	}
+	if err := scanJSON(t); err != nil {
+		return fail(corruptIfDeep(err))
+	}
 	switch {
 	case env.Format == nil:
 		return fail(fmt.Errorf("%w: no \"stepflow\" format member", ErrNotState))
@@ -87,8 +96,8 @@ func (c *jsonCodec[S]) Decode(b []byte) (stepflow.State[S], error) {
 	if err := json.Unmarshal(env.State, &st); err != nil {
 		return fail(jsonErr(err))
 	}
-	if err := checkDepth(&st.Root, 0); err != nil {
-		return fail(err)
+	if err := checkFrameDepth(&st.Root, 0); err != nil {
+		return fail(corruptIfDeep(err))
 	}
 	normalize(&st)
 	return st, nil
@@ -101,16 +110,13 @@ func jsonErr(err error) error {
 	return fmt.Errorf("%w: %v", ErrCorrupt, err)
 }
 
-func checkDepth(f *stepflow.Frame, depth int) error {
-	if depth > maxDepth {
-		return fmt.Errorf("%w: frames nested deeper than %d", ErrCorrupt, maxDepth)
+// corruptIfDeep makes an ErrTooDeep found on decode match ErrCorrupt too,
+// as every malformed content does.
+func corruptIfDeep(err error) error {
+	if errors.Is(err, ErrTooDeep) && !errors.Is(err, ErrCorrupt) {
+		return fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
-	for i := range f.Children {
-		if err := checkDepth(&f.Children[i], depth+1); err != nil {
-			return err
-		}
-	}
-	return nil
+	return err
 }
 
 // normalize gives decoded states the same shape whichever codec read them:

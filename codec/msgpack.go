@@ -63,10 +63,6 @@ func (c *msgpackCodec[S]) Name() string { return "msgpack" }
 // alive that it does not use.
 const smallState = 4 << 10
 
-// maxDepth bounds frame nesting on decode, so hostile input cannot exhaust
-// the stack.
-const maxDepth = 64
-
 // maxPooledScratch is the largest scratch buffer kept for reuse; a bigger
 // one, left by an unusually large state, goes to the garbage collector
 // rather than staying pinned in the pool.
@@ -137,7 +133,11 @@ func (c *msgpackCodec[S]) Encode(st stepflow.State[S]) (out []byte, err error) {
 
 // encode assembles st in the scratch buffer of de and returns it.
 func (c *msgpackCodec[S]) encode(de *dataEncoder, st *stepflow.State[S]) ([]byte, error) {
-	b := append(de.w.b[:0], magic, encMsgpack, FormatVersion)
+	b := de.w.b[:0]
+	if err := checkFrameDepth(&st.Root, 0); err != nil {
+		return b, fmt.Errorf("encode msgpack state: %w", err)
+	}
+	b = append(b, magic, encMsgpack, FormatVersion)
 	n := 7
 	switch {
 	case st.Intent != "":
@@ -175,6 +175,16 @@ func (c *msgpackCodec[S]) encode(de *dataEncoder, st *stepflow.State[S]) ([]byte
 	b = de.w.b
 	if err != nil {
 		return b, fmt.Errorf("encode msgpack state: data: %w", err)
+	}
+	// Decode walks the data with checkValue before msgpack reads it;
+	// the same walk here refuses what it would refuse. (Plain data is
+	// one level deep.)
+	dr := reader{b: b[at+2:]}
+	for dr.off < len(dr.b) && dr.err == nil {
+		dr.checkValue(0)
+	}
+	if dr.err != nil {
+		return b, fmt.Errorf("encode msgpack state: data: %w", dr.err)
 	}
 	return c.encodeTail(fixBinHeader(b, at), n, st), nil
 }
@@ -417,7 +427,7 @@ func decodeState[S any](r *reader, st *stepflow.State[S]) (data []byte, at int) 
 
 func decodeFrame(r *reader, f *stepflow.Frame, depth int) {
 	if depth > maxDepth {
-		r.corrupt("frames nested deeper than %d", maxDepth)
+		r.tooDeep("frames")
 		return
 	}
 	n := r.arrayLen("frame", 1, 9)

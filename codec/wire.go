@@ -198,6 +198,11 @@ func (r *reader) corrupt(format string, args ...any) {
 	r.fail(fmt.Errorf("%w: "+format+" at offset %d", append(append([]any{ErrCorrupt}, args...), r.off)...))
 }
 
+// tooDeep records that what (frames or data) nests deeper than maxDepth.
+func (r *reader) tooDeep(what string) {
+	r.fail(fmt.Errorf("%w: %w: %s nested deeper than %d at offset %d", ErrCorrupt, ErrTooDeep, what, maxDepth, r.off))
+}
+
 // nilNext consumes a nil and reports whether there was one.
 func (r *reader) nilNext() bool {
 	if r.off < len(r.b) && r.b[r.off] == 0xc0 {
@@ -417,7 +422,7 @@ func (r *reader) time() time.Time {
 // lengths, so this check is what bounds its memory by the input size.
 func (r *reader) checkValue(depth int) {
 	if depth > maxDepth {
-		r.corrupt("data nested deeper than %d", maxDepth)
+		r.tooDeep("data")
 		return
 	}
 	c := r.byte()

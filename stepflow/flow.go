@@ -61,10 +61,14 @@ type Flow[S any] struct {
 // compiled is a node placed in the tree: its path and its children, with
 // a name index so that resuming is O(depth), never O(size of the flow).
 type compiled[S any] struct {
-	node     Node[S]
-	info     Info
-	path     string
-	depth    int
+	node  Node[S]
+	info  Info
+	path  string
+	depth int
+	// frames is how deep this node's frame sits below the root frame: its
+	// depth plus one level per enclosing ForEach (Info.Instances), whose
+	// instance frames stand between it and its children.
+	frames   int
 	parent   *compiled[S]
 	index    int
 	children []*compiled[S]
@@ -148,6 +152,13 @@ func (f *Flow[S]) compile(n Node[S], parent *compiled[S], index int, problems *[
 	if parent != nil {
 		c.path = joinPath(parent.path, c.info.Name)
 		c.depth = parent.depth + 1
+		c.frames = parent.frames + 1
+		if parent.info.Instances {
+			c.frames++
+		}
+		if c.frames > MaxDepth && parent.frames <= MaxDepth {
+			*problems = append(*problems, &DefinitionError{Path: c.path, Reason: fmt.Sprintf("nested too deep: its state frame would sit %d levels below the root, and states hold at most MaxDepth (%d)", c.frames, MaxDepth)})
+		}
 		switch {
 		case c.info.Name == "":
 			c.path = joinPath(parent.path, fmt.Sprintf("#%d", index))

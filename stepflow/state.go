@@ -64,6 +64,13 @@ func (s *Status) UnmarshalText(b []byte) error {
 	return nil
 }
 
+// MaxDepth is how deep frames may nest below State.Root, and how deep the
+// codecs let process data nest. New refuses a flow whose frames could
+// nest deeper (a ForEach counts two levels: its own and its items'), and
+// the codecs refuse to encode, as well as to decode, anything deeper, so
+// every state a codec writes can be read back.
+const MaxDepth = 64
+
 // State is one persisted process: everything needed to resume it, and
 // nothing that lives only in memory. It is a plain value; Apply never
 // modifies a State it is given, and States returned by Apply share no
