@@ -57,6 +57,9 @@ func (s *jsonScan) run(b []byte) error {
 			s.inKey = c == '{'
 		case '}', ']':
 			top := len(s.open) - 1
+			if top < 0 {
+				return fmt.Errorf("%w: unbalanced %q", ErrCorrupt, c)
+			}
 			s.keys = s.keys[:s.open[top].keysAt]
 			s.open = s.open[:top]
 			if s.data == len(s.open) {
@@ -66,7 +69,7 @@ func (s *jsonScan) run(b []byte) error {
 			s.inKey = len(s.open) > 0 && s.open[len(s.open)-1].object
 		case '"':
 			end := stringEnd(b, i)
-			if s.inKey {
+			if s.inKey && len(s.open) > 0 {
 				if err := s.key(b[i+1 : end]); err != nil {
 					return err
 				}
