@@ -2,7 +2,9 @@ package combinators
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"time"
 
 	"github.com/stepflow-io/go-stepflow/stepflow"
 )
@@ -20,15 +22,61 @@ func Do[S any](name string, fn func(context.Context, *S) error, opts ...DoOption
 	for _, o := range opts {
 		o(&n.opts)
 	}
+	if d := n.opts.callTimeout; d > 0 && fn != nil {
+		n.fn = func(ctx context.Context, s *S) error { return callWithin(ctx, d, fn, s) }
+	}
 	return n
+}
+
+// CallTimeout gives each call of the step a context whose deadline is d
+// after the call starts (Temporal's start-to-close timeout): a step blocked
+// on a slow API is interrupted instead of holding the Apply. A step that
+// fails after the deadline passed fails with a *CallTimeoutError, which
+// matches stepflow.ErrTimeout and the step's own error (usually
+// context.DeadlineExceeded); Retry retries it like any other error, and
+// RetryPolicy.RetryIf can tell it apart. A step that ignores its context
+// is not stopped: the deadline is a request that the step honours through
+// its context, as every Go API does.
+//
+// d is real time, measured while the step runs, not the process clock of
+// stepflow.WithClock: it bounds I/O, and the result of Apply still depends
+// only on what the step returned.
+func CallTimeout(d time.Duration) DoOption {
+	return func(o *doOptions) { o.callTimeout = d }
+}
+
+// CallTimeoutError is the failure of a step that ran past its CallTimeout.
+type CallTimeoutError struct {
+	// Limit is the CallTimeout.
+	Limit time.Duration
+	// Err is what the step returned.
+	Err error
+}
+
+func (e *CallTimeoutError) Error() string {
+	return fmt.Sprintf("call timed out after %s: %v", e.Limit, e.Err)
+}
+
+// Unwrap returns the step's error and stepflow.ErrTimeout.
+func (e *CallTimeoutError) Unwrap() []error { return []error{e.Err, stepflow.ErrTimeout} }
+
+func callWithin[S any](ctx context.Context, d time.Duration, fn func(context.Context, *S) error, s *S) error {
+	cctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	err := fn(cctx, s)
+	if err != nil && ctx.Err() == nil && errors.Is(cctx.Err(), context.DeadlineExceeded) {
+		return &CallTimeoutError{Limit: d, Err: err}
+	}
+	return err
 }
 
 // DoOption configures Do.
 type DoOption func(*doOptions)
 
 type doOptions struct {
-	atMostOnce bool
-	onUnknown  OnUnknown
+	atMostOnce  bool
+	onUnknown   OnUnknown
+	callTimeout time.Duration
 }
 
 // OnUnknown says what an at-most-once step does when it finds its intent
@@ -61,14 +109,17 @@ type doNode[S any] struct {
 }
 
 func (n *doNode[S]) Info() stepflow.Info {
+	var d string
 	if n.opts.atMostOnce {
-		d := "at most once, ask a person if unknown"
+		d = "at most once, ask a person if unknown"
 		if n.opts.onUnknown == RunAgain {
 			d = "at most once, run again if unknown"
 		}
-		return stepflow.Info{Name: n.name, Kind: "do", Detail: d, Leaf: true, Inert: true}
 	}
-	return stepflow.Info{Name: n.name, Kind: "do", Leaf: true, Inert: true}
+	if n.opts.callTimeout > 0 {
+		d = detail(d, "call timeout "+n.opts.callTimeout.String())
+	}
+	return stepflow.Info{Name: n.name, Kind: "do", Detail: d, Leaf: true, Inert: true}
 }
 
 func (n *doNode[S]) Children() []stepflow.Node[S] { return nil }
@@ -83,10 +134,14 @@ func (n *doNode[S]) StepFunc() func(context.Context, *S) error {
 }
 
 func (n *doNode[S]) Check() []string {
+	var p []string
 	if n.fn == nil {
-		return []string{"nil step function"}
+		p = append(p, "nil step function")
 	}
-	return nil
+	if n.opts.callTimeout < 0 {
+		p = append(p, fmt.Sprintf("call timeout %s must not be negative", n.opts.callTimeout))
+	}
+	return p
 }
 
 func (n *doNode[S]) Advance(c *stepflow.Cursor[S]) stepflow.Result {

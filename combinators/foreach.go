@@ -21,7 +21,8 @@ import (
 // in the frame: Index is the number of items started, Count the number
 // completed, and each item in progress has an instance frame "[i]" (its
 // path segment, as in "deploy/each/[3]/step"). The first failing item
-// abandons the others (their Finally cleanups run) and fails the node.
+// abandons the others (their Finally cleanups run) and fails the node;
+// WaitAll lets every item run to its end and then reports every failure.
 func ForEach[S, I any](name string, items func(context.Context, *S) ([]I, error), body ...stepflow.Node[S]) *ForEachNode[S] {
 	n := &ForEachNode[S]{name: name, body: body, conc: 1}
 	if items != nil {
@@ -58,10 +59,23 @@ func Item[I any](ctx context.Context) (I, error) {
 
 // ForEachNode is a ForEach; Concurrency changes how many items run at once.
 type ForEachNode[S any] struct {
-	name  string
-	items func(context.Context, *S) ([][]byte, error)
-	body  []stepflow.Node[S]
-	conc  int
+	name    string
+	items   func(context.Context, *S) ([][]byte, error)
+	body    []stepflow.Node[S]
+	conc    int
+	waitAll bool
+}
+
+// WaitAll returns a copy that runs every item to its end, failed or not,
+// and then, if any failed, fails with all their failures joined (each
+// reachable with errors.Is/As in the Apply where the last one happened).
+// The failures are kept in the state meanwhile. Count then counts the
+// items that ended either way. A redriven WaitAll ForEach runs every item
+// again, as a Parallel does.
+func (n *ForEachNode[S]) WaitAll() *ForEachNode[S] {
+	cp := *n
+	cp.waitAll = true
+	return &cp
 }
 
 // Concurrency returns a copy running up to n items side by side; each
@@ -73,7 +87,11 @@ func (n *ForEachNode[S]) Concurrency(k int) *ForEachNode[S] {
 }
 
 func (n *ForEachNode[S]) Info() stepflow.Info {
-	return stepflow.Info{Name: n.name, Kind: "foreach", Detail: fmt.Sprintf("concurrency %d", n.conc), Leaf: true, Instances: true}
+	d := fmt.Sprintf("concurrency %d", n.conc)
+	if n.waitAll {
+		d += ", wait all"
+	}
+	return stepflow.Info{Name: n.name, Kind: "foreach", Detail: d, Leaf: true, Instances: true}
 }
 
 func (n *ForEachNode[S]) Children() []stepflow.Node[S] { return n.body }
@@ -133,6 +151,13 @@ func (n *ForEachNode[S]) Advance(c *stepflow.Cursor[S]) stepflow.Result {
 			return stepflow.Continue()
 		}
 		turns.took(c)
+		failed := r.Outcome == stepflow.OutcomeFail
+		if failed && n.waitAll && !errors.Is(r.Err, stepflow.ErrCanceled) {
+			// The item has ended: keep its failure and go on.
+			c.NoteError(r.Err)
+			f.Payload = appendItemFailure(f.Payload, c.Failure(r.Err))
+			r.Outcome = stepflow.OutcomeDone
+		}
 		switch r.Outcome {
 		case stepflow.OutcomeDone:
 			c.RemoveInstance(j)
@@ -155,6 +180,9 @@ func (n *ForEachNode[S]) Advance(c *stepflow.Cursor[S]) stepflow.Result {
 	}
 	turns.done(c)
 	if res.Outcome == stepflow.OutcomeDone {
+		if failures := itemFailures(f.Payload); len(failures) > 0 {
+			return stepflow.Fail(&stepflow.StepError{Path: c.Path(), Attempt: c.Attempt(), Err: failuresError(c, failures)})
+		}
 		f.Payload = nil
 	}
 	return res
@@ -164,7 +192,7 @@ func (n *ForEachNode[S]) Advance(c *stepflow.Cursor[S]) stepflow.Result {
 // one at a time. With Concurrency above one, items abandoned beside the
 // failed one left nothing to resume from, so the node starts again.
 func (n *ForEachNode[S]) Redrive(f *stepflow.Frame) {
-	if n.conc > 1 {
+	if n.conc > 1 || n.waitAll {
 		*f = stepflow.Frame{Name: f.Name}
 		return
 	}
@@ -192,7 +220,9 @@ func failedItem(f *stepflow.Frame) int {
 }
 
 // Items are packed so that item i is found without reading the others:
-// a 4-byte count, count+1 4-byte offsets, then the JSON of each item.
+// a 4-byte count, count+1 4-byte offsets, then the JSON of each item. The
+// last offset is the end of the items; what follows, if anything, is the
+// JSON list of the failures a WaitAll ForEach has kept.
 func packItems(list [][]byte) []byte {
 	size := 4 + 4*(len(list)+1)
 	for _, it := range list {
@@ -218,10 +248,39 @@ func itemCount(b []byte) int {
 		return -1
 	}
 	n := int(binary.BigEndian.Uint32(b))
-	if n < 0 || 4+4*(n+1) > len(b) || int(binary.BigEndian.Uint32(b[4+4*n:])) != len(b) {
+	if n < 0 || 4+4*(n+1) > len(b) || int(binary.BigEndian.Uint32(b[4+4*n:])) > len(b) {
 		return -1
 	}
 	return n
+}
+
+// itemsEnd is where the packed items of b end (b is well formed).
+func itemsEnd(b []byte) int {
+	return int(binary.BigEndian.Uint32(b[4+4*binary.BigEndian.Uint32(b):]))
+}
+
+// appendItemFailure adds f to the failures kept after the items.
+func appendItemFailure(b []byte, f *stepflow.Failure) []byte {
+	end := itemsEnd(b)
+	list := append(itemFailuresAt(b[end:]), *f)
+	out, _ := json.Marshal(list)
+	return append(b[:end:end], out...)
+}
+
+// itemFailures returns the failures kept after the items of b.
+func itemFailures(b []byte) []stepflow.Failure {
+	if itemCount(b) < 0 {
+		return nil
+	}
+	return itemFailuresAt(b[itemsEnd(b):])
+}
+
+func itemFailuresAt(b []byte) []stepflow.Failure {
+	var list []stepflow.Failure
+	if len(b) > 0 {
+		_ = json.Unmarshal(b, &list)
+	}
+	return list
 }
 
 func itemAt(b []byte, i int) []byte {

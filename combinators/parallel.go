@@ -3,7 +3,6 @@ package combinators
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 
 	"github.com/stepflow-io/go-stepflow/stepflow"
 )
@@ -101,7 +100,11 @@ func (n *ParallelNode[S]) Advance(c *stepflow.Cursor[S]) stepflow.Result {
 	turns.done(c)
 	if res.Outcome == stepflow.OutcomeDone && len(f.Payload) > 0 {
 		// One error naming the parallel node and wrapping every branch's.
-		return stepflow.Fail(&stepflow.StepError{Path: c.Path(), Attempt: c.Attempt(), Err: failuresError(c, f.Payload)})
+		var list []stepflow.Failure
+		if err := json.Unmarshal(f.Payload, &list); err != nil {
+			return c.Invalid("unreadable branch failures: %v", err)
+		}
+		return stepflow.Fail(&stepflow.StepError{Path: c.Path(), Attempt: c.Attempt(), Err: failuresError(c, list)})
 	}
 	return res
 }
@@ -123,11 +126,8 @@ func appendFailure(payload []byte, f *stepflow.Failure) []byte {
 	return b
 }
 
-func failuresError[S any](c *stepflow.Cursor[S], payload []byte) error {
-	var list []stepflow.Failure
-	if err := json.Unmarshal(payload, &list); err != nil {
-		return fmt.Errorf("%w: unreadable branch failures: %v", stepflow.ErrInvalidState, err)
-	}
+// failuresError joins the errors of the failures a WaitAll node kept.
+func failuresError[S any](c *stepflow.Cursor[S], list []stepflow.Failure) error {
 	errs := make([]error, len(list))
 	for i := range list {
 		errs[i] = c.Raise(&list[i])

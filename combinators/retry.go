@@ -92,7 +92,21 @@ func (p RetryPolicy) ShouldRetry(err error, attempt uint32) bool {
 // Delay is the wait after attempt (1-based) failed. key spreads the jitter
 // (Retry passes the process ID and node path). It is a pure function.
 func (p RetryPolicy) Delay(attempt uint32, key string) time.Duration {
+	return p.delay(attempt, key, nil)
+}
+
+// DelayFor is Delay for a failure with err: an error made with
+// stepflow.RetryAfter chooses the wait itself, capped by MaxInterval and
+// without jitter.
+func (p RetryPolicy) DelayFor(err error, attempt uint32, key string) time.Duration {
+	return p.delay(attempt, key, err)
+}
+
+func (p RetryPolicy) delay(attempt uint32, key string, err error) time.Duration {
 	p = p.WithDefaults()
+	if d, ok := stepflow.RetryDelay(err); ok {
+		return min(d, p.MaxInterval)
+	}
 	d := float64(p.InitialInterval)
 	for i := uint32(1); i < attempt && d < float64(p.MaxInterval); i++ {
 		d *= p.BackoffFactor
@@ -126,7 +140,8 @@ func (p RetryPolicy) String() string {
 // Waiting until the backoff ends. The attempt number, the time of the next
 // attempt and the last error are kept in the state; steps see the attempt
 // in stepflow.CallFrom(ctx).Attempt. When attempts run out, or the error is
-// not retryable, the last error propagates with its attempt number.
+// not retryable, the last error propagates with its attempt number. An
+// error made with stepflow.RetryAfter sets the wait itself (see DelayFor).
 func Retry[S any](name string, policy RetryPolicy, body ...stepflow.Node[S]) stepflow.Node[S] {
 	return &retryNode[S]{name: name, p: policy, body: body}
 }
@@ -176,7 +191,7 @@ func (n *retryNode[S]) Advance(c *stepflow.Cursor[S]) stepflow.Result {
 	c.NoteError(r.Err)
 	f.Count = attempt + 1
 	f.Branch = phaseBackoff
-	f.Until = c.Now().Add(n.p.Delay(attempt, c.ProcessID()+"|"+c.Path()))
+	f.Until = c.Now().Add(n.p.DelayFor(r.Err, attempt, c.ProcessID()+"|"+c.Path()))
 	c.ClearChildren()
 	return stepflow.WaitUntil(f.Until)
 }

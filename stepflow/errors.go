@@ -154,6 +154,38 @@ func IsPermanent(err error) bool {
 	return errors.As(err, &p)
 }
 
+// retryAfterError asks Retry to wait a given delay before the next attempt.
+type retryAfterError struct {
+	err   error
+	delay time.Duration
+}
+
+func (e *retryAfterError) Error() string { return e.err.Error() }
+func (e *retryAfterError) Unwrap() error { return e.err }
+
+// RetryAfter marks err as asking to be retried no sooner than d from now:
+// an HTTP 429 or 503 with a Retry-After header, a rate limit's reset time,
+// a dependency that said when it will be back. An enclosing Retry waits d
+// instead of its backoff (capped by its policy's MaxInterval) if it retries
+// the error at all; everything else treats err as err. RetryAfter(nil, d)
+// is nil, and d is never taken below zero.
+func RetryAfter(err error, d time.Duration) error {
+	if err == nil {
+		return nil
+	}
+	return &retryAfterError{err: err, delay: max(d, 0)}
+}
+
+// RetryDelay returns the delay asked for by the outermost RetryAfter in
+// err's chain.
+func RetryDelay(err error) (time.Duration, bool) {
+	var r *retryAfterError
+	if errors.As(err, &r) {
+		return r.delay, true
+	}
+	return 0, false
+}
+
 // failureError turns a persisted Failure back into an error value, used when
 // a failure recorded in an earlier Apply must propagate in a later one.
 type failureError struct{ f Failure }
