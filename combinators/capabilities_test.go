@@ -19,10 +19,10 @@ import (
 // capped by the policy's MaxInterval; other errors keep the backoff.
 func TestRetryWaitsWhatTheErrorAsks(t *testing.T) {
 	for _, tc := range []struct {
-		name  string
-		err   error
-		max   time.Duration
-		want  time.Duration
+		name string
+		err  error
+		max  time.Duration
+		want time.Duration
 	}{
 		{"backoff", errBoom, 0, time.Second},
 		{"asked 5m", stepflow.RetryAfter(errBoom, 5*time.Minute), time.Hour, 5 * time.Minute},
