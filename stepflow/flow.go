@@ -87,10 +87,12 @@ type compiled[S any] struct {
 	// children slice that states share until they write to it. The fresh
 	// frames of a flow are one array in flow order (see freshFrames).
 	fresh []Frame
-	// meta and first are what CallFrom reports of the node and of its
+	// call and first are what CallFrom reports of the node and of its
 	// usual call (see callInfo).
-	meta  callMeta
+	call  callMeta
 	first callInfo
+	// meta is what Annotate attached to the node.
+	meta Meta
 }
 
 // New compiles a flow from its top-level nodes, which run in sequence.
@@ -139,7 +141,8 @@ func Must[S any](f *Flow[S], err error) *Flow[S] {
 }
 
 func (f *Flow[S]) compile(n Node[S], parent *compiled[S], index int, problems *[]error) *compiled[S] {
-	c := &compiled[S]{node: n, parent: parent, index: index}
+	n, meta := unannotate(n)
+	c := &compiled[S]{node: n, parent: parent, index: index, meta: meta}
 	if n == nil {
 		path := "?"
 		if parent != nil {
@@ -173,8 +176,8 @@ func (f *Flow[S]) compile(n Node[S], parent *compiled[S], index int, problems *[
 		}
 		f.order = append(f.order, c)
 	}
-	c.meta = callMeta{version: f.version, path: c.path, kind: c.info.Kind}
-	c.first = callInfo{meta: &c.meta, attempt: 1}
+	c.call = callMeta{version: f.version, path: c.path, kind: c.info.Kind}
+	c.first = callInfo{meta: &c.call, attempt: 1}
 	for _, p := range n.Check() {
 		*problems = append(*problems, &DefinitionError{Path: c.path, Reason: p})
 	}

@@ -20,6 +20,8 @@ type NodeInfo struct {
 	// Branch names the branch of its parent (a Case or Switch) the node
 	// belongs to; empty elsewhere.
 	Branch string
+	// Meta is what Annotate attached to the node.
+	Meta Meta
 }
 
 // Nodes lists every node of the flow in depth-first flow order.
@@ -41,7 +43,7 @@ func (f *Flow[S]) Node(path string) (NodeInfo, bool) {
 }
 
 func (c *compiled[S]) nodeInfo() NodeInfo {
-	ni := NodeInfo{Info: c.info, Path: c.path, Depth: c.depth}
+	ni := NodeInfo{Info: c.info, Path: c.path, Depth: c.depth, Meta: c.meta}
 	if b, ok := c.parent.node.(Brancher); ok {
 		ni.Branch = b.BranchOf(c.index)
 	}
