@@ -33,9 +33,9 @@ func nestedData(depth int, lists bool) Nested {
 		}
 		return Nested{Any: v}
 	}
-	// A chain of depth structs: the innermost one, empty, is at level
-	// depth-1, and its map has no values.
-	d := &Nested{}
+	// A chain of depth structs: the innermost one is at level depth-1,
+	// and its field at level depth.
+	d := &Nested{Any: 1}
 	for range depth - 1 {
 		d = &Nested{Next: d}
 	}

@@ -3,7 +3,9 @@ package combinators_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -70,6 +72,30 @@ func TestBranchAndItemFailuresKeepTheirErrors(t *testing.T) {
 			require.Equal(t, stepflow.Failed, st.Status)
 			require.Error(t, err)
 			tc.check(t, err)
+			assert.Equal(t, 1, strings.Count(err.Error(), "stepflow:"), "one prefix: %s", err)
 		})
 	}
+}
+
+// Error texts carry one prefix and name the path once, whether the failure
+// comes straight from the Apply that made it or from a saved state.
+func TestErrorTextsNameThePathOnce(t *testing.T) {
+	never := func(context.Context, *D) (bool, error) { return false, nil }
+	f, err := stepflow.New("texts/v1", combinators.Sequence[D]("outer",
+		combinators.WaitFor("w", never, combinators.Every(time.Minute), combinators.Timeout(time.Hour))))
+	require.NoError(t, err)
+	h := newHarness(t)
+	st := f.Start(D{})
+	for !st.Terminal() {
+		if st.Status == stepflow.Waiting {
+			h.clk.Set(st.WakeAt)
+		}
+		st, err = h.apply(f, st) // through the codec: the failure is restored from bytes
+	}
+	require.Error(t, err)
+	assert.ErrorIs(t, err, stepflow.ErrTimeout)
+	msg := err.Error()
+	assert.Equal(t, 1, strings.Count(msg, "stepflow:"), msg)
+	assert.Equal(t, 1, strings.Count(msg, `"outer/w"`), msg)
+	assert.Contains(t, msg, `stepflow: step "outer/w" timed out after 1h0m0s`)
 }

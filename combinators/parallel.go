@@ -3,6 +3,8 @@ package combinators
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
+	"strings"
 
 	"github.com/stepflow-io/go-stepflow/stepflow"
 )
@@ -128,9 +130,28 @@ func appendFailure(payload []byte, f *stepflow.Failure) []byte {
 
 // failuresError joins the errors of the failures a WaitAll node kept.
 func failuresError[S any](c *stepflow.Cursor[S], list []stepflow.Failure) error {
-	errs := make([]error, len(list))
+	errs := make(failures, len(list))
 	for i := range list {
 		errs[i] = c.Raise(&list[i])
 	}
-	return errors.Join(errs...)
+	return errs
 }
+
+// failures is the joined failures of a WaitAll node. Its text lists them
+// on one line, each without the "stepflow:" prefix that the error holding
+// them carries.
+type failures []error
+
+func (fs failures) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d failed: ", len(fs))
+	for i, e := range fs {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(stepflow.Unprefixed(e))
+	}
+	return b.String()
+}
+
+func (fs failures) Unwrap() []error { return fs }

@@ -130,14 +130,14 @@ func (n *signalNode[S]) Advance(c *stepflow.Cursor[S]) stepflow.Result {
 			}
 		}
 		c.ConsumeSignal(i)
-		c.Record("signal", nil)
+		c.RecordFrom(f.Since, "signal", nil)
 		return stepflow.Complete()
 	}
 	if n.p.timeout > 0 {
 		deadline := f.Since.Add(n.p.timeout)
 		if !now.Before(deadline) {
 			err := &stepflow.TimeoutError{Path: c.Path(), Limit: n.p.timeout, Started: f.Since}
-			c.Record("timeout", err)
+			c.RecordFrom(f.Since, "timeout", err)
 			return stepflow.Fail(err)
 		}
 		return stepflow.WaitUntil(deadline)

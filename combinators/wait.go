@@ -122,7 +122,7 @@ func (n *waitNode[S]) Advance(c *stepflow.Cursor[S]) stepflow.Result {
 	}
 	if n.p.timeout > 0 && !f.Since.IsZero() && now.Sub(f.Since) >= n.p.timeout {
 		err := &stepflow.TimeoutError{Path: c.Path(), Limit: n.p.timeout, Started: f.Since}
-		c.Record("timeout", err)
+		c.RecordFrom(f.Since, "timeout", err)
 		return stepflow.Fail(err)
 	}
 	if !c.CanRun() {
@@ -137,9 +137,10 @@ func (n *waitNode[S]) Advance(c *stepflow.Cursor[S]) stepflow.Result {
 		return res
 	}
 	if ok {
-		c.Record("true", nil)
+		c.RecordFrom(f.Since, "true", nil)
 		return stepflow.Complete()
 	}
+	c.Record("false", nil)
 	next := now.Add(n.p.delay(f.Count))
 	if n.p.timeout > 0 {
 		// Wake exactly at the deadline rather than after it.

@@ -828,6 +828,18 @@ func (c *Cursor[S]) Record(outcome string, err error) {
 	}
 }
 
+// RecordFrom is Record for a node whose work took several rounds (a
+// WaitFor polled over many Applies): the entry starts at start, the
+// node's first round, rather than at its last call.
+func (c *Cursor[S]) RecordFrom(start time.Time, outcome string, err error) {
+	if c.x.flow.opts.Record > 0 {
+		c.record(outcome, err)
+		if r := &c.x.recs[len(c.x.recs)-1]; !start.IsZero() && start.Before(r.Start) {
+			r.Start = start
+		}
+	}
+}
+
 func (c *Cursor[S]) record(outcome string, err error) {
 	x := c.x
 	r := Record{Seq: x.steps + 1, Path: c.n.path, Outcome: outcome, Attempt: c.Attempt(), Start: x.callStart, End: x.callEnd}

@@ -58,7 +58,12 @@ func (f *Flow[S]) Cancel(st State[S], reason string) (State[S], error) {
 	next := st
 	next.Status, next.WakeAt = Running, zeroTime
 	next.Root.Branch = rootCancel
-	next.Root.Err = &Failure{Kind: KindCanceled, Message: reason}
+	// The failure names where the process stood, for Describe.
+	var at string
+	if pos := st.Positions(); len(pos) > 0 {
+		at = pos[0]
+	}
+	next.Root.Err = &Failure{Path: at, Kind: KindCanceled, Message: reason}
 	next.Intent = ""
 	var out State[S]
 	err := f.apply(context.Background(), &next, 0, &out)

@@ -3,6 +3,7 @@ package stepflow
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -52,8 +53,32 @@ type StepError struct {
 	Err error
 }
 
+// Error names the path once and carries one "stepflow:" prefix: an error
+// of the engine's own that already says what happened at this path (a
+// timeout, a panic) stands alone, and the prefix of an inner error is
+// dropped.
 func (e *StepError) Error() string {
-	return fmt.Sprintf("stepflow: step %q failed: %v", e.Path, e.Err)
+	switch in := e.Err.(type) {
+	case *TimeoutError:
+		if in.Path == e.Path {
+			return in.Error()
+		}
+	case *PanicError:
+		if in.Path == e.Path {
+			return in.Error()
+		}
+	case *failureError:
+		if strings.HasPrefix(in.f.Message, fmt.Sprintf("stepflow: step %q ", e.Path)) {
+			return in.f.Message
+		}
+	}
+	return fmt.Sprintf("stepflow: step %q failed: %s", e.Path, Unprefixed(e.Err))
+}
+
+// Unprefixed returns err's text without a leading "stepflow: ", for
+// messages that carry the prefix once, ahead of it.
+func Unprefixed(err error) string {
+	return strings.TrimPrefix(err.Error(), "stepflow: ")
 }
 
 // Unwrap returns the step's own error and ErrStep.
@@ -82,7 +107,7 @@ type TimeoutError struct {
 }
 
 func (e *TimeoutError) Error() string {
-	return fmt.Sprintf("stepflow: %q timed out after %s (started %s)", e.Path, e.Limit, e.Started.Format(time.RFC3339))
+	return fmt.Sprintf("stepflow: step %q timed out after %s (started %s)", e.Path, e.Limit, e.Started.Format(time.RFC3339))
 }
 
 // Is matches ErrTimeout.

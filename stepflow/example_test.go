@@ -91,8 +91,8 @@ func ExampleFlow_Describe() {
 	// deploy/v1 [running] steps=3
 	//   [x] getPreActualState (do)
 	//   [x] preActualState (wait)
-	//   [>] shouldDeploy (case) branch=then
-	//     [>] createDeployRequest (retry) count=1
+	//   [>] shouldDeploy (case): took then
+	//     [>] createDeployRequest (retry): attempt 1 of 5
 	//       [>] openPullRequest (do)
 	//     [ ] acceptedDeployRequest (wait)
 	//     [ ] monitorDeploymentProgress (wait)

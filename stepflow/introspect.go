@@ -126,9 +126,18 @@ type Description struct {
 	WakeAt  time.Time
 	// Positions are the paths of the innermost active nodes.
 	Positions []string
-	// Active lists every active node, outermost first, in flow order.
+	// Active lists every active node, outermost first, in flow order,
+	// with its frame's fields.
 	Active []ActiveNode
-	// Err is the last recorded error.
+	// Nodes is every node of the flow, in flow order, with where it
+	// stands in this process. Tree, DescribeMermaid and the console render
+	// it.
+	Nodes []NodeState
+	// Err is the error that matters now: the failure of a failed,
+	// canceled or stuck process, or the failure a node on the current
+	// path is handling (a Retry between attempts). A process that
+	// recovered from an error and went on has none; its nodes keep
+	// their LastError.
 	Err *Failure
 	// Last is the most recent entry of State.Record, if any.
 	Last *Record
@@ -138,15 +147,6 @@ type Description struct {
 	Tree string
 }
 
-// Node statuses used in Description.Tree and DescribeMermaid.
-const (
-	nodeDone    = "done"
-	nodeActive  = "active"
-	nodeFailed  = "failed"
-	nodePending = "pending"
-	nodeSkipped = "skipped"
-)
-
 // Brancher is implemented by nodes whose children form named branches, of
 // which one is chosen and recorded in the frame's Branch (Case, Switch):
 // BranchOf names the branch child i belongs to. Describe uses it to show the
@@ -155,19 +155,13 @@ type Brancher interface {
 	BranchOf(child int) string
 }
 
-func parentPath(p string) string {
-	if i := strings.LastIndexByte(p, '/'); i >= 0 {
-		return p[:i]
-	}
-	return ""
-}
-
-// Describe explains a state of this flow.
+// Describe explains a state of this flow: every node's status, what the
+// process waits for, the error that matters, and a text tree.
 func (f *Flow[S]) Describe(st State[S]) (Description, error) {
 	if err := f.Validate(st); err != nil {
 		return Description{}, err
 	}
-	d := Description{Version: st.Version, ID: st.ID, Status: st.Status, Steps: st.Steps, WakeAt: st.WakeAt, Err: st.Err, Positions: st.Positions()}
+	d := Description{Version: st.Version, ID: st.ID, Status: st.Status, Steps: st.Steps, WakeAt: st.WakeAt, Positions: st.Positions()}
 	if n := len(st.Record); n > 0 {
 		r := st.Record[n-1]
 		d.Last = &r
@@ -179,62 +173,23 @@ func (f *Flow[S]) Describe(st State[S]) (Description, error) {
 		}
 		d.Active = append(d.Active, ActiveNode{Path: p, Kind: c.info.Kind, Detail: c.info.Detail, Branch: fr.Branch, Count: fr.Count, Since: fr.Since, Until: fr.Until, Leaf: len(fr.Children) == 0})
 	})
-	d.Why = f.why(st, d)
-	marks := f.marks(st)
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s [%s] steps=%d\n", st.Version, st.Status, st.Steps)
-	for _, c := range f.order {
-		m := marks[c.path]
-		fmt.Fprintf(&b, "%s%s %s (%s)", strings.Repeat("  ", c.depth), glyph(m), c.info.Name, c.info.Kind)
-		for _, a := range d.Active {
-			if a.Path == c.path {
-				b.WriteString(describeFrame(a))
+	d.Nodes = f.nodeStates(&st)
+	switch st.Status {
+	case Failed, Canceled, NeedsAttention:
+		d.Err = st.Err
+	case Running, Waiting:
+		for i := range d.Nodes {
+			if n := &d.Nodes[i]; (n.Status == NodeWaiting || n.Status == NodeActive) && n.LastError != nil && st.Err != nil && n.LastError.same(st.Err) {
+				d.Err = st.Err
 			}
 		}
-		if m == nodeFailed && st.Err != nil {
-			fmt.Fprintf(&b, " error: %s", st.Err.Message)
-		}
-		b.WriteByte('\n')
 	}
-	d.Tree = b.String()
+	d.Why = why(&st, &d)
+	d.Tree = tree(&st, d.Nodes)
 	return d, nil
 }
 
-func describeFrame(a ActiveNode) string {
-	var parts []string
-	if a.Branch != "" {
-		parts = append(parts, "branch="+a.Branch)
-	}
-	if a.Count > 0 {
-		parts = append(parts, fmt.Sprintf("count=%d", a.Count))
-	}
-	if !a.Since.IsZero() {
-		parts = append(parts, "since="+a.Since.Format(time.RFC3339))
-	}
-	if !a.Until.IsZero() {
-		parts = append(parts, "until="+a.Until.Format(time.RFC3339))
-	}
-	if len(parts) == 0 {
-		return ""
-	}
-	return " " + strings.Join(parts, " ")
-}
-
-func glyph(m string) string {
-	switch m {
-	case nodeDone:
-		return "[x]"
-	case nodeActive:
-		return "[>]"
-	case nodeFailed:
-		return "[!]"
-	case nodeSkipped:
-		return "[-]"
-	}
-	return "[ ]"
-}
-
-func (f *Flow[S]) why(st State[S], d Description) string {
+func why[S any](st *State[S], d *Description) string {
 	switch st.Status {
 	case Done:
 		return "the flow completed"
@@ -249,62 +204,34 @@ func (f *Flow[S]) why(st State[S], d Description) string {
 		return fmt.Sprintf("needs a person: the outcome of %s is unknown", strings.Join(d.Positions, ", "))
 	case Waiting:
 		var leaves []string
-		for _, a := range d.Active {
-			if a.Leaf {
-				s := fmt.Sprintf("%s (%s", a.Path, a.Kind)
-				if a.Detail != "" {
-					s += ", " + a.Detail
-				}
-				if a.Count > 0 {
-					s += fmt.Sprintf(", %d so far", a.Count)
-				}
-				leaves = append(leaves, s+")")
+		for i := range d.Nodes {
+			n := &d.Nodes[i]
+			if n.Status != NodeWaiting || !leafOf(d.Active, n.Path) {
+				continue
 			}
+			s := n.Path
+			if n.Waiting != "" {
+				s += " (" + n.Waiting + ")"
+			}
+			leaves = append(leaves, s)
+		}
+		if st.WakeAt.IsZero() {
+			return "waiting for " + strings.Join(leaves, ", ")
 		}
 		return fmt.Sprintf("waiting until %s for %s", st.WakeAt.Format(time.RFC3339), strings.Join(leaves, ", "))
 	}
 	return "runnable now at " + strings.Join(d.Positions, ", ")
 }
 
-// marks computes each node's status for rendering: active frames, nodes
-// that precede an active node among its siblings (done), the failed node.
-func (f *Flow[S]) marks(st State[S]) map[string]string {
-	m := make(map[string]string, len(f.order))
-	if st.Status == Done {
-		for _, c := range f.order {
-			m[c.path] = nodeDone
-		}
-		return m
-	}
-	frames := map[string]*Frame{"": &st.Root}
-	st.Root.Walk(func(p string, fr *Frame) {
-		frames[p] = fr
-		c := f.byPath[stripInstances(p)]
-		if c == nil || isInstance(fr.Name) {
-			return
-		}
-		m[c.path] = nodeActive
-		parent := frames[parentPath(p)]
-		if b, ok := c.parent.node.(Brancher); ok && parent != nil && parent.Branch != "" {
-			// A decided Case or Switch: the other branches were skipped.
-			for _, sib := range c.parent.children {
-				if b.BranchOf(sib.index) != parent.Branch {
-					markTree(m, sib, nodeSkipped)
-				}
-			}
-		}
-		for _, sib := range c.parent.children[:c.index] {
-			if _, seen := m[sib.path]; !seen && c.parent.info.Kind != "parallel" {
-				markTree(m, sib, nodeDone)
-			}
-		}
-	})
-	if st.Status == Failed && st.Err != nil {
-		if c, ok := f.byPath[stripInstances(st.Err.Path)]; ok {
-			m[c.path] = nodeFailed
+// leafOf reports whether the node at path (without instances) is an
+// innermost active node.
+func leafOf(active []ActiveNode, path string) bool {
+	for _, a := range active {
+		if a.Leaf && stripInstances(a.Path) == path {
+			return true
 		}
 	}
-	return m
+	return false
 }
 
 // isInstance reports whether a frame name is a ForEach instance ("[3]").
@@ -315,27 +242,21 @@ func isInstance(name string) bool {
 // InstanceName is the frame name of ForEach instance i.
 func InstanceName(i int) string { return "[" + string(appendUint(nil, uint64(i))) + "]" }
 
-func markTree[S any](m map[string]string, c *compiled[S], mark string) {
-	m[c.path] = mark
-	for _, k := range c.children {
-		markTree(m, k, mark)
-	}
-}
-
 // Mermaid renders the flow as a Mermaid flowchart: composite nodes become
 // subgraphs, siblings are linked in flow order.
 func (f *Flow[S]) Mermaid() string { return f.mermaid(nil) }
 
-// DescribeMermaid renders the flow as Mermaid with the state's position
-// highlighted: active nodes, completed ones, and the failed one.
+// DescribeMermaid renders the flow as Mermaid with each node's status in
+// the state (Description.Nodes) as its class: active, waiting, done,
+// skipped, failed, canceled; pending nodes are left plain.
 func (f *Flow[S]) DescribeMermaid(st State[S]) (string, error) {
 	if err := f.Validate(st); err != nil {
 		return "", err
 	}
-	return f.mermaid(f.marks(st)), nil
+	return f.mermaid(f.nodeStates(&st)), nil
 }
 
-func (f *Flow[S]) mermaid(marks map[string]string) string {
+func (f *Flow[S]) mermaid(nodes []NodeState) string {
 	var b strings.Builder
 	b.WriteString("flowchart TD\n")
 	ids := make(map[*compiled[S]]string, len(f.order))
@@ -349,6 +270,10 @@ func (f *Flow[S]) mermaid(marks map[string]string) string {
 			if k.info.Detail != "" {
 				label = fmt.Sprintf("%s<br/><small>%s: %s</small>", k.info.Name, k.info.Kind, k.info.Detail)
 			}
+			if k.meta.Description != "" {
+				label += fmt.Sprintf("<br/><i>%s</i>", k.meta.Description)
+			}
+			label = strings.ReplaceAll(label, `"`, "#quot;")
 			if len(k.children) > 0 {
 				fmt.Fprintf(&b, "%ssubgraph %s [\"%s\"]\n", indent, ids[k], label)
 				emit(k, indent+"  ")
@@ -362,14 +287,16 @@ func (f *Flow[S]) mermaid(marks map[string]string) string {
 		}
 	}
 	emit(f.root, "  ")
-	if marks != nil {
+	if nodes != nil {
 		b.WriteString("  classDef done fill:#d4f7d4,stroke:#2b8a3e\n")
 		b.WriteString("  classDef active fill:#fff3bf,stroke:#f08c00,stroke-width:3px\n")
+		b.WriteString("  classDef waiting fill:#e7f5ff,stroke:#1971c2,stroke-width:3px\n")
 		b.WriteString("  classDef failed fill:#ffc9c9,stroke:#c92a2a,stroke-width:3px\n")
 		b.WriteString("  classDef skipped fill:#f1f3f5,stroke:#adb5bd,color:#868e96\n")
-		for _, c := range f.order {
-			if m := marks[c.path]; m != "" && m != nodePending {
-				fmt.Fprintf(&b, "  class %s %s\n", ids[c], m)
+		b.WriteString("  classDef canceled fill:#f1f3f5,stroke:#495057,stroke-dasharray:4\n")
+		for i, c := range f.order {
+			if s := nodes[i].Status; s != NodePending {
+				fmt.Fprintf(&b, "  class %s %s\n", ids[c], s)
 			}
 		}
 	}

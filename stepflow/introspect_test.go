@@ -62,11 +62,11 @@ func TestDescribeWaitingAndFailed(t *testing.T) {
 	d, err := f.Describe(st)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"shouldDeploy/acceptedDeployRequest"}, d.Positions)
-	assert.Equal(t, "waiting until 2026-01-02T03:04:15Z for shouldDeploy/acceptedDeployRequest (wait, every 10s, 1 so far)", d.Why)
+	assert.Equal(t, "waiting until 2026-01-02T03:04:15Z for shouldDeploy/acceptedDeployRequest (poll 1 answered not yet)", d.Why)
 	assert.Contains(t, d.Tree, "[x] first (do)")
-	assert.Contains(t, d.Tree, "[>] shouldDeploy (case) branch=then")
+	assert.Contains(t, d.Tree, "[~] shouldDeploy (case): took then")
 	assert.Contains(t, d.Tree, "[x] createDeployRequest (do)")
-	assert.Contains(t, d.Tree, "[>] acceptedDeployRequest (wait) count=1")
+	assert.Contains(t, d.Tree, "[~] acceptedDeployRequest (wait): poll 1 answered not yet; until 2026-01-02T03:04:15Z")
 	assert.Contains(t, d.Tree, "[ ] last (do)")
 	require.Len(t, d.Active, 2)
 	assert.True(t, d.Active[1].Leaf)
@@ -74,7 +74,7 @@ func TestDescribeWaitingAndFailed(t *testing.T) {
 	mm, err := f.DescribeMermaid(st)
 	require.NoError(t, err)
 	assert.Contains(t, mm, "class n0 done")
-	assert.Contains(t, mm, "class n3 active")
+	assert.Contains(t, mm, "class n3 waiting")
 	assert.NotContains(t, mm, "class n4")
 
 	// Drive to the failure of the last step.
@@ -85,7 +85,7 @@ func TestDescribeWaitingAndFailed(t *testing.T) {
 	d, err = f.Describe(st)
 	require.NoError(t, err)
 	assert.Equal(t, "failed at last (error): validation failed", d.Why)
-	assert.Contains(t, d.Tree, "[!] last (do) error: validation failed")
+	assert.Contains(t, d.Tree, "[!] last (do): error: validation failed")
 	mm, _ = f.DescribeMermaid(st)
 	assert.Contains(t, mm, "class n4 failed")
 
