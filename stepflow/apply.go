@@ -88,7 +88,7 @@ func (f *Flow[S]) applyStep(ctx context.Context, st *State[S], p *stepPlan[S]) e
 	x.interceptors = e.interceptors
 	x.data = st.Data
 	if f.clone != nil {
-		x.data = f.clone(st.Data)
+		x.data = f.clone(&x.data)
 	}
 	cc := x.newCallCtx()
 	*cc = callCtx{parent: ctx, info: p.first, id: st.ID, seq: st.Steps}
@@ -200,7 +200,7 @@ func (f *Flow[S]) apply(ctx context.Context, prev *State[S], budget int, next *S
 	x := f.pool.Get().(*exec[S])
 	x.data = prev.Data
 	if f.clone != nil {
-		x.data = f.clone(prev.Data)
+		x.data = f.clone(&x.data)
 	}
 	return x.run(ctx, prev, budget, next)
 }

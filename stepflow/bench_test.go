@@ -33,8 +33,9 @@ func benchSeq(b *testing.B, n int, opts *stepflow.Options) {
 
 // benchApply times one Apply per iteration, starting the process again
 // whenever it ends, so the figure is the cost of a step.
-func benchApply(b *testing.B, f *stepflow.Flow[stepflow.None], ctx context.Context) {
-	start := f.Start(stepflow.None{})
+func benchApply[S any](b *testing.B, f *stepflow.Flow[S], ctx context.Context) {
+	var zero S
+	start := f.Start(zero)
 	st := start
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -57,6 +58,26 @@ func BenchmarkApplySequence(b *testing.B) {
 	for _, n := range []int{10, 1000} {
 		b.Run(fmt.Sprintf("steps=%d/record=32", n), func(b *testing.B) { benchSeq(b, n, &stepflow.Options{Record: 32}) })
 	}
+}
+
+// cloned is process data with a Clone method that allocates nothing.
+type cloned struct {
+	N    int
+	Name string
+}
+
+func (c *cloned) Clone() cloned { return *c }
+
+// BenchmarkApplyCloner is the 10-step sequence over data with a Clone
+// method: Apply clones the data once per step, and the clone must cost no
+// more than the method itself.
+func BenchmarkApplyCloner(b *testing.B) {
+	nodes := make([]stepflow.Node[cloned], 10)
+	for i := range nodes {
+		nodes[i] = combinators.Do(fmt.Sprintf("s%d", i), func(_ context.Context, d *cloned) error { d.N++; return nil })
+	}
+	f := stepflow.Must(stepflow.New("bench/cloner", nodes...))
+	benchApply(b, f, stepflow.WithClock(context.Background(), fixedClock))
 }
 
 // BenchmarkApplyIntercepted is the 10-step sequence with one interceptor

@@ -51,7 +51,10 @@ type Flow[S any] struct {
 	byPath map[string]*compiled[S]
 	// order lists every node in depth-first flow order.
 	order []*compiled[S]
-	clone func(S) S
+	// clone is S's Clone method, when it has one. It is handed a pointer
+	// into the pooled working memory, where the data is already: handing
+	// it the value would move a copy of it to the heap at every Apply.
+	clone func(*S) S
 	pool  sync.Pool
 	// noStraight turns applyStep off, for tests that compare it with the
 	// general path.
@@ -127,7 +130,7 @@ func NewWithOptions[S any](version string, opts *Options, nodes ...Node[S]) (*Fl
 	f.pool.New = func() any { return &exec[S]{flow: f} }
 	var zero S
 	if _, ok := any(&zero).(interface{ Clone() S }); ok {
-		f.clone = func(s S) S { return any(&s).(interface{ Clone() S }).Clone() }
+		f.clone = func(s *S) S { return any(s).(interface{ Clone() S }).Clone() }
 	}
 	return f, nil
 }
