@@ -15,7 +15,8 @@
 //  4. Call Runner.Run in a goroutine you own; cancel its context to stop.
 //     Run returns once in-flight steps are saved and leases released.
 //  5. Read a process with Runner.State, stop one with Runner.Cancel, and
-//     watch the totals with Runner.Counts or Options.Metrics.
+//     watch the totals with Runner.Counts or Options.Metrics. Alert on
+//     errors matching ErrStalled in Options.OnError.
 //
 // # Scheduling
 //
@@ -50,13 +51,27 @@
 //		...
 //	}
 //
+// # Leases and fencing tokens
+//
+// Leases guarantee at most one successful commit per revision of a
+// process, not that one runner at a time runs its step: a runner that
+// stalls for longer than Options.Lease keeps running its step while
+// another runner, which claimed the process after the lease ended, runs it
+// too (the stalled runner's commit is then refused). Besides idempotency
+// keys, steps get a fencing token: LeaseFrom(ctx) returns the lease, whose
+// Revision strictly increases with every commit of the process, so an
+// external system that refuses tokens lower than the highest it has seen
+// refuses an overtaken runner.
+//
 // # Quarantine
 //
 // A stored state that cannot be decoded, names another flow version, or is
 // malformed is quarantined: its bytes are kept untouched, the error is
 // recorded with it, and it is never claimed again; all other processes carry
 // on. State returns a *QuarantineError for it and store.Store.List finds
-// them all.
+// them all. Runner.Verify checks every stored record the same way,
+// including those of ended processes, which are never claimed: run it
+// after disk trouble or a restore, before upgrades, and periodically.
 //
 // # Metrics
 //

@@ -31,7 +31,9 @@ type Options struct {
 	// Lease is how long a claimed process stays reserved for this runner.
 	// Leases of processes still being worked on are renewed every Lease/3;
 	// a runner that dies loses its leases after at most Lease, and another
-	// runner takes its processes over. Default 30s.
+	// runner takes its processes over. It also bounds how long the runner
+	// waits for a claim (and a renewal for Lease/3) before taking the store
+	// as failing. Default 30s.
 	Lease time.Duration
 	// MaxIdle bounds how long an idle worker sleeps before it looks at the
 	// store again even without a notification. Default 1 minute.
@@ -55,7 +57,9 @@ type Options struct {
 	// Metrics receives measurements; nil means none.
 	Metrics *Metrics
 	// OnError is told about errors that Run retries (a store that is
-	// briefly unreachable, for example). Default: ignored.
+	// briefly unreachable, for example). Once a worker has failed without
+	// a break for longer than Lease, the errors come wrapped in a
+	// *StallError, which matches ErrStalled. Default: ignored.
 	OnError func(error)
 }
 

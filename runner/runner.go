@@ -24,7 +24,32 @@ var (
 	// ErrQuarantined: the process was set aside because its stored state
 	// cannot be used; see QuarantineError.
 	ErrQuarantined = errors.New("stepflow/runner: process quarantined")
+	// ErrStalled: a worker of Run has not been able to claim or commit
+	// for longer than Options.Lease; see StallError.
+	ErrStalled = errors.New("stepflow/runner: no progress")
 )
+
+// StallError is what Run reports to Options.OnError, in place of the
+// store error itself, once a worker's claims or commits have failed
+// without a break for longer than Options.Lease: the database is
+// unreachable, every connection of its pool is taken, and so on. Run
+// keeps retrying; alert on errors.Is(err, ErrStalled).
+type StallError struct {
+	// For is how long the worker has been failing.
+	For time.Duration
+	// Err is the latest error.
+	Err error
+}
+
+func (e *StallError) Error() string {
+	return fmt.Sprintf("stepflow/runner: no progress for %s: %v", e.For.Round(time.Millisecond), e.Err)
+}
+
+// Unwrap returns the latest error.
+func (e *StallError) Unwrap() error { return e.Err }
+
+// Is matches ErrStalled.
+func (e *StallError) Is(target error) bool { return target == ErrStalled }
 
 // QuarantineError is returned by State for a quarantined process.
 type QuarantineError struct {
@@ -234,7 +259,11 @@ func (r *Runner[S]) update(ctx context.Context, op, id string, change func(stepf
 // returns nil after a graceful shutdown, and an error matching
 // store.ErrClosed if the store is closed while it runs. Other store errors
 // are taken as transient: reported to Options.OnError and retried with a
-// growing pause.
+// growing pause. A store call that does not return is one of them: claims
+// and lookups of the next due time give up after Options.Lease, lease
+// renewals after Options.Lease/3. Once a worker has failed without a
+// break for longer than Options.Lease, it reports a *StallError (matching
+// ErrStalled) wrapping each further error, until a Step succeeds again.
 //
 // Run starts Options.Workers worker goroutines and one lease renewer, and
 // returns only after all of them have returned.
@@ -263,7 +292,11 @@ func (r *Runner[S]) Run(ctx context.Context) error {
 func (r *Runner[S]) work(ctx context.Context) error {
 	wake := r.store.Watch(ctx)
 	backoff := time.Duration(0)
+	// failing is when the current series of failed Steps began (wall
+	// clock, like the pauses between them); zero after a success.
+	var failing time.Time
 	for ctx.Err() == nil {
+		start := time.Now()
 		n, err := r.Step(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -272,12 +305,18 @@ func (r *Runner[S]) work(ctx context.Context) error {
 			if errors.Is(err, store.ErrClosed) {
 				return fmt.Errorf("stepflow/runner: %w", err)
 			}
+			if failing.IsZero() {
+				failing = start
+			}
+			if d := time.Since(failing); d >= r.opts.Lease {
+				err = &StallError{For: d, Err: err}
+			}
 			r.report(err)
 			backoff = min(max(2*backoff, 10*time.Millisecond), time.Second)
 			sleep(ctx, backoff, nil)
 			continue
 		}
-		backoff = 0
+		backoff, failing = 0, time.Time{}
 		if n > 0 {
 			continue
 		}
@@ -290,10 +329,15 @@ func (r *Runner[S]) work(ctx context.Context) error {
 // end of ctx, whichever comes first.
 func (r *Runner[S]) idle(ctx context.Context, wake <-chan struct{}) {
 	d := r.opts.MaxIdle
-	next, ok, err := r.store.NextDue(ctx)
-	if err != nil {
-		r.report(err)
-	} else if ok {
+	nctx, cancel := context.WithTimeout(ctx, r.opts.Lease)
+	next, ok, err := r.store.NextDue(nctx)
+	cancel()
+	switch {
+	case err != nil:
+		if ctx.Err() == nil {
+			r.report(err)
+		}
+	case ok:
 		d = min(d, next.Sub(r.now()))
 	}
 	// A due time in the past means another runner holds it or it was just
@@ -341,8 +385,13 @@ func (r *Runner[S]) renewLoop(ctx context.Context) {
 			continue
 		}
 		// Lost leases need no action here: the commit of those processes
-		// is refused with store.ErrLeaseLost and their results dropped.
-		if _, err := r.store.Renew(ctx, r.opts.Owner, ids, r.now(), r.opts.Lease); err != nil && ctx.Err() == nil {
+		// is refused with store.ErrLeaseLost and their results dropped. A
+		// renewal that takes longer than its interval is abandoned, and
+		// the next one tries again.
+		rctx, cancel := context.WithTimeout(ctx, r.opts.Lease/3)
+		_, err := r.store.Renew(rctx, r.opts.Owner, ids, r.now(), r.opts.Lease)
+		cancel()
+		if err != nil && ctx.Err() == nil {
 			r.report(err)
 		}
 	}
@@ -367,6 +416,10 @@ type batch[S any] struct {
 	recs  []store.Record
 	ws    []store.Write
 	trans []transition[S]
+	// lease is what LeaseFrom returns to the step being applied: the
+	// batch's context holds a pointer to it, and advance updates it before
+	// each process.
+	lease Lease
 }
 
 func (r *Runner[S]) getBatch(recs []store.Record) *batch[S] {
@@ -385,7 +438,7 @@ func (r *Runner[S]) getBatch(recs []store.Record) *batch[S] {
 func (r *Runner[S]) putBatch(b *batch[S]) {
 	clear(b.ws[:cap(b.ws)])
 	clear(b.trans[:cap(b.trans)])
-	b.recs, b.ws, b.trans = nil, b.ws[:0], b.trans[:0]
+	b.recs, b.ws, b.trans, b.lease = nil, b.ws[:0], b.trans[:0], Lease{}
 	r.batches.Put(b)
 }
 
@@ -393,7 +446,11 @@ func (r *Runner[S]) putBatch(b *batch[S]) {
 // commits the new states (in transactions of at most GroupCommit writes).
 // It returns how many processes it claimed: zero means nothing was due.
 // Run calls it in a loop; tests and tools may call it directly (without
-// Run, leases are not renewed).
+// Run, leases are not renewed). A claim that gets no answer from the store
+// within Options.Lease fails with an error matching
+// context.DeadlineExceeded.
+//
+// Each step finds the lease of its process in its context (LeaseFrom).
 //
 // When ctx is done, the step in progress finishes and is saved, and the
 // processes not yet started are released.
@@ -405,7 +462,12 @@ func (r *Runner[S]) Step(ctx context.Context) (int, error) {
 	// of every process that is still runnable after its step, which keeps
 	// runnable processes in first-come, first-served order.
 	now := r.now()
-	recs, err := r.store.Claim(ctx, store.Claim{Owner: r.opts.Owner, Now: now, Limit: r.opts.Batch, Lease: r.opts.Lease})
+	// A claim that takes longer than a lease would hand out leases that
+	// have already ended; a store that cannot answer (every connection
+	// taken, say) must turn into an error Run reports, not a silent wait.
+	cctx, cancel := context.WithTimeout(ctx, r.opts.Lease)
+	recs, err := r.store.Claim(cctx, store.Claim{Owner: r.opts.Owner, Now: now, Limit: r.opts.Batch, Lease: r.opts.Lease})
+	cancel()
 	if err != nil || len(recs) == 0 {
 		return 0, err
 	}
@@ -419,9 +481,11 @@ func (r *Runner[S]) Step(ctx context.Context) (int, error) {
 	// value context on top of context.WithoutCancel is not decoration:
 	// looking a value up directly on a WithoutCancel context allocates, and
 	// Apply looks values up on every call; through a value context it does
-	// not.
+	// not. The value is the batch's lease, which the loop below points at
+	// each process in turn: one context serves the whole batch.
 	base := context.WithoutCancel(ctx)
-	actx := context.WithValue(base, ownerKey{}, r.opts.Owner)
+	b.lease = Lease{Owner: r.opts.Owner}
+	actx := context.WithValue(base, leaseKey{}, &b.lease)
 	if r.opts.Clock != nil {
 		actx = stepflow.WithClock(actx, r.opts.Clock)
 	}
@@ -441,6 +505,8 @@ func (r *Runner[S]) Step(ctx context.Context) (int, error) {
 		if done < len(recs) {
 			break
 		}
+		// A claimed record's Due is the end of its lease.
+		b.lease.Revision, b.lease.Until = recs[i].Revision, recs[i].Due
 		r.advance(actx, &recs[i], now, &b.ws[i], &b.trans[i])
 	}
 	b.ws, b.trans = b.ws[:done], b.trans[:done]
@@ -459,9 +525,6 @@ func (r *Runner[S]) Step(ctx context.Context) (int, error) {
 	}
 	return len(recs), firstErr
 }
-
-// ownerKey marks the contexts a runner hands to Apply with its owner name.
-type ownerKey struct{}
 
 // transition is what the runner remembers about one write until it is
 // committed.

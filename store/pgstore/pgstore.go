@@ -14,6 +14,21 @@
 // NOTIFY that Watch turns into wake-ups, so idle runners sleep instead of
 // polling.
 //
+// Statements that change several rows (Commit, Renew, Release) first lock
+// them in id order, so that two of them never wait for each other in a
+// cycle. A statement that PostgreSQL still aborts as the victim of a
+// deadlock (SQLSTATE 40P01), with a transaction of another program say, or
+// for a serialization failure (40001, under a stricter default isolation
+// level) is run again a few times after a short pause before its error is
+// returned.
+//
+// Watch does not take connections from the pool: the store listens on one
+// connection of its own, opened with the pool's connection settings (and
+// its BeforeConnect and AfterConnect hooks) when the first Watch starts and
+// closed when the last one ends, and every Watch shares it. A pool of any
+// size therefore serves runners with any number of workers, and the
+// database sees one more session per store while anyone watches.
+//
 // Create the schema with Migrate (idempotent, safe to run from several
 // processes at once) before using the store. All values travel as query
 // parameters; the only text put into SQL is the schema and table names,
@@ -35,6 +50,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/stepflow-io/go-stepflow/stepflow"
@@ -60,14 +76,35 @@ type Store struct {
 	idx     string // quoted index name
 	q       queries
 
-	// done ends every Watch when the store is closed, so that closing the
-	// pool never waits for a listening connection.
+	// done ends the listening goroutine when the store is closed.
 	done context.Context
 	stop context.CancelFunc
 
 	mu     sync.Mutex
 	closed bool
+	// watchers are the channels of the Watch calls in progress; lis is
+	// the listening goroutine that serves them, nil when nobody watches.
+	watchers map[chan struct{}]struct{}
+	lis      *listener
+	// listeners counts listening goroutines still running, including
+	// ones being replaced; Close waits for them to close their
+	// connections.
+	listeners sync.WaitGroup
 }
+
+// listener is one run of the listening goroutine.
+type listener struct {
+	cancel context.CancelFunc
+	// ready is closed once the goroutine listens for the first time, or
+	// gives up.
+	ready     chan struct{}
+	readyOnce sync.Once
+	// listening is true while its connection listens; guarded by
+	// Store.mu.
+	listening bool
+}
+
+func (l *listener) setReady() { l.readyOnce.Do(func() { close(l.ready) }) }
 
 type queries struct {
 	create, load, claim, commit, classify, renew, release, nextDue, count, list string
@@ -124,15 +161,31 @@ func New(pool *pgxpool.Pool, opts *Options) *Store {
 			ORDER BY due, id LIMIT $2 FOR UPDATE SKIP LOCKED)
 			UPDATE {t} AS p SET owner = $3, lease_until = $4 FROM c WHERE p.id = c.id
 			RETURNING p.id, c.due, p.revision, p.status, p.quarantine, p.blob`),
-		commit: r.Replace(`UPDATE {t} AS p SET revision = p.revision + 1, status = u.status, due = u.due,
+		// Commit, Renew and Release lock their rows in id order first:
+		// the CTE l locks them as it emits them, sorted, and the
+		// uncorrelated subquery reading it all is a one-time filter, which
+		// the executor evaluates before the UPDATE fetches its first row.
+		// The UPDATE itself keeps the plan it would have alone (joining it
+		// to l instead makes the planner misjudge the join with unnest).
+		// Without the lock each statement locks rows in the order of its
+		// own plan (the order of the batch for one, of an index or of the
+		// heap for another), and a commit and a renewal of the same rows
+		// deadlock.
+		commit: r.Replace(`WITH l AS (SELECT 1 FROM {t} WHERE id = ANY($1) ORDER BY id FOR UPDATE)
+			UPDATE {t} AS p SET revision = p.revision + 1, status = u.status, due = u.due,
 			owner = '', lease_until = 0, quarantine = u.quarantine, blob = COALESCE(u.blob, p.blob)
 			FROM unnest($1::text[], $2::bigint[], $3::smallint[], $4::bigint[], $5::text[], $6::bytea[])
 				AS u(id, rev, status, due, quarantine, blob)
-			WHERE p.id = u.id AND p.revision = u.rev AND ($7 = '' OR p.owner = $7)
+			WHERE (SELECT count(*) FROM l) >= 0
+				AND p.id = u.id AND p.revision = u.rev AND ($7 = '' OR p.owner = $7)
 			RETURNING p.id`),
 		classify: r.Replace(`SELECT id, revision FROM {t} WHERE id = ANY($1)`),
-		renew:    r.Replace(`UPDATE {t} SET lease_until = $3 WHERE id = ANY($1) AND owner = $2 AND owner <> '' RETURNING id`),
-		release:  r.Replace(`UPDATE {t} SET owner = '', lease_until = 0, due = LEAST(due, $3) WHERE id = ANY($1) AND owner = $2 AND owner <> ''`),
+		renew: r.Replace(`WITH l AS (SELECT 1 FROM {t} WHERE id = ANY($1) AND owner = $2 AND owner <> '' ORDER BY id FOR UPDATE)
+			UPDATE {t} SET lease_until = $3
+			WHERE (SELECT count(*) FROM l) >= 0 AND id = ANY($1) AND owner = $2 AND owner <> '' RETURNING id`),
+		release: r.Replace(`WITH l AS (SELECT 1 FROM {t} WHERE id = ANY($1) AND owner = $2 AND owner <> '' ORDER BY id FOR UPDATE)
+			UPDATE {t} SET owner = '', lease_until = 0, due = LEAST(due, $3)
+			WHERE (SELECT count(*) FROM l) >= 0 AND id = ANY($1) AND owner = $2 AND owner <> ''`),
 		// The earliest due unleased row comes from the index (skipping the
 		// few leased rows); the earliest lease end needs a scan, which only
 		// idle runners pay.
@@ -225,7 +278,11 @@ func (s *Store) Create(ctx context.Context, rec store.Record) error {
 	if blob == nil {
 		blob = []byte{}
 	}
-	tag, err := s.pool.Exec(ctx, s.q.create, rec.ID, int16(rec.Status), dueParam(due), rec.Quarantine, blob, s.chanRaw)
+	var tag pgconn.CommandTag
+	err := retry(ctx, func() (err error) {
+		tag, err = s.pool.Exec(ctx, s.q.create, rec.ID, int16(rec.Status), dueParam(due), rec.Quarantine, blob, s.chanRaw)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("stepflow/pgstore: create %q: %w", rec.ID, err)
 	}
@@ -263,26 +320,30 @@ func (s *Store) Claim(ctx context.Context, c store.Claim) ([]store.Record, error
 		return nil, err
 	}
 	until := c.Now.Add(c.Lease).UTC()
-	rows, err := s.pool.Query(ctx, s.q.claim, c.Now.UnixNano(), c.Limit, c.Owner, until.UnixNano())
-	if err != nil {
-		return nil, fmt.Errorf("stepflow/pgstore: claim: %w", err)
-	}
 	type claimed struct {
 		rec store.Record
 		due int64
 	}
 	var got []claimed
-	for rows.Next() {
-		var x claimed
-		var st int16
-		if err := rows.Scan(&x.rec.ID, &x.due, &x.rec.Revision, &st, &x.rec.Quarantine, &x.rec.Blob); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("stepflow/pgstore: claim: %w", err)
+	err := retry(ctx, func() error {
+		got = got[:0]
+		rows, err := s.pool.Query(ctx, s.q.claim, c.Now.UnixNano(), c.Limit, c.Owner, until.UnixNano())
+		if err != nil {
+			return err
 		}
-		x.rec.Status, x.rec.Owner, x.rec.Due = stepflow.Status(st), c.Owner, until
-		got = append(got, x)
-	}
-	if err := rows.Err(); err != nil {
+		defer rows.Close()
+		for rows.Next() {
+			var x claimed
+			var st int16
+			if err := rows.Scan(&x.rec.ID, &x.due, &x.rec.Revision, &st, &x.rec.Quarantine, &x.rec.Blob); err != nil {
+				return err
+			}
+			x.rec.Status, x.rec.Owner, x.rec.Due = stepflow.Status(st), c.Owner, until
+			got = append(got, x)
+		}
+		return rows.Err()
+	})
+	if err != nil {
 		return nil, fmt.Errorf("stepflow/pgstore: claim: %w", err)
 	}
 	// RETURNING does not keep the subquery's order.
@@ -319,20 +380,26 @@ func (s *Store) Commit(ctx context.Context, owner string, ws []store.Write) ([]e
 		ids[i], revs[i], sts[i], quar[i], blobs[i] = w.ID, int64(w.Revision), int16(w.Status), w.Quarantine, w.Blob
 		dues[i] = dueParam(store.NormalizeDue(w.Status, w.Quarantine, w.Due))
 	}
-	rows, err := s.pool.Query(ctx, s.q.commit, ids, revs, sts, dues, quar, blobs, owner)
-	if err != nil {
-		return nil, fmt.Errorf("stepflow/pgstore: commit: %w", err)
-	}
 	done := make(map[string]bool, len(ws))
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("stepflow/pgstore: commit: %w", err)
+	// The statement is its own transaction: when it fails nothing of it
+	// was written, and it can run again as a whole.
+	err := retry(ctx, func() error {
+		clear(done)
+		rows, err := s.pool.Query(ctx, s.q.commit, ids, revs, sts, dues, quar, blobs, owner)
+		if err != nil {
+			return err
 		}
-		done[id] = true
-	}
-	if err := rows.Err(); err != nil {
+		defer rows.Close()
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				return err
+			}
+			done[id] = true
+		}
+		return rows.Err()
+	})
+	if err != nil {
 		return nil, fmt.Errorf("stepflow/pgstore: commit: %w", err)
 	}
 	if owner == "" && len(done) > 0 {
@@ -397,20 +464,24 @@ func (s *Store) Renew(ctx context.Context, owner string, ids []string, now time.
 	if err := s.check(); err != nil {
 		return nil, err
 	}
-	rows, err := s.pool.Query(ctx, s.q.renew, ids, owner, now.Add(lease).UnixNano())
-	if err != nil {
-		return nil, fmt.Errorf("stepflow/pgstore: renew: %w", err)
-	}
 	kept := map[string]bool{}
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("stepflow/pgstore: renew: %w", err)
+	err := retry(ctx, func() error {
+		clear(kept)
+		rows, err := s.pool.Query(ctx, s.q.renew, ids, owner, now.Add(lease).UnixNano())
+		if err != nil {
+			return err
 		}
-		kept[id] = true
-	}
-	if err := rows.Err(); err != nil {
+		defer rows.Close()
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				return err
+			}
+			kept[id] = true
+		}
+		return rows.Err()
+	})
+	if err != nil {
 		return nil, fmt.Errorf("stepflow/pgstore: renew: %w", err)
 	}
 	var lost []string
@@ -427,7 +498,11 @@ func (s *Store) Release(ctx context.Context, owner string, ids []string, now tim
 	if err := s.check(); err != nil {
 		return err
 	}
-	if _, err := s.pool.Exec(ctx, s.q.release, ids, owner, now.UnixNano()); err != nil {
+	err := retry(ctx, func() error {
+		_, err := s.pool.Exec(ctx, s.q.release, ids, owner, now.UnixNano())
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("stepflow/pgstore: release: %w", err)
 	}
 	if _, err := s.pool.Exec(ctx, `SELECT pg_notify($1, '')`, s.chanRaw); err != nil {
@@ -448,36 +523,86 @@ func (s *Store) NextDue(ctx context.Context) (time.Time, bool, error) {
 	return dueTime(due), due != nil, nil
 }
 
-// Watch implements store.Store. It holds one pooled connection that
-// LISTENs on the store's channel until ctx is done. It sends one wake-up
-// each time it starts listening (first, and after a lost connection),
-// since notifications sent before may have been missed.
+// Watch implements store.Store. Every Watch shares one listening
+// connection of the store's own, outside the pool (see the package
+// documentation), which the store opens with the first Watch and closes
+// when the last one ends, and which LISTENs on the store's channel. Each
+// channel receives one wake-up when it is added to a listening connection
+// and each time the store starts listening again after losing its
+// connection, since notifications sent in between may have been missed.
+// Watch returns once the store listens, or after at most 5 seconds when
+// the database cannot be reached (the store keeps trying, once a second,
+// and wakes every watcher when it succeeds).
 func (s *Store) Watch(ctx context.Context) <-chan struct{} {
 	ch := make(chan struct{}, 1)
-	if s.check() != nil {
+	s.mu.Lock()
+	if s.closed || ctx.Err() != nil {
+		s.mu.Unlock()
 		close(ch)
 		return ch
 	}
-	ready := make(chan struct{})
-	ctx, cancel := context.WithCancel(ctx)
-	unhook := context.AfterFunc(s.done, cancel)
+	if s.watchers == nil {
+		s.watchers = map[chan struct{}]struct{}{}
+	}
+	s.watchers[ch] = struct{}{}
+	if s.lis == nil {
+		s.startListening()
+	}
+	l := s.lis
+	if l.listening {
+		send(ch)
+	}
+	s.mu.Unlock()
+	context.AfterFunc(ctx, func() { s.unwatch(ch) })
+
+	// Return once listening, so that nothing created after Watch returns
+	// is missed; but not later than a few seconds when the database is
+	// unreachable.
+	t := time.NewTimer(5 * time.Second)
+	defer t.Stop()
+	select {
+	case <-l.ready:
+	case <-ctx.Done():
+	case <-t.C:
+	}
+	return ch
+}
+
+// unwatch ends the Watch of ch, and stops listening after the last one.
+func (s *Store) unwatch(ch chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.watchers[ch]; !ok {
+		return // Close ended it
+	}
+	delete(s.watchers, ch)
+	close(ch)
+	if len(s.watchers) == 0 && s.lis != nil {
+		s.lis.cancel()
+		s.lis = nil
+	}
+}
+
+// startListening starts a listening goroutine. s.mu is held.
+func (s *Store) startListening() {
+	ctx, cancel := context.WithCancel(s.done)
+	l := &listener{cancel: cancel, ready: make(chan struct{})}
+	s.lis = l
+	s.listeners.Add(1)
 	go func() {
-		defer close(ch)
-		defer unhook()
+		defer s.listeners.Done()
+		defer l.setReady()
 		defer cancel()
-		first := true
 		for ctx.Err() == nil {
-			err := s.listen(ctx, ch, func() {
-				if first {
-					first = false
-					close(ready)
-				}
-				// Notifications sent before this point were missed.
-				send(ch)
-			})
-			if ctx.Err() != nil || errors.Is(err, store.ErrClosed) {
-				break
+			_ = s.listen(ctx, l)
+			s.mu.Lock()
+			l.listening = false
+			s.mu.Unlock()
+			if ctx.Err() != nil {
+				return
 			}
+			// The connection failed or could not be opened: try again
+			// shortly.
 			t := time.NewTimer(time.Second)
 			select {
 			case <-ctx.Done():
@@ -485,22 +610,23 @@ func (s *Store) Watch(ctx context.Context) <-chan struct{} {
 			}
 			t.Stop()
 		}
-		if first {
-			close(ready)
-		}
 	}()
-	// Return once listening, so that nothing created after Watch returns
-	// is missed; but not later than a few seconds when the database is
-	// unreachable (the goroutine keeps trying, and sends a wake-up once it
-	// listens).
-	t := time.NewTimer(5 * time.Second)
-	defer t.Stop()
-	select {
-	case <-ready:
-	case <-ctx.Done():
-	case <-t.C:
+}
+
+// wake sends a wake-up to every watcher, if l still serves them; with
+// started, l has just started listening.
+func (s *Store) wake(l *listener, started bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.lis != l {
+		return
 	}
-	return ch
+	if started {
+		l.listening = true
+	}
+	for ch := range s.watchers {
+		send(ch)
+	}
 }
 
 func send(ch chan struct{}) {
@@ -510,29 +636,52 @@ func send(ch chan struct{}) {
 	}
 }
 
-func (s *Store) listen(ctx context.Context, ch chan struct{}, listening func()) error {
-	if err := s.check(); err != nil {
-		return err
-	}
-	conn, err := s.pool.Acquire(ctx)
+// listen opens a connection, LISTENs on it and turns notifications into
+// wake-ups until the connection fails or ctx is done.
+func (s *Store) listen(ctx context.Context, l *listener) error {
+	conn, err := s.connect(ctx)
 	if err != nil {
 		return err
 	}
-	// The connection carries a LISTEN: it must not go back to the pool.
 	defer func() {
-		conn.Conn().Close(context.WithoutCancel(ctx))
-		conn.Release()
+		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = conn.Close(cctx)
 	}()
 	if _, err := conn.Exec(ctx, "LISTEN "+s.channel); err != nil {
 		return err
 	}
-	listening()
+	// Notifications sent before this point were missed: wake everyone.
+	s.wake(l, true)
+	l.setReady()
 	for {
-		if _, err := conn.Conn().WaitForNotification(ctx); err != nil {
+		if _, err := conn.WaitForNotification(ctx); err != nil {
 			return err
 		}
-		send(ch)
+		s.wake(l, false)
 	}
+}
+
+// connect opens a connection outside the pool with the pool's settings.
+func (s *Store) connect(ctx context.Context) (*pgx.Conn, error) {
+	cfg := s.pool.Config() // a copy
+	cc := cfg.ConnConfig
+	if cfg.BeforeConnect != nil {
+		if err := cfg.BeforeConnect(ctx, cc); err != nil {
+			return nil, err
+		}
+	}
+	conn, err := pgx.ConnectConfig(ctx, cc)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.AfterConnect != nil {
+		if err := cfg.AfterConnect(ctx, conn); err != nil {
+			_ = conn.Close(ctx)
+			return nil, err
+		}
+	}
+	return conn, nil
 }
 
 // Count implements store.Store.
@@ -601,7 +750,8 @@ func (s *Store) List(ctx context.Context, f store.Filter) ([]store.Record, error
 	return out, nil
 }
 
-// Close implements store.Store. It closes the pool when Open created it.
+// Close implements store.Store. It ends every Watch, closes the listening
+// connection, and closes the pool when Open created it.
 func (s *Store) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -609,8 +759,14 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
+	for ch := range s.watchers {
+		close(ch)
+	}
+	s.watchers, s.lis = nil, nil
 	s.mu.Unlock()
 	s.stop()
+	// The listening connection is not the pool's: close it here.
+	s.listeners.Wait()
 	if s.ownPool {
 		s.pool.Close()
 	}

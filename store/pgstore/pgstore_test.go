@@ -21,6 +21,13 @@ var sharedPool *pgxpool.Pool
 // test, so tests never see each other's rows.
 func newStore(t testing.TB) *pgstore.Store {
 	t.Helper()
+	s, _ := newStoreSchema(t)
+	return s
+}
+
+// newStoreSchema is newStore, and also returns the schema's name.
+func newStoreSchema(t testing.TB) (*pgstore.Store, string) {
+	t.Helper()
 	dsn := storetest.PostgresDSN(t)
 	if sharedPool == nil {
 		p, err := pgxpool.New(context.Background(), dsn)
@@ -36,7 +43,7 @@ func newStore(t testing.TB) *pgstore.Store {
 		_ = s.Close()
 		_, _ = sharedPool.Exec(context.Background(), "DROP SCHEMA "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
 	})
-	return s
+	return s, schema
 }
 
 func TestConformance(t *testing.T) {

@@ -1,0 +1,316 @@
+package runner_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/stepflow-io/go-stepflow/codec"
+	"github.com/stepflow-io/go-stepflow/combinators"
+	"github.com/stepflow-io/go-stepflow/runner"
+	"github.com/stepflow-io/go-stepflow/stepflow"
+	"github.com/stepflow-io/go-stepflow/store"
+	"github.com/stepflow-io/go-stepflow/store/pgstore"
+	"github.com/stepflow-io/go-stepflow/store/storetest"
+)
+
+// TestPostgresRunnerWithSmallPool: a runner with as many workers as its
+// pool has connections makes progress (watching for notifications must
+// not take the connections that claims and commits need).
+func TestPostgresRunnerWithSmallPool(t *testing.T) {
+	for _, tc := range []struct{ workers, conns int }{{4, 4}, {2, 2}} {
+		t.Run(fmt.Sprintf("workers=%d,conns=%d", tc.workers, tc.conns), func(t *testing.T) {
+			schema := newSchema(t)
+			cfg, err := pgxpool.ParseConfig(storetest.PostgresDSN(t))
+			require.NoError(t, err)
+			cfg.MaxConns = int32(tc.conns)
+			small, err := pgxpool.NewWithConfig(context.Background(), cfg)
+			require.NoError(t, err)
+			defer small.Close()
+			s := pgstore.New(small, &pgstore.Options{Schema: schema})
+			defer s.Close()
+			require.NoError(t, s.Migrate(t.Context()))
+			// The test reads through a store of its own on another pool,
+			// so that what it sees does not depend on the small pool.
+			reader := newPG(t, schema)
+
+			var reported atomic.Int64
+			r, err := runner.New(countingFlow(t, 3, nil), s, &runner.Options{
+				Workers: tc.workers, Batch: 4, Lease: 5 * time.Second,
+				OnError: func(error) { reported.Add(1) },
+			})
+			require.NoError(t, err)
+			const procs = 20
+			for i := range procs {
+				_, err := r.Start(t.Context(), fmt.Sprintf("p%02d", i), counter{})
+				require.NoError(t, err)
+			}
+			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+			defer cancel()
+			done := make(chan error, 1)
+			go func() { done <- r.Run(ctx) }()
+			finished := func() int {
+				c, err := reader.Count(t.Context())
+				require.NoError(t, err)
+				return c.ByStatus[stepflow.Done]
+			}
+			assert.Eventually(t, func() bool { return finished() == procs }, 15*time.Second, 20*time.Millisecond,
+				"every process finishes")
+			cancel()
+			require.NoError(t, <-done)
+			assert.Equal(t, procs, finished(), "processes done (errors reported: %d)", reported.Load())
+		})
+	}
+}
+
+// stuckStore never answers claims, like a store whose connections are
+// all taken: the call waits until its context ends.
+type stuckStore struct{ store.Store }
+
+func (stuckStore) Claim(ctx context.Context, _ store.Claim) ([]store.Record, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// TestRunReportsStall: a runner whose claims never return says so through
+// OnError, with an error matching runner.ErrStalled, instead of waiting
+// silently.
+func TestRunReportsStall(t *testing.T) {
+	reports := make(chan error, 100)
+	r, err := runner.New(countingFlow(t, 1, nil), stuckStore{store.NewMemory()}, &runner.Options{
+		Lease: 300 * time.Millisecond,
+		OnError: func(err error) {
+			select {
+			case reports <- err:
+			default:
+			}
+		},
+	})
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	var stall *runner.StallError
+	deadline := time.After(5 * time.Second)
+	for stall == nil {
+		select {
+		case err := <-reports:
+			assert.ErrorIs(t, err, context.DeadlineExceeded, "a claim that takes too long is an error")
+			errors.As(err, &stall)
+		case <-deadline:
+			t.Fatal("no stall reported within 5s")
+		}
+	}
+	assert.ErrorIs(t, stall, runner.ErrStalled)
+	assert.GreaterOrEqual(t, stall.For, 300*time.Millisecond)
+	cancel()
+	require.NoError(t, <-done, "a stall does not end Run")
+}
+
+// TestLeaseFromInSteps: a step finds the lease of its process in its
+// context, with the revision it was loaded at, which grows with every
+// commit, also when the processes of one batch are at different revisions.
+func TestLeaseFromInSteps(t *testing.T) {
+	ctx := t.Context()
+	clock := newClock()
+	var mu sync.Mutex
+	seen := map[string][]runner.Lease{}
+	record := func(ctx context.Context, _ *counter) error {
+		l, ok := runner.LeaseFrom(ctx)
+		if !ok {
+			return errors.New("no lease in the step's context")
+		}
+		call, _ := stepflow.CallFrom(ctx)
+		mu.Lock()
+		seen[call.ID] = append(seen[call.ID], l)
+		mu.Unlock()
+		return nil
+	}
+	f := stepflow.Must(stepflow.New("lease/v1",
+		combinators.Do("s0", record), combinators.Do("s1", record), combinators.Do("s2", record)))
+	r, err := runner.New(f, store.NewMemory(), &runner.Options{Owner: "runner-a", Clock: clock, Lease: time.Minute})
+	require.NoError(t, err)
+	_, err = r.Start(ctx, "p", counter{})
+	require.NoError(t, err)
+	_, err = r.Step(ctx) // p is at revision 2 now
+	require.NoError(t, err)
+	_, err = r.Start(ctx, "q", counter{}) // q at revision 1: one batch holds both
+	require.NoError(t, err)
+	drain(t, r)
+
+	for _, id := range []string{"p", "q"} {
+		require.Len(t, seen[id], 3, id)
+		for i, l := range seen[id] {
+			assert.Equal(t, "runner-a", l.Owner, "%s step %d", id, i)
+			assert.Equal(t, uint64(i+1), l.Revision, "%s step %d: revisions grow with each commit", id, i)
+			assert.True(t, clock.Now().Add(time.Minute).Equal(l.Until), "%s step %d: until %s", id, i, l.Until)
+		}
+	}
+	_, ok := runner.LeaseFrom(ctx)
+	assert.False(t, ok, "no lease outside a runner")
+}
+
+// storeKind makes a fresh store of one kind for a test.
+type storeKind struct {
+	name string
+	make func(t *testing.T) store.Store
+}
+
+func allStores() []storeKind {
+	return []storeKind{
+		{"memory", func(*testing.T) store.Store { return store.NewMemory() }},
+		{"bolt", func(t *testing.T) store.Store { return newBolt(t, "") }},
+		{"postgres", func(t *testing.T) store.Store { return newPG(t, newSchema(t)) }},
+	}
+}
+
+// TestVerify: the verification pass quarantines the records a claim
+// would quarantine and the damaged records of ended processes a claim
+// never sees, keeps their bytes, and leaves everything else alone.
+func TestVerify(t *testing.T) {
+	for _, kind := range allStores() {
+		t.Run(kind.name, func(t *testing.T) {
+			ctx := t.Context()
+			s := kind.make(t)
+			clock := newClock()
+			flow := countingFlow(t, 2, nil)
+			r, err := runner.New(flow, s, &runner.Options{Clock: clock})
+			require.NoError(t, err)
+
+			// 230 ended processes (more than one page of List) and 20
+			// still running.
+			for i := range 230 {
+				_, err := r.Start(ctx, fmt.Sprintf("done%03d", i), counter{})
+				require.NoError(t, err)
+			}
+			drain(t, r)
+			for i := range 20 {
+				_, err := r.Start(ctx, fmt.Sprintf("run%02d", i), counter{})
+				require.NoError(t, err)
+			}
+			// Damage.
+			garbage := []byte{0xF5, 'm', 1, 0xc1, 0xc1}
+			require.NoError(t, s.Create(ctx, store.Record{ID: "bad-garbage", Status: stepflow.Done, Blob: garbage}))
+			enc := codec.Msgpack[counter](nil)
+			st := flow.Start(counter{N: 1})
+			st.ID = "someone-else"
+			b, err := enc.Encode(st)
+			require.NoError(t, err)
+			require.NoError(t, s.Create(ctx, store.Record{ID: "bad-id", Status: st.Status, Blob: b}))
+			// Processes of another flow version: a running one (a claim
+			// would quarantine it) and an ended one (left alone).
+			old := countingFlowVersion(t, "count/v0")
+			st = old.Start(counter{})
+			st.ID = "old-running"
+			b, err = enc.Encode(st)
+			require.NoError(t, err)
+			require.NoError(t, s.Create(ctx, store.Record{ID: "old-running", Status: st.Status, Blob: b}))
+			st.ID = "old-done"
+			for !st.Terminal() {
+				st, err = old.Apply(ctx, st)
+				require.NoError(t, err)
+			}
+			b, err = enc.Encode(st)
+			require.NoError(t, err)
+			require.NoError(t, s.Create(ctx, store.Record{ID: "old-done", Status: st.Status, Blob: b}))
+			require.NoError(t, s.Create(ctx, store.Record{ID: "quarantined-before", Status: stepflow.Running,
+				Quarantine: "earlier trouble", Blob: []byte("x")}))
+
+			rep, err := r.Verify(ctx)
+			require.NoError(t, err)
+			assert.Equal(t, 230+20+5, rep.Checked)
+			assert.Equal(t, 250, rep.OK)
+			assert.Equal(t, 1, rep.AlreadyQuarantined)
+			assert.Equal(t, 1, rep.OtherVersion)
+			assert.Empty(t, rep.Skipped)
+			reasons := map[string]string{}
+			for _, p := range rep.Quarantined {
+				reasons[p.ID] = p.Reason
+			}
+			require.Len(t, reasons, 3, "%+v", rep.Quarantined)
+			assert.Contains(t, reasons["bad-garbage"], "decode")
+			assert.Contains(t, reasons["bad-id"], "someone-else")
+			assert.Contains(t, reasons["old-running"], "count/v0")
+
+			rec, err := s.Load(ctx, "bad-garbage")
+			require.NoError(t, err)
+			assert.Equal(t, garbage, rec.Blob, "the bytes are kept")
+			assert.Equal(t, reasons["bad-garbage"], rec.Quarantine)
+			_, err = r.State(ctx, "bad-garbage")
+			assert.ErrorIs(t, err, runner.ErrQuarantined)
+			rec, err = s.Load(ctx, "old-done")
+			require.NoError(t, err)
+			assert.Empty(t, rec.Quarantine, "an ended process of another version is left alone")
+
+			// A second pass finds nothing new, and the runner carries on.
+			rep, err = r.Verify(ctx)
+			require.NoError(t, err)
+			assert.Empty(t, rep.Quarantined)
+			assert.Equal(t, 4, rep.AlreadyQuarantined)
+			assert.Equal(t, 250, rep.OK)
+			assert.Equal(t, 40, drain(t, r))
+			c, err := r.Counts(ctx)
+			require.NoError(t, err)
+			assert.Equal(t, 4, c.Quarantined)
+			assert.Equal(t, 251, c.ByStatus[stepflow.Done])
+		})
+	}
+}
+
+// repairingStore repairs a record just before the first quarantine write
+// for it arrives, as an operator might while Verify runs.
+type repairingStore struct {
+	store.Store
+	id   string
+	blob []byte
+	once sync.Once
+}
+
+func (s *repairingStore) Commit(ctx context.Context, owner string, ws []store.Write) ([]error, error) {
+	if len(ws) == 1 && ws[0].ID == s.id && ws[0].Quarantine != "" {
+		s.once.Do(func() {
+			rec, err := s.Store.Load(ctx, s.id)
+			if err == nil {
+				_, _ = s.Store.Commit(ctx, "", []store.Write{{ID: s.id, Revision: rec.Revision, Status: stepflow.Running, Blob: s.blob}})
+			}
+		})
+	}
+	return s.Store.Commit(ctx, owner, ws)
+}
+
+// TestVerifyRechecksChangedRecord: a record that changed between its read
+// and its quarantine write is read again and judged by what it is now.
+func TestVerifyRechecksChangedRecord(t *testing.T) {
+	ctx := t.Context()
+	flow := countingFlow(t, 1, nil)
+	st := flow.Start(counter{})
+	st.ID = "p"
+	good, err := codec.Msgpack[counter](nil).Encode(st)
+	require.NoError(t, err)
+	mem := store.NewMemory()
+	require.NoError(t, mem.Create(ctx, store.Record{ID: "p", Status: stepflow.Running, Blob: []byte("garbage")}))
+	r, err := runner.New(flow, &repairingStore{Store: mem, id: "p", blob: good}, nil)
+	require.NoError(t, err)
+	rep, err := r.Verify(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, 1, rep.Checked)
+	assert.Equal(t, 1, rep.OK, "%+v", rep)
+	assert.Empty(t, rep.Quarantined)
+	rec, err := mem.Load(ctx, "p")
+	require.NoError(t, err)
+	assert.Empty(t, rec.Quarantine)
+}
+
+// countingFlowVersion is a one-step flow with the given version.
+func countingFlowVersion(t testing.TB, version string) *stepflow.Flow[counter] {
+	return stepflow.Must(stepflow.New(version, combinators.Do("x", func(_ context.Context, d *counter) error { d.N++; return nil })))
+}
