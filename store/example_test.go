@@ -15,7 +15,7 @@ func Example() {
 	ctx := context.Background()
 	s := store.NewMemory()
 	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	_ = s.Create(ctx, store.Record{ID: "p1", Status: stepflow.Running, Blob: []byte("state v1")})
+	_ = s.Create(ctx, store.Record{ID: "p1", Version: "order/v1", Status: stepflow.Running, Blob: []byte("state v1")})
 
 	claimed, _ := s.Claim(ctx, store.Claim{Owner: "runner-a", Now: now, Limit: 10, Lease: 30 * time.Second})
 	fmt.Println("claimed:", claimed[0].ID, "revision", claimed[0].Revision, "leased to", claimed[0].Owner)

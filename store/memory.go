@@ -3,6 +3,8 @@ package store
 import (
 	"cmp"
 	"context"
+	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -19,27 +21,34 @@ import (
 //
 // The zero value is not ready; use NewMemory.
 type Memory struct {
-	mu       sync.Mutex
-	byID     map[string]*memItem
-	sched    scheduler
-	counts   [256]int // by stepflow.Status
-	quar     int
+	mu     sync.Mutex
+	byID   map[string]*memItem
+	scheds map[string]*scheduler // by flow version
+	counts Counts
+	// watchers and ended are the channels of Watch and WatchEnded.
 	watchers map[chan struct{}]struct{}
+	ended    map[chan struct{}]struct{}
 	closed   bool
+	// now is the clock for writes that bring no time.
+	now func() time.Time
 }
 
 type memItem struct {
-	rec Record
-	num int32 // its number in the scheduler
-	in  uint8 // which part of the scheduler holds it (inNone...)
-	idx int   // its position there
+	rec   Record
+	sched *scheduler // of its version, while it is scheduled
+	num   int32      // its number in sched
+	in    uint8      // which part of sched holds it (inNone...)
+	idx   int        // its position there
 }
 
 // NewMemory returns an empty in-memory store.
 func NewMemory() *Memory {
 	return &Memory{
 		byID:     map[string]*memItem{},
+		scheds:   map[string]*scheduler{},
 		watchers: map[chan struct{}]struct{}{},
+		ended:    map[chan struct{}]struct{}{},
+		now:      time.Now,
 	}
 }
 
@@ -47,26 +56,59 @@ var _ Store = (*Memory)(nil)
 
 // Create implements Store.
 func (m *Memory) Create(ctx context.Context, rec Record) error {
-	if rec.ID == "" {
-		return ErrInvalid
+	errs, err := m.CreateMany(ctx, []Record{rec})
+	if err != nil {
+		return err
 	}
+	if errs != nil {
+		return errs[0]
+	}
+	return nil
+}
+
+// CreateMany implements Store.
+func (m *Memory) CreateMany(ctx context.Context, recs []Record) ([]error, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
-		return ErrClosed
+		return nil, ErrClosed
 	}
-	if _, ok := m.byID[rec.ID]; ok {
-		return ErrExists
+	var errs []error
+	fail := func(i int, err error) {
+		if errs == nil {
+			errs = make([]error, len(recs))
+		}
+		errs[i] = err
 	}
-	rec.Revision, rec.Owner = 1, ""
-	rec.Due = NormalizeDue(rec.Status, rec.Quarantine, rec.Due)
-	it := &memItem{rec: rec}
-	m.sched.add(it)
-	m.byID[rec.ID] = it
-	m.count(&it.rec, 1)
-	m.schedule(it)
-	m.notify()
-	return nil
+	seen := make(map[string]bool, len(recs))
+	for i := range recs {
+		rec := recs[i]
+		if rec.ID == "" {
+			fail(i, fmt.Errorf("%w: empty id", ErrInvalid))
+			continue
+		}
+		if err := FillVersion(&rec); err != nil {
+			fail(i, err)
+			continue
+		}
+		if _, ok := m.byID[rec.ID]; ok || seen[rec.ID] {
+			fail(i, fmt.Errorf("%w: %q", ErrExists, rec.ID))
+			continue
+		}
+		seen[rec.ID] = true
+		rec.Revision, rec.Owner = 1, ""
+		rec.Due = NormalizeDue(rec.Status, rec.Quarantine, rec.Due)
+		if rec.Updated.IsZero() {
+			rec.Updated = m.now()
+		}
+		rec.Updated = rec.Updated.UTC()
+		it := &memItem{rec: rec}
+		m.byID[rec.ID] = it
+		m.counts.Add(&it.rec, 1)
+		m.schedule(it)
+	}
+	m.notify(m.watchers)
+	return errs, nil
 }
 
 // Load implements Store.
@@ -96,21 +138,46 @@ func (m *Memory) Claim(ctx context.Context, c Claim) ([]Record, error) {
 	}
 	var out []Record
 	for len(out) < c.Limit {
-		e := m.sched.first()
+		s, e := m.first(c.Versions)
 		if e == nil || e.after(c.Now) {
 			break
 		}
 		if out == nil {
-			out = make([]Record, 0, min(c.Limit, m.sched.len()))
+			out = make([]Record, 0, min(c.Limit, s.len()))
 		}
 		// The lease's end becomes the due time: the record comes due
 		// again, for anyone, when the lease expires.
-		it := m.sched.item(e)
+		it := s.item(e)
 		it.rec.Owner, it.rec.Due = c.Owner, until
 		m.schedule(it)
 		out = append(out, it.rec)
 	}
 	return out, nil
+}
+
+// first returns the earliest scheduled entry among the given versions
+// (all when empty), and its scheduler.
+func (m *Memory) first(versions []string) (*scheduler, *dueEntry) {
+	var bs *scheduler
+	var be *dueEntry
+	consider := func(s *scheduler) {
+		if s == nil {
+			return
+		}
+		if e := s.first(); e != nil && (be == nil || e.before(be, s, bs)) {
+			bs, be = s, e
+		}
+	}
+	if len(versions) == 0 {
+		for _, s := range m.scheds {
+			consider(s)
+		}
+	} else {
+		for _, v := range versions {
+			consider(m.scheds[v])
+		}
+	}
+	return bs, be
 }
 
 // Commit implements Store. The batch is applied under one lock, which is
@@ -122,7 +189,7 @@ func (m *Memory) Commit(ctx context.Context, owner string, ws []Write) ([]error,
 		return nil, ErrClosed
 	}
 	var errs []error
-	wake := false
+	wake, ended := false, false
 	for i := range ws {
 		w := &ws[i]
 		it, ok := m.byID[w.ID]
@@ -142,7 +209,7 @@ func (m *Memory) Commit(ctx context.Context, owner string, ws []Write) ([]error,
 			errs[i] = &WriteError{ID: w.ID, Err: err}
 			continue
 		}
-		m.count(&it.rec, -1)
+		m.counts.Add(&it.rec, -1)
 		it.rec.Revision++
 		it.rec.Status = w.Status
 		it.rec.Quarantine = w.Quarantine
@@ -150,13 +217,25 @@ func (m *Memory) Commit(ctx context.Context, owner string, ws []Write) ([]error,
 		it.rec.Due = NormalizeDue(w.Status, w.Quarantine, w.Due)
 		if w.Blob != nil {
 			it.rec.Blob = w.Blob
+			it.rec.Position, it.rec.ErrorKind = w.Position, w.ErrorKind
 		}
-		m.count(&it.rec, 1)
+		if w.Version != "" {
+			it.rec.Version = w.Version
+		}
+		it.rec.Updated = w.Updated.UTC()
+		if w.Updated.IsZero() {
+			it.rec.Updated = m.now().UTC()
+		}
+		m.counts.Add(&it.rec, 1)
 		m.schedule(it)
 		wake = wake || owner == ""
+		ended = ended || w.Status.Terminal()
 	}
 	if wake {
-		m.notify()
+		m.notify(m.watchers)
+	}
+	if ended {
+		m.notify(m.ended)
 	}
 	return errs, nil
 }
@@ -197,26 +276,31 @@ func (m *Memory) Release(ctx context.Context, owner string, ids []string, now ti
 		it.rec.Owner, it.rec.Due = "", now.UTC()
 		m.schedule(it)
 	}
-	m.notify()
+	m.notify(m.watchers)
 	return nil
 }
 
 // NextDue implements Store.
-func (m *Memory) NextDue(ctx context.Context) (time.Time, bool, error) {
+func (m *Memory) NextDue(ctx context.Context, versions []string) (time.Time, bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
 		return time.Time{}, false, ErrClosed
 	}
-	e := m.sched.first()
+	s, e := m.first(versions)
 	if e == nil {
 		return time.Time{}, false, nil
 	}
-	return m.sched.item(e).rec.Due, true, nil
+	return s.item(e).rec.Due, true, nil
 }
 
 // Watch implements Store.
-func (m *Memory) Watch(ctx context.Context) <-chan struct{} {
+func (m *Memory) Watch(ctx context.Context) <-chan struct{} { return m.watch(ctx, m.watchers) }
+
+// WatchEnded implements Store.
+func (m *Memory) WatchEnded(ctx context.Context) <-chan struct{} { return m.watch(ctx, m.ended) }
+
+func (m *Memory) watch(ctx context.Context, set map[chan struct{}]struct{}) <-chan struct{} {
 	ch := make(chan struct{}, 1)
 	m.mu.Lock()
 	if m.closed {
@@ -224,15 +308,15 @@ func (m *Memory) Watch(ctx context.Context) <-chan struct{} {
 		close(ch)
 		return ch
 	}
-	m.watchers[ch] = struct{}{}
+	set[ch] = struct{}{}
 	m.mu.Unlock()
 	// context.AfterFunc runs in its own goroutine owned by the context: it
 	// unregisters and closes the channel once, when ctx is done.
 	context.AfterFunc(ctx, func() {
 		m.mu.Lock()
 		defer m.mu.Unlock()
-		if _, ok := m.watchers[ch]; ok {
-			delete(m.watchers, ch)
+		if _, ok := set[ch]; ok {
+			delete(set, ch)
 			close(ch)
 		}
 	})
@@ -246,11 +330,12 @@ func (m *Memory) Count(ctx context.Context) (Counts, error) {
 	if m.closed {
 		return Counts{}, ErrClosed
 	}
-	c := Counts{ByStatus: map[stepflow.Status]int{}, Quarantined: m.quar}
-	for s, n := range m.counts {
-		if n > 0 {
-			c.ByStatus[stepflow.Status(s)] = n
-		}
+	c := Counts{ByStatus: maps.Clone(m.counts.ByStatus), Quarantined: m.counts.Quarantined, ByVersion: map[string]VersionCounts{}}
+	if c.ByStatus == nil {
+		c.ByStatus = map[stepflow.Status]int{}
+	}
+	for v, vc := range m.counts.ByVersion {
+		c.ByVersion[v] = VersionCounts{ByStatus: maps.Clone(vc.ByStatus), Quarantined: vc.Quarantined}
 	}
 	return c, nil
 }
@@ -279,18 +364,62 @@ func (m *Memory) List(ctx context.Context, f Filter) ([]Record, error) {
 	return out, nil
 }
 
-// Match reports whether r passes f (ignoring f.Limit), for implementations.
-func Match(r *Record, f Filter) bool {
-	if f.After != "" && r.ID <= f.After {
-		return false
+// Delete implements Store.
+func (m *Memory) Delete(ctx context.Context, ids []string) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return 0, ErrClosed
 	}
-	if f.Quarantined {
-		return r.Quarantine != ""
+	n := 0
+	for _, id := range ids {
+		if it, ok := m.byID[id]; ok {
+			m.remove(it)
+			n++
+		}
 	}
-	if f.Status != nil {
-		return r.Quarantine == "" && r.Status == *f.Status
+	if n > 0 {
+		m.notify(m.ended)
 	}
-	return true
+	return n, nil
+}
+
+// DeleteEnded implements Store. It scans every process: the in-memory
+// store is for tests and benchmarks.
+func (m *Memory) DeleteEnded(ctx context.Context, before time.Time, limit int) (int, error) {
+	if limit <= 0 {
+		return 0, fmt.Errorf("%w: limit %d", ErrInvalid, limit)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return 0, ErrClosed
+	}
+	var old []*memItem
+	for _, it := range m.byID {
+		if it.rec.Status.Terminal() && it.rec.Quarantine == "" && it.rec.Updated.Before(before) {
+			old = append(old, it)
+		}
+	}
+	slices.SortFunc(old, func(a, b *memItem) int {
+		return cmp.Or(a.rec.Updated.Compare(b.rec.Updated), cmp.Compare(a.rec.ID, b.rec.ID))
+	})
+	old = old[:min(limit, len(old))]
+	for _, it := range old {
+		m.remove(it)
+	}
+	return len(old), nil
+}
+
+// remove takes it out of the store. Its scheduler keeps, under its
+// number, only its id, which stale queue entries may still compare.
+func (m *Memory) remove(it *memItem) {
+	m.unschedule(it)
+	m.counts.Add(&it.rec, -1)
+	delete(m.byID, it.rec.ID)
+	if it.sched != nil {
+		it.sched.items[it.num] = &memItem{rec: Record{ID: it.rec.ID}, num: it.num}
+	}
 }
 
 // Close implements Store. It closes every Watch channel.
@@ -308,27 +437,37 @@ func (m *Memory) Close() error {
 	return nil
 }
 
-// count adds d to the counter r belongs to.
-func (m *Memory) count(r *Record, d int) {
-	if r.Quarantine != "" {
-		m.quar += d
+// schedule files it under its version, due time and owner, or nowhere
+// when it is never due.
+func (m *Memory) schedule(it *memItem) {
+	m.unschedule(it)
+	if it.rec.Due.IsZero() {
 		return
 	}
-	m.counts[r.Status] += d
+	s := m.scheds[it.rec.Version]
+	if s == nil {
+		s = &scheduler{}
+		m.scheds[it.rec.Version] = s
+	}
+	if it.sched != s {
+		// First scheduled under this version: number it there. (Its
+		// old scheduler keeps its number, unused from now on.)
+		s.add(it)
+		it.sched = s
+	}
+	s.link(it)
 }
 
-// schedule files it under its current due time and owner, or nowhere when
-// it is never due.
-func (m *Memory) schedule(it *memItem) {
-	m.sched.unlink(it)
-	if !it.rec.Due.IsZero() {
-		m.sched.link(it)
+// unschedule takes it out of its scheduler, if any.
+func (m *Memory) unschedule(it *memItem) {
+	if it.sched != nil {
+		it.sched.unlink(it)
 	}
 }
 
-// notify wakes every watcher without blocking.
-func (m *Memory) notify() {
-	for ch := range m.watchers {
+// notify wakes every channel of set without blocking.
+func (m *Memory) notify(set map[chan struct{}]struct{}) {
+	for ch := range set {
 		select {
 		case ch <- struct{}{}:
 		default:
@@ -360,7 +499,7 @@ const (
 // pointers (items are named by their number), so that moving them costs
 // the garbage collector nothing.
 type scheduler struct {
-	items  []*memItem // by memItem.num; a store never deletes a process
+	items  []*memItem // by memItem.num
 	ready  dueQueue
 	later  []dueEntry // heap
 	leased []dueEntry // heap
@@ -459,6 +598,19 @@ func (s *scheduler) link(it *memItem) {
 		it.in = inLater
 		s.push(&s.later, e)
 	}
+}
+
+// before orders entries of two schedulers as less orders those of one.
+func (e *dueEntry) before(o *dueEntry, es, os *scheduler) bool {
+	switch {
+	case e.sec != o.sec:
+		return e.sec < o.sec
+	case e.nsec != o.nsec:
+		return e.nsec < o.nsec
+	case e.pre != o.pre:
+		return e.pre < o.pre
+	}
+	return es.id(e) < os.id(o)
 }
 
 // after reports whether the entry is due after t.

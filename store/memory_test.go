@@ -64,7 +64,7 @@ func TestMemoryClaimOrder(t *testing.T) {
 				if due.IsZero() {
 					due = store.DueNow
 				}
-				err := s.Create(ctx, store.Record{ID: id, Status: stepflow.Running, Due: due})
+				err := s.Create(ctx, store.Record{ID: id, Version: "test/v1", Status: stepflow.Running, Due: due})
 				if m != nil {
 					require.ErrorIs(rt, err, store.ErrExists)
 					continue
@@ -144,7 +144,7 @@ func TestMemoryClaimOrder(t *testing.T) {
 				}
 			}
 		}
-		next, ok, err := s.NextDue(ctx)
+		next, ok, err := s.NextDue(ctx, nil)
 		require.NoError(rt, err)
 		var want time.Time
 		for _, m := range model {
@@ -169,7 +169,7 @@ func BenchmarkMemoryClaimCommit(b *testing.B) {
 			defer s.Close()
 			blob := []byte("state")
 			for i := range n {
-				require.NoError(b, s.Create(ctx, store.Record{ID: fmt.Sprintf("p%07d", i), Status: stepflow.Running, Blob: blob}))
+				require.NoError(b, s.Create(ctx, store.Record{ID: fmt.Sprintf("p%07d", i), Version: "bench/v1", Status: stepflow.Running, Blob: blob}))
 			}
 			now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 			ws := make([]store.Write, 0, 256)

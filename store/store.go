@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
+	"github.com/stepflow-io/go-stepflow/codec"
 	"github.com/stepflow-io/go-stepflow/stepflow"
 )
 
@@ -45,12 +47,30 @@ func (e *WriteError) Unwrap() error { return e.Err }
 type Record struct {
 	// ID identifies the process; it is also stepflow.State.ID.
 	ID string
+	// Version is the flow version of the stored state, e.g. "deploy/v1";
+	// the flow's name is the part before '/' (Flow). Stores index it: a
+	// claim names the versions its runner can apply. Create fills it in
+	// from Blob (codec.PeekVersion) when it is empty.
+	Version string
 	// Revision counts the writes of this record: 1 after Create, plus one
 	// per successful write. Writes name the revision they were computed
 	// from.
 	Revision uint64
 	// Status mirrors the state's status, for Count and List.
 	Status stepflow.Status
+	// Position is where the process stands, for people and filters: the
+	// path where it failed, else its first position ("" when it has
+	// ended well or not started). ErrorKind is the kind of its failure
+	// (stepflow.Failure.Kind) when it failed or needs attention. Stores
+	// index both, so that "every deploy process that failed at
+	// shouldDeploy/rollout" is found without reading every state.
+	Position  string
+	ErrorKind string
+	// Updated is when the record was last created or written, as the
+	// writer said (Record.Updated on Create, Write.Updated on Commit), or
+	// the store's clock when the writer gave none. Retention
+	// (DeleteEnded) goes by it.
+	Updated time.Time
 	// Due is when the process should next be applied; zero when it never
 	// is (terminal, needs attention, quarantined). While the record is
 	// leased, Due is the end of the lease.
@@ -63,6 +83,9 @@ type Record struct {
 	Blob []byte
 }
 
+// Flow returns the name of the record's flow: Version up to its first '/'.
+func (r *Record) Flow() string { return codec.FlowName(r.Version) }
+
 // Write is one new state for Commit.
 type Write struct {
 	// ID of the process.
@@ -70,8 +93,17 @@ type Write struct {
 	// Revision is the revision the new state was computed from. The write
 	// applies only if it is still the stored revision.
 	Revision uint64
+	// Version of the new state; "" keeps the stored one. A runner that
+	// migrated the state to a new version of its flow sets it.
+	Version string
 	// Status of the new state.
 	Status stepflow.Status
+	// Position and ErrorKind of the new state (see Record). A quarantine
+	// write (Blob nil) keeps the stored ones.
+	Position  string
+	ErrorKind string
+	// Updated is the time of the write; zero means the store's clock.
+	Updated time.Time
 	// Due is when the new state should next be applied; zero for never.
 	Due time.Time
 	// Blob is the new encoded state. Nil keeps the stored bytes, which a
@@ -93,13 +125,27 @@ type Claim struct {
 	Limit int
 	// Lease is how long the claimed records stay leased. Must be positive.
 	Lease time.Duration
+	// Versions are the flow versions the claimer can apply; only records
+	// of these versions are claimed. Empty claims records of any version.
+	Versions []string
 }
 
-// Counts is how many processes a store holds, by status.
+// Counts is how many processes a store holds, by status, in all and per
+// flow version.
 type Counts struct {
 	// ByStatus counts healthy processes by status.
 	ByStatus map[stepflow.Status]int
 	// Quarantined counts quarantined processes, whatever their status.
+	Quarantined int
+	// ByVersion has the same counts for each flow version that has
+	// processes. An operator reads here that 12 processes of deploy/v3
+	// wait for a runner that knows deploy/v3.
+	ByVersion map[string]VersionCounts
+}
+
+// VersionCounts is Counts for one flow version.
+type VersionCounts struct {
+	ByStatus    map[stepflow.Status]int
 	Quarantined int
 }
 
@@ -112,12 +158,64 @@ func (c Counts) Total() int {
 	return n
 }
 
-// Filter selects records for List.
+// Total is the number of processes of the version, of every kind.
+func (c VersionCounts) Total() int {
+	n := c.Quarantined
+	for _, v := range c.ByStatus {
+		n += v
+	}
+	return n
+}
+
+// Add counts r in c, for implementations that count as they go.
+func (c *Counts) Add(r *Record, d int) {
+	if c.ByStatus == nil {
+		c.ByStatus = map[stepflow.Status]int{}
+	}
+	if c.ByVersion == nil {
+		c.ByVersion = map[string]VersionCounts{}
+	}
+	v := c.ByVersion[r.Version]
+	if v.ByStatus == nil {
+		v.ByStatus = map[stepflow.Status]int{}
+	}
+	if r.Quarantine != "" {
+		c.Quarantined += d
+		v.Quarantined += d
+	} else {
+		c.ByStatus[r.Status] += d
+		v.ByStatus[r.Status] += d
+		if c.ByStatus[r.Status] == 0 {
+			delete(c.ByStatus, r.Status)
+		}
+		if v.ByStatus[r.Status] == 0 {
+			delete(v.ByStatus, r.Status)
+		}
+	}
+	if v.Total() == 0 {
+		delete(c.ByVersion, r.Version)
+	} else {
+		c.ByVersion[r.Version] = v
+	}
+}
+
+// Filter selects records for List. Its conditions all apply.
 type Filter struct {
 	// Status, when not nil, keeps healthy records with this status.
 	Status *stepflow.Status
 	// Quarantined keeps only quarantined records when true.
 	Quarantined bool
+	// Flow keeps records of this flow (any version), Version those of
+	// this exact version.
+	Flow    string
+	Version string
+	// IDPrefix keeps records whose id starts with it.
+	IDPrefix string
+	// Position keeps records standing at this path or below it
+	// ("shouldDeploy" matches "shouldDeploy/rollout"). ErrorKind keeps
+	// records whose failure has this kind.
+	Position  string
+	ErrorKind string
 	// After is an exclusive lower bound on ids, for paging: pass the last
 	// id of the previous page.
 	After string
@@ -167,10 +265,11 @@ type Store interface {
 	// ignored.
 	Release(ctx context.Context, owner string, ids []string, now time.Time) error
 
-	// NextDue returns the earliest Due of any record (leased ones
-	// included, so that a sleeping runner wakes when a lease expires);
-	// ok is false when no record is ever due.
-	NextDue(ctx context.Context) (t time.Time, ok bool, err error)
+	// NextDue returns the earliest Due of any record of the given
+	// versions (any version when versions is empty), leased ones included
+	// so that a sleeping runner wakes when a lease expires; ok is false
+	// when no such record is ever due.
+	NextDue(ctx context.Context, versions []string) (t time.Time, ok bool, err error)
 
 	// Watch returns a channel that receives a value (without blocking the
 	// sender; one pending value at most) when a process may have become due
@@ -184,9 +283,78 @@ type Store interface {
 	// List returns records matching f, ordered by id.
 	List(ctx context.Context, f Filter) ([]Record, error)
 
+	// CreateMany stores new processes as Create does, in one transaction
+	// and with one wake-up. The slice is nil when every record was
+	// created; otherwise it has one entry per record, nil or an error
+	// matching ErrExists (or ErrInvalid), and the other records are
+	// created. A non-nil error means none was.
+	CreateMany(ctx context.Context, recs []Record) ([]error, error)
+
+	// Delete removes processes, whatever their status or lease; a runner
+	// holding one then finds its write refused with ErrNotFound. Ids that
+	// do not exist are ignored. It returns how many it removed.
+	Delete(ctx context.Context, ids []string) (int, error)
+
+	// DeleteEnded removes up to limit processes that have ended (a
+	// terminal status, not quarantined) and were last written before
+	// before, oldest first, and returns how many it removed. Call it
+	// again while it returns limit.
+	DeleteEnded(ctx context.Context, before time.Time, limit int) (int, error)
+
+	// WatchEnded is Watch for ends: the channel receives a value when a
+	// process may have ended (a write with a terminal status, or a
+	// delete), so that a caller waiting for one process reloads it
+	// instead of polling.
+	WatchEnded(ctx context.Context) <-chan struct{}
+
 	// Close releases the store's resources. Other methods then fail with
 	// ErrClosed.
 	Close() error
+}
+
+// FillVersion sets rec.Version from its blob when it is empty, for
+// implementations of Create and CreateMany. A blob whose version cannot
+// be read is an ErrInvalid.
+func FillVersion(rec *Record) error {
+	if rec.Version != "" {
+		return nil
+	}
+	v, err := codec.PeekVersion(rec.Blob)
+	if err != nil {
+		return fmt.Errorf("%w: process %q: no flow version: %v", ErrInvalid, rec.ID, err)
+	}
+	rec.Version = v
+	return nil
+}
+
+// Match reports whether r passes f (ignoring f.After's paging and
+// f.Limit), for implementations.
+func Match(r *Record, f Filter) bool {
+	switch {
+	case f.Quarantined && r.Quarantine == "",
+		f.Status != nil && (r.Quarantine != "" || r.Status != *f.Status),
+		f.Version != "" && r.Version != f.Version,
+		f.Flow != "" && r.Flow() != f.Flow,
+		f.IDPrefix != "" && !strings.HasPrefix(r.ID, f.IDPrefix),
+		f.ErrorKind != "" && r.ErrorKind != f.ErrorKind,
+		f.Position != "" && r.Position != f.Position && !strings.HasPrefix(r.Position, f.Position+"/"):
+		return false
+	}
+	return f.After == "" || r.ID > f.After
+}
+
+// Claimable reports whether a claim for versions may take a record of
+// version v.
+func Claimable(versions []string, v string) bool {
+	if len(versions) == 0 {
+		return true
+	}
+	for _, w := range versions {
+		if w == v {
+			return true
+		}
+	}
+	return false
 }
 
 // CheckClaim validates a claim request, for implementations.

@@ -51,6 +51,16 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"ConcurrentClaims", testConcurrentClaims},
 		{"Invalid", testInvalid},
 		{"Close", testClose},
+		{"VersionsClaim", testVersionsClaim},
+		{"VersionFromBlob", testVersionFromBlob},
+		{"CommitVersion", testCommitVersion},
+		{"CreateMany", testCreateMany},
+		{"Delete", testDelete},
+		{"DeleteEnded", testDeleteEnded},
+		{"WatchEnded", testWatchEnded},
+		{"CountByVersion", testCountByVersion},
+		{"ListFilters", testListFilters},
+		{"ManyFlowsConcurrent", testManyFlowsConcurrent},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore(t)) })
@@ -62,7 +72,7 @@ func ctxT(t *testing.T) context.Context { return t.Context() }
 
 func mustCreate(t *testing.T, s store.Store, id string, st stepflow.Status, due time.Time) {
 	t.Helper()
-	require.NoError(t, s.Create(ctxT(t), store.Record{ID: id, Status: st, Due: due, Blob: []byte("blob-" + id)}))
+	require.NoError(t, s.Create(ctxT(t), store.Record{ID: id, Version: "test/v1", Status: st, Due: due, Blob: []byte("blob-" + id)}))
 }
 
 func ids(rs []store.Record) []string {
@@ -78,7 +88,7 @@ func testCreateLoad(t *testing.T, s store.Store) {
 	_, err := s.Load(ctx, "nope")
 	require.ErrorIs(t, err, store.ErrNotFound)
 
-	require.NoError(t, s.Create(ctx, store.Record{ID: "a", Revision: 42, Owner: "x", Status: stepflow.Waiting, Due: t0, Blob: []byte{0, 1, 2, 0xff}}))
+	require.NoError(t, s.Create(ctx, store.Record{ID: "a", Version: "test/v1", Revision: 42, Owner: "x", Status: stepflow.Waiting, Due: t0, Blob: []byte{0, 1, 2, 0xff}}))
 	r, err := s.Load(ctx, "a")
 	require.NoError(t, err)
 	assert.Equal(t, "a", r.ID)
@@ -89,7 +99,7 @@ func testCreateLoad(t *testing.T, s store.Store) {
 	assert.Equal(t, []byte{0, 1, 2, 0xff}, r.Blob)
 	assert.Empty(t, r.Quarantine)
 
-	err = s.Create(ctx, store.Record{ID: "a", Status: stepflow.Running})
+	err = s.Create(ctx, store.Record{ID: "a", Version: "test/v1", Status: stepflow.Running})
 	require.ErrorIs(t, err, store.ErrExists)
 
 	mustCreate(t, s, "done", stepflow.Done, t0)
@@ -320,28 +330,28 @@ func testRenewRelease(t *testing.T, s store.Store) {
 
 func testNextDue(t *testing.T, s store.Store) {
 	ctx := ctxT(t)
-	_, ok, err := s.NextDue(ctx)
+	_, ok, err := s.NextDue(ctx, nil)
 	require.NoError(t, err)
 	assert.False(t, ok)
 	mustCreate(t, s, "done", stepflow.Done, time.Time{})
-	_, ok, err = s.NextDue(ctx)
+	_, ok, err = s.NextDue(ctx, nil)
 	require.NoError(t, err)
 	assert.False(t, ok, "terminal processes are never due")
 	mustCreate(t, s, "forever", stepflow.Waiting, time.Time{})
-	_, ok, err = s.NextDue(ctx)
+	_, ok, err = s.NextDue(ctx, nil)
 	require.NoError(t, err)
 	assert.False(t, ok, "a waiting process without a wake-up time waits for a signal")
 
 	mustCreate(t, s, "w2", stepflow.Waiting, t0.Add(2*time.Hour))
 	mustCreate(t, s, "w1", stepflow.Waiting, t0.Add(time.Hour))
-	d, ok, err := s.NextDue(ctx)
+	d, ok, err := s.NextDue(ctx, nil)
 	require.NoError(t, err)
 	require.True(t, ok)
 	assert.True(t, t0.Add(time.Hour).Equal(d))
 
 	_, err = s.Claim(ctx, store.Claim{Owner: "A", Now: t0.Add(time.Hour), Limit: 1, Lease: time.Minute})
 	require.NoError(t, err)
-	d, ok, err = s.NextDue(ctx)
+	d, ok, err = s.NextDue(ctx, nil)
 	require.NoError(t, err)
 	require.True(t, ok)
 	assert.True(t, t0.Add(time.Hour+time.Minute).Equal(d), "a lease's end counts: the process is due again then")
@@ -495,7 +505,7 @@ func testModel(t *testing.T, newStore func(t *testing.T) store.Store) {
 			switch rapid.IntRange(0, 4).Draw(rt, "op") {
 			case 0: // create
 				id := fmt.Sprintf("p%d", rapid.IntRange(0, 6).Draw(rt, "id"))
-				err := s.Create(ctx, store.Record{ID: id, Status: stepflow.Running, Blob: []byte("c")})
+				err := s.Create(ctx, store.Record{ID: id, Version: "test/v1", Status: stepflow.Running, Blob: []byte("c")})
 				if _, ok := model[id]; ok {
 					require.ErrorIs(rt, err, store.ErrExists)
 					continue
@@ -567,7 +577,7 @@ func testModel(t *testing.T, newStore func(t *testing.T) store.Store) {
 				want = m.due
 			}
 		}
-		got, ok, err := s.NextDue(ctx)
+		got, ok, err := s.NextDue(ctx, nil)
 		require.NoError(rt, err)
 		require.Equal(rt, !want.IsZero(), ok)
 		if ok {
