@@ -92,11 +92,11 @@ func (fx *benchFixture) reset(b testing.TB) {
 // are done, resetting the processes whenever all have finished.
 func runBench(b *testing.B, fx *benchFixture, runners int, opts runner.Options) {
 	ctx := context.Background()
-	rs := make([]*runner.Runner[counter], runners)
+	rs := make([]*runner.Runner, runners)
 	for i := range rs {
 		o := opts
 		o.Owner = fmt.Sprintf("bench-%d", i)
-		r, err := runner.New(fx.flow, fx.store, &o)
+		r, _, err := newRunner(fx.flow, fx.store, &o)
 		require.NoError(b, err)
 		rs[i] = r
 	}

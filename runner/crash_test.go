@@ -25,6 +25,7 @@ import (
 	"github.com/stepflow-io/go-stepflow/store/boltstore"
 	"github.com/stepflow-io/go-stepflow/store/pgstore"
 	"github.com/stepflow-io/go-stepflow/store/storetest"
+	"github.com/stepflow-io/go-stepflow/versions"
 )
 
 // These tests run runners in child OS processes (the test binary
@@ -38,7 +39,19 @@ const (
 
 // childFlow is the flow child runners execute. Every step sleeps a little
 // (so the kill lands mid-run) and records its execution through record.
-func childFlow(steps int, pause time.Duration, record func(ctx context.Context, id string, step int, start, end time.Time) error) *stepflow.Flow[counter] {
+func childFlow(steps int, pause time.Duration, record recorder) *stepflow.Flow[counter] {
+	return childFlowVersion("crash/v1", steps, pause, record)
+}
+
+// recorder notes one execution of a step of a process.
+type recorder func(ctx context.Context, id, version string, step int, start, end time.Time) error
+
+// childFlowVersion is childFlow under another version name; crash/v2 has
+// one step more than crash/v1, at the end.
+func childFlowVersion(version string, steps int, pause time.Duration, record recorder) *stepflow.Flow[counter] {
+	if version == "crash/v2" {
+		steps++
+	}
 	var nodes []stepflow.Node[counter]
 	for i := range steps {
 		nodes = append(nodes, combinators.Do(fmt.Sprintf("s%d", i), func(ctx context.Context, d *counter) error {
@@ -46,10 +59,21 @@ func childFlow(steps int, pause time.Duration, record func(ctx context.Context, 
 			start := time.Now()
 			time.Sleep(pause)
 			d.N++
-			return record(ctx, call.ID, i, start, time.Now())
+			return record(ctx, call.ID, call.Version, i, start, time.Now())
 		}))
 	}
-	return stepflow.Must(stepflow.New("crash/v1", nodes...))
+	return stepflow.Must(stepflow.New(version, nodes...))
+}
+
+// childRegistry is crash/v1 and crash/v2, which a runner of the next
+// release hosts.
+func childRegistry(steps int, pause time.Duration, record recorder) *versions.Registry[counter] {
+	reg, err := versions.New([]*stepflow.Flow[counter]{childFlowVersion("crash/v1", steps, pause, record), childFlowVersion("crash/v2", steps, pause, record)}, nil,
+		versions.NewMigration[counter]("crash/v1", "crash/v2"))
+	if err != nil {
+		panic(err)
+	}
+	return reg
 }
 
 // TestMain turns the test binary into a child runner when STEPFLOW_CHILD
@@ -69,7 +93,7 @@ func TestMain(m *testing.M) {
 func runChild() error {
 	ctx := context.Background()
 	var s store.Store
-	var record func(ctx context.Context, id string, step int, start, end time.Time) error
+	var record recorder
 	owner := os.Getenv("STEPFLOW_CHILD_OWNER")
 	switch mode := os.Getenv("STEPFLOW_CHILD"); mode {
 	case "bolt":
@@ -94,7 +118,7 @@ func runChild() error {
 			return err
 		}
 		defer f.Close()
-		record = func(_ context.Context, id string, step int, start, end time.Time) error {
+		record = func(_ context.Context, id, _ string, step int, start, end time.Time) error {
 			// One write per line: appends of this size are atomic.
 			_, err := fmt.Fprintf(f, "%s %d %s %d %d\n", id, step, owner, start.UnixNano(), end.UnixNano())
 			return err
@@ -102,21 +126,37 @@ func runChild() error {
 	} else {
 		ps := s.(*pgstore.Store)
 		table := pgx.Identifier{os.Getenv("STEPFLOW_CHILD_SCHEMA"), "executions"}.Sanitize()
-		record = func(ctx context.Context, id string, step int, start, end time.Time) error {
-			_, err := ps.Pool().Exec(ctx, `INSERT INTO `+table+` (id, step, owner, started, ended) VALUES ($1, $2, $3, $4, $5)`,
-				id, step, owner, start.UnixNano(), end.UnixNano())
+		record = func(ctx context.Context, id, version string, step int, start, end time.Time) error {
+			_, err := ps.Pool().Exec(ctx, `INSERT INTO `+table+` (id, version, step, owner, started, ended) VALUES ($1, $2, $3, $4, $5, $6)`,
+				id, version, step, owner, start.UnixNano(), end.UnixNano())
 			return err
 		}
 	}
 	steps, _ := strconv.Atoi(os.Getenv("STEPFLOW_CHILD_STEPS"))
 	pause, _ := time.ParseDuration(os.Getenv("STEPFLOW_CHILD_PAUSE"))
 	batch, _ := strconv.Atoi(os.Getenv("STEPFLOW_CHILD_BATCH"))
-	r, err := runner.New(childFlow(steps, pause, record), s, &runner.Options{
+	r, err := runner.New(s, &runner.Options{
 		Owner: owner, Batch: batch, Lease: 2 * time.Second, MaxIdle: 200 * time.Millisecond,
 		OnError: func(err error) { fmt.Fprintln(os.Stderr, "runner:", err) },
 	})
 	if err != nil {
 		return err
+	}
+	// STEPFLOW_CHILD_RELEASE=next hosts crash/v1 and crash/v2; the
+	// default, crash/v1 alone.
+	var claimed []string
+	if os.Getenv("STEPFLOW_CHILD_RELEASE") == "next" {
+		ps, err := runner.RegisterVersions(r, childRegistry(steps, pause, record))
+		if err != nil {
+			return err
+		}
+		claimed = ps.Versions()
+	} else {
+		ps, err := runner.Register(r, childFlow(steps, pause, record))
+		if err != nil {
+			return err
+		}
+		claimed = ps.Versions()
 	}
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
@@ -128,7 +168,11 @@ func runChild() error {
 			stop()
 			return err
 		}
-		if c.ByStatus[stepflow.Running]+c.ByStatus[stepflow.Waiting] == 0 {
+		left := 0
+		for _, v := range claimed {
+			left += c.ByVersion[v].ByStatus[stepflow.Running] + c.ByVersion[v].ByStatus[stepflow.Waiting]
+		}
+		if left == 0 {
 			break
 		}
 	}
@@ -191,10 +235,10 @@ func (c *child) kill(t *testing.T) {
 
 // execution is one recorded step run.
 type execution struct {
-	id         string
-	step       int
-	owner      string
-	start, end int64
+	id, version string
+	step        int
+	owner       string
+	start, end  int64
 }
 
 func readLog(t *testing.T, path string) []execution {
@@ -243,20 +287,20 @@ func checkExecutions(t *testing.T, execs []execution, procs, steps int) {
 }
 
 func startCrashProcs(t *testing.T, s store.Store, n int) {
-	r, err := runner.New(childFlow(crashSteps, 0, nil), s, nil)
+	_, ps, err := newRunner(childFlow(crashSteps, 0, nil), s, nil)
 	require.NoError(t, err)
 	for i := range n {
-		_, err := r.Start(t.Context(), fmt.Sprintf("p%04d", i), counter{})
+		err := ps.Start(t.Context(), fmt.Sprintf("p%04d", i), counter{})
 		require.NoError(t, err)
 	}
 }
 
 func checkAllDone(t *testing.T, s store.Store, n, steps int) {
 	t.Helper()
-	r, err := runner.New(childFlow(steps, 0, nil), s, nil)
+	_, ps, err := newRunner(childFlow(steps, 0, nil), s, nil)
 	require.NoError(t, err)
 	for i := range n {
-		st, err := r.State(t.Context(), fmt.Sprintf("p%04d", i))
+		st, err := ps.State(t.Context(), fmt.Sprintf("p%04d", i))
 		require.NoError(t, err)
 		require.Equal(t, stepflow.Done, st.Status, "p%04d", i)
 		require.Equal(t, steps, st.Data.N, "p%04d: every step's effect on the data was saved once", i)
@@ -331,9 +375,7 @@ func TestScaleOutPostgres(t *testing.T) {
 	schema := newSchema(t)
 	s := newPG(t, schema)
 	ctx := t.Context()
-	_, err := testPool(t).Exec(ctx, `CREATE TABLE `+pgx.Identifier{schema, "executions"}.Sanitize()+
-		` (id text NOT NULL, step int NOT NULL, owner text NOT NULL, started bigint NOT NULL, ended bigint NOT NULL)`)
-	require.NoError(t, err)
+	createExecutions(t, schema)
 	startCrashProcs(t, s, procs)
 
 	env := []string{"STEPFLOW_CHILD=pg", "STEPFLOW_CHILD_SCHEMA=" + schema,
@@ -381,26 +423,9 @@ func TestScaleOutPostgres(t *testing.T) {
 	}
 
 	checkAllDone(t, s, procs, steps)
-	rows, err := testPool(t).Query(ctx, `SELECT id, step, owner, started, ended FROM `+pgx.Identifier{schema, "executions"}.Sanitize()+` ORDER BY id, started`)
-	require.NoError(t, err)
-	var execs []execution
-	for rows.Next() {
-		var e execution
-		require.NoError(t, rows.Scan(&e.id, &e.step, &e.owner, &e.start, &e.end))
-		execs = append(execs, e)
-	}
-	require.NoError(t, rows.Err())
+	execs := pgExecutions(t, schema)
 	checkExecutions(t, execs, procs, steps)
-
-	// Per process, executions never overlap in time, whoever ran them.
-	byOwner := map[string]int{}
-	for i, e := range execs {
-		byOwner[e.owner]++
-		if i > 0 && execs[i-1].id == e.id {
-			prev := execs[i-1]
-			assert.LessOrEqual(t, prev.end, e.start, "%s: step %d (%s) overlaps step %d (%s)", e.id, prev.step, prev.owner, e.step, e.owner)
-		}
-	}
+	byOwner := checkNoOverlap(t, execs)
 	// The dead runner's processes were continued by the others, and not
 	// before its leases expired.
 	for _, e := range execs {
@@ -412,4 +437,107 @@ func TestScaleOutPostgres(t *testing.T) {
 	for _, o := range []string{"runner0", "runner1", "runner2"} {
 		assert.Positive(t, byOwner[o], "%s did part of the work", o)
 	}
+}
+
+// createExecutions makes the table in which child runners on PostgreSQL
+// record their step executions.
+func createExecutions(t *testing.T, schema string) {
+	_, err := testPool(t).Exec(t.Context(), `CREATE TABLE `+pgx.Identifier{schema, "executions"}.Sanitize()+
+		` (id text NOT NULL, version text NOT NULL, step int NOT NULL, owner text NOT NULL, started bigint NOT NULL, ended bigint NOT NULL)`)
+	require.NoError(t, err)
+}
+
+// pgExecutions reads the executions recorded on PostgreSQL, by process and
+// start time.
+func pgExecutions(t *testing.T, schema string) []execution {
+	rows, err := testPool(t).Query(t.Context(), `SELECT id, version, step, owner, started, ended FROM `+
+		pgx.Identifier{schema, "executions"}.Sanitize()+` ORDER BY id, started`)
+	require.NoError(t, err)
+	var execs []execution
+	for rows.Next() {
+		var e execution
+		require.NoError(t, rows.Scan(&e.id, &e.version, &e.step, &e.owner, &e.start, &e.end))
+		execs = append(execs, e)
+	}
+	require.NoError(t, rows.Err())
+	return execs
+}
+
+// checkNoOverlap asserts that, per process, executions never overlap in
+// time, whoever ran them, and counts executions per runner.
+func checkNoOverlap(t *testing.T, execs []execution) map[string]int {
+	t.Helper()
+	byOwner := map[string]int{}
+	for i, e := range execs {
+		byOwner[e.owner]++
+		if i > 0 && execs[i-1].id == e.id {
+			prev := execs[i-1]
+			assert.LessOrEqual(t, prev.end, e.start, "%s: step %d (%s) overlaps step %d (%s)", e.id, prev.step, prev.owner, e.step, e.owner)
+		}
+	}
+	return byOwner
+}
+
+// TestRollingUpgradeOnPostgres: during a rolling upgrade, a runner process
+// of the old release (crash/v1 only) and one of the next release (crash/v1
+// and crash/v2) share one database with 2,000 processes, and new processes
+// start at crash/v2 meanwhile. Every process completes; none is
+// quarantined; the old runner never runs a step of crash/v2; the new one
+// migrates the crash/v1 processes it claims; and no step of a process ever
+// runs in two runners at once.
+func TestRollingUpgradeOnPostgres(t *testing.T) {
+	storetest.PostgresDSN(t)
+	const procs, late, steps = 2000, 200, 3
+	schema := newSchema(t)
+	s := newPG(t, schema)
+	ctx := t.Context()
+	createExecutions(t, schema)
+	startCrashProcs(t, s, procs)
+
+	env := []string{"STEPFLOW_CHILD=pg", "STEPFLOW_CHILD_SCHEMA=" + schema,
+		"STEPFLOW_CHILD_STEPS=" + strconv.Itoa(steps), "STEPFLOW_CHILD_BATCH=16", "STEPFLOW_CHILD_PAUSE=1ms"}
+	old := startChild(t, append(env, "STEPFLOW_CHILD_OWNER=old")...)
+	next := startChild(t, append(env, "STEPFLOW_CHILD_OWNER=next", "STEPFLOW_CHILD_RELEASE=next")...)
+
+	// New processes start at crash/v2, from a process of the next
+	// release, while both runners work.
+	r, err := runner.New(s, nil)
+	require.NoError(t, err)
+	ps, err := runner.RegisterVersions(r, childRegistry(steps, 0, nil))
+	require.NoError(t, err)
+	batch := make([]runner.NewProcess[counter], late)
+	for i := range batch {
+		batch[i] = runner.NewProcess[counter]{ID: fmt.Sprintf("late%04d", i)}
+	}
+	errs, err := ps.StartMany(ctx, batch)
+	require.NoError(t, err)
+	require.Nil(t, errs)
+
+	old.wait(t, 120*time.Second)
+	next.wait(t, 120*time.Second)
+
+	c, err := r.Counts(ctx)
+	require.NoError(t, err)
+	assert.Zero(t, c.Quarantined, "nothing is quarantined because of a version some runner knows")
+	assert.Equal(t, procs+late, c.ByStatus[stepflow.Done], "every process completed: %+v", c.ByVersion)
+	execs := pgExecutions(t, schema)
+	byOwner := checkNoOverlap(t, execs)
+	migrated := 0
+	for _, e := range execs {
+		if e.owner == "old" {
+			assert.Equal(t, "crash/v1", e.version, "the old runner ran %s step %d of %s", e.id, e.step, e.version)
+		}
+		if e.version == "crash/v2" && strings.HasPrefix(e.id, "p") && e.step == steps {
+			migrated++ // the step only crash/v2 has, run by a process started at crash/v1
+		}
+	}
+	for i := range late {
+		st, err := ps.State(ctx, fmt.Sprintf("late%04d", i))
+		require.NoError(t, err)
+		assert.Equal(t, steps+1, st.Data.N, "late%04d ran crash/v2", i)
+	}
+	t.Logf("executions per runner: %v; crash/v1 processes migrated to crash/v2 and finished there: %d; counts: %+v", byOwner, migrated, c.ByVersion)
+	assert.Positive(t, byOwner["old"], "the old runner did part of the work")
+	assert.Positive(t, byOwner["next"], "the new runner did part of the work")
+	assert.Positive(t, migrated, "the new runner migrated crash/v1 processes")
 }

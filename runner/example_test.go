@@ -9,6 +9,7 @@ import (
 	"github.com/stepflow-io/go-stepflow/runner"
 	"github.com/stepflow-io/go-stepflow/stepflow"
 	"github.com/stepflow-io/go-stepflow/store"
+	"github.com/stepflow-io/go-stepflow/versions"
 )
 
 type greeting struct {
@@ -16,8 +17,8 @@ type greeting struct {
 	Lines []string
 }
 
-// Example starts three processes and advances them with Step until nothing
-// is due; a service would call Run instead.
+// Example hosts a flow in a runner, starts three processes and advances
+// them with Step until nothing is due; a service would call Run instead.
 func Example() {
 	flow := stepflow.Must(stepflow.New("greet/v1",
 		combinators.Do("hello", func(ctx context.Context, g *greeting) error {
@@ -30,13 +31,17 @@ func Example() {
 			return nil
 		}),
 	))
-	r, err := runner.New(flow, store.NewMemory(), nil)
+	r, err := runner.New(store.NewMemory(), nil)
+	if err != nil {
+		panic(err)
+	}
+	greetings, err := runner.Register(r, flow) // typed: *runner.Processes[greeting]
 	if err != nil {
 		panic(err)
 	}
 	ctx := context.Background()
 	for _, name := range []string{"ada", "grace", "linus"} {
-		if _, err := r.Start(ctx, "greet-"+name, greeting{Name: name}); err != nil {
+		if err := greetings.Start(ctx, "greet-"+name, greeting{Name: name}); err != nil {
 			panic(err)
 		}
 	}
@@ -49,7 +54,7 @@ func Example() {
 			break
 		}
 	}
-	st, err := r.State(ctx, "greet-grace")
+	st, err := greetings.State(ctx, "greet-grace")
 	if err != nil {
 		panic(err)
 	}
@@ -91,12 +96,16 @@ func ExampleLeaseFrom() {
 		})
 	}
 	flow := stepflow.Must(stepflow.New("fenced/v1", step("reserve"), step("confirm")))
-	r, err := runner.New(flow, store.NewMemory(), &runner.Options{Owner: "runner-a"})
+	r, err := runner.New(store.NewMemory(), &runner.Options{Owner: "runner-a"})
+	if err != nil {
+		panic(err)
+	}
+	orders, err := runner.Register(r, flow)
 	if err != nil {
 		panic(err)
 	}
 	ctx := context.Background()
-	if _, err := r.Start(ctx, "order-7", greeting{}); err != nil {
+	if err := orders.Start(ctx, "order-7", greeting{}); err != nil {
 		panic(err)
 	}
 	for {
@@ -114,4 +123,69 @@ func ExampleLeaseFrom() {
 	// order-7: reserve by runner-a with token 1
 	// order-7: confirm by runner-a with token 2
 	// stale token 1 < 2
+}
+
+// ExampleRegisterVersions upgrades a flow under processes in flight: a
+// runner built with deploy/v1 starts two deployments and stops while they
+// wait for approval; the next release hosts deploy/v1 and deploy/v2
+// through a versions.Registry, and the processes continue on deploy/v2 at
+// their next step, migrated by the declared rule. Another flow shares the
+// store and the runner.
+func ExampleRegisterVersions() {
+	type deploy struct{ Log []string }
+	step := func(name string) stepflow.Node[deploy] {
+		return combinators.Do(name, func(_ context.Context, d *deploy) error {
+			d.Log = append(d.Log, name)
+			return nil
+		})
+	}
+	v1 := stepflow.Must(stepflow.New("deploy/v1", step("build"), combinators.WaitSignal[deploy]("approval", "approved", nil), step("rollout")))
+	v2 := stepflow.Must(stepflow.New("deploy/v2", step("build"), combinators.WaitSignal[deploy]("approval", "approved", nil),
+		step("canary"), step("rolloutAll")))
+	st := store.NewMemory()
+	ctx := context.Background()
+	drain := func(r *runner.Runner) {
+		for n := 1; n > 0; {
+			var err error
+			if n, err = r.Step(ctx); err != nil {
+				panic(err)
+			}
+		}
+	}
+
+	// The first release knows deploy/v1 only.
+	old, _ := runner.New(st, nil)
+	deploysV1, _ := runner.Register(old, v1)
+	_, _ = deploysV1.StartMany(ctx, []runner.NewProcess[deploy]{{ID: "web"}, {ID: "api"}})
+	drain(old)
+
+	// The next release: deploy/v1 and deploy/v2, "rollout" renamed, and a
+	// second flow in the same store.
+	reg, err := versions.New([]*stepflow.Flow[deploy]{v1, v2}, nil,
+		versions.NewMigration[deploy]("deploy/v1", "deploy/v2").Rename("rollout", "rolloutAll"))
+	if err != nil {
+		panic(err)
+	}
+	migrations := 0
+	r, _ := runner.New(st, &runner.Options{Metrics: &runner.Metrics{
+		Migrated: func(id, from, to string) { migrations++ },
+	}})
+	deploys, _ := runner.RegisterVersions(r, reg)
+	cleanups, _ := runner.Register(r, stepflow.Must(stepflow.New("cleanup/v1", step("prune"))))
+	_ = cleanups.Start(ctx, "nightly", deploy{})
+	for _, id := range []string{"web", "api"} {
+		if err := deploys.Signal(ctx, id, "approved", nil); err != nil {
+			panic(err)
+		}
+	}
+	drain(r)
+	web, _ := deploys.State(ctx, "web")
+	fmt.Println(web.Version, web.Status, web.Data.Log)
+	fmt.Println("migrated:", migrations)
+	c, _ := r.Counts(ctx)
+	fmt.Println("cleanup/v1 done:", c.ByVersion["cleanup/v1"].ByStatus[stepflow.Done])
+	// Output:
+	// deploy/v2 done [build canary rolloutAll]
+	// migrated: 2
+	// cleanup/v1 done: 1
 }

@@ -12,6 +12,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"github.com/stepflow-io/go-stepflow/runner"
+	"github.com/stepflow-io/go-stepflow/stepflow"
 	"github.com/stepflow-io/go-stepflow/store"
 	"github.com/stepflow-io/go-stepflow/store/boltstore"
 	"github.com/stepflow-io/go-stepflow/store/pgstore"
@@ -73,3 +75,13 @@ func newBolt(t testing.TB, path string) *boltstore.Store {
 }
 
 var _ store.Store = (*pgstore.Store)(nil)
+
+// newRunner is a runner over s hosting f alone.
+func newRunner[S any](f *stepflow.Flow[S], s store.Store, o *runner.Options) (*runner.Runner, *runner.Processes[S], error) {
+	r, err := runner.New(s, o)
+	if err != nil {
+		return nil, nil, err
+	}
+	ps, err := runner.Register(r, f)
+	return r, ps, err
+}

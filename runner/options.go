@@ -56,6 +56,17 @@ type Options struct {
 	Cache int
 	// Metrics receives measurements; nil means none.
 	Metrics *Metrics
+	// Retention, when positive, deletes processes that ended (done,
+	// failed or canceled, not quarantined) longer than Retention ago: Run
+	// deletes them in batches of RetentionBatch, every RetentionEvery.
+	// Default 0: ended processes are kept until deleted.
+	Retention time.Duration
+	// RetentionEvery is how often Run looks for ended processes to
+	// delete. Default Retention/10, at most an hour, at least a second.
+	RetentionEvery time.Duration
+	// RetentionBatch is how many processes one delete removes at most.
+	// Default 1000.
+	RetentionBatch int
 	// OnError is told about errors that Run retries (a store that is
 	// briefly unreachable, for example). Once a worker has failed without
 	// a break for longer than Lease, the errors come wrapped in a
@@ -92,6 +103,15 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Cache == 0 {
 		o.Cache = DefaultCache
 	}
+	if o.Retention < 0 {
+		return o, fmt.Errorf("%w: negative retention %s", ErrInvalidOptions, o.Retention)
+	}
+	if o.RetentionEvery <= 0 {
+		o.RetentionEvery = min(max(o.Retention/10, time.Second), time.Hour)
+	}
+	if o.RetentionBatch <= 0 {
+		o.RetentionBatch = 1000
+	}
 	if o.Owner == "" {
 		host, _ := os.Hostname()
 		o.Owner = host + "-" + strconv.Itoa(os.Getpid()) + "-" + strconv.FormatUint(ownerSeq.Add(1), 10)
@@ -115,14 +135,29 @@ type Metrics struct {
 	// with its wall-clock duration and error. Setting it installs an
 	// interceptor, which costs a little per step.
 	Step func(call stepflow.Call, d time.Duration, err error)
-	// Applied is called after every Apply with the process's status before
-	// and after. Counting transitions gives the number of processes per
-	// status without asking the store (see also Runner.Counts).
-	Applied func(id string, from, to stepflow.Status)
+	// Applied is called after every Apply that was saved, with the
+	// process's status before and after. Counting transitions gives the
+	// number of processes per status without asking the store (see also
+	// Runner.Counts).
+	Applied func(t Transition)
 	// Committed is called after every store transaction with the number of
 	// writes, how many the store refused (conflict, lease lost), its
 	// duration, and the error that failed the whole transaction if any.
 	Committed func(writes, refused int, d time.Duration, err error)
-	// Quarantined is called when a process is set aside.
-	Quarantined func(id string, err error)
+	// Quarantined is called when a process is set aside, with the flow
+	// version it was stored under.
+	Quarantined func(id, version string, err error)
+	// Migrated is called when a process was moved from one version of
+	// its flow to another (RegisterVersions) and saved so.
+	Migrated func(id, from, to string)
+	// Deleted is called after the retention of Run deleted processes.
+	Deleted func(n int)
+}
+
+// Transition is one saved Apply, for Metrics.Applied.
+type Transition struct {
+	// ID of the process and the flow version of its new state.
+	ID, Version string
+	// From and To are its status before and after.
+	From, To stepflow.Status
 }

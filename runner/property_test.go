@@ -63,19 +63,19 @@ func TestPropertyAtLeastOnce(t *testing.T) {
 		fs := &flakyStore{Store: store.NewMemory(), allowance: map[string]int{}}
 		fs.fail = func() bool { return rapid.Float64Range(0, 1).Draw(rt, "roll") < failRate }
 		const lease = time.Minute
-		r, err := runner.New(f, fs, &runner.Options{Batch: batch, GroupCommit: group, Lease: lease, Clock: clock})
+		r, ps, err := newRunner(f, fs, &runner.Options{Batch: batch, GroupCommit: group, Lease: lease, Clock: clock})
 		require.NoError(rt, err)
 		ctx := context.Background()
 		for i := range procs {
-			_, err := r.Start(ctx, fmt.Sprintf("p%02d", i), counter{})
+			err := ps.Start(ctx, fmt.Sprintf("p%02d", i), counter{})
 			require.NoError(rt, err)
 		}
 		canceled := map[string]bool{}
 		for range 10000 {
 			if rapid.Float64Range(0, 1).Draw(rt, "cancel?") < 0.02 {
 				id := fmt.Sprintf("p%02d", rapid.IntRange(0, procs-1).Draw(rt, "cancel"))
-				require.NoError(rt, r.Cancel(ctx, id, "test"))
-				if st, err := r.State(ctx, id); err == nil && st.Status == stepflow.Canceled {
+				require.NoError(rt, ps.Cancel(ctx, id, "test"))
+				if st, err := ps.State(ctx, id); err == nil && st.Status == stepflow.Canceled {
 					canceled[id] = true
 				}
 			}
@@ -98,7 +98,7 @@ func TestPropertyAtLeastOnce(t *testing.T) {
 		}
 		for i := range procs {
 			id := fmt.Sprintf("p%02d", i)
-			st, err := r.State(ctx, id)
+			st, err := ps.State(ctx, id)
 			require.NoError(rt, err)
 			require.True(rt, st.Terminal(), "%s ended (%s)", id, st.Status)
 			if st.Status == stepflow.Canceled {

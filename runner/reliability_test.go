@@ -43,14 +43,14 @@ func TestPostgresRunnerWithSmallPool(t *testing.T) {
 			reader := newPG(t, schema)
 
 			var reported atomic.Int64
-			r, err := runner.New(countingFlow(t, 3, nil), s, &runner.Options{
+			r, ps, err := newRunner(countingFlow(t, 3, nil), s, &runner.Options{
 				Workers: tc.workers, Batch: 4, Lease: 5 * time.Second,
 				OnError: func(error) { reported.Add(1) },
 			})
 			require.NoError(t, err)
 			const procs = 20
 			for i := range procs {
-				_, err := r.Start(t.Context(), fmt.Sprintf("p%02d", i), counter{})
+				err := ps.Start(t.Context(), fmt.Sprintf("p%02d", i), counter{})
 				require.NoError(t, err)
 			}
 			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
@@ -85,7 +85,7 @@ func (stuckStore) Claim(ctx context.Context, _ store.Claim) ([]store.Record, err
 // silently.
 func TestRunReportsStall(t *testing.T) {
 	reports := make(chan error, 100)
-	r, err := runner.New(countingFlow(t, 1, nil), stuckStore{store.NewMemory()}, &runner.Options{
+	r, ps, err := newRunner(countingFlow(t, 1, nil), stuckStore{store.NewMemory()}, &runner.Options{
 		Lease: 300 * time.Millisecond,
 		OnError: func(err error) {
 			select {
@@ -137,13 +137,13 @@ func TestLeaseFromInSteps(t *testing.T) {
 	}
 	f := stepflow.Must(stepflow.New("lease/v1",
 		combinators.Do("s0", record), combinators.Do("s1", record), combinators.Do("s2", record)))
-	r, err := runner.New(f, store.NewMemory(), &runner.Options{Owner: "runner-a", Clock: clock, Lease: time.Minute})
+	r, ps, err := newRunner(f, store.NewMemory(), &runner.Options{Owner: "runner-a", Clock: clock, Lease: time.Minute})
 	require.NoError(t, err)
-	_, err = r.Start(ctx, "p", counter{})
+	err = ps.Start(ctx, "p", counter{})
 	require.NoError(t, err)
 	_, err = r.Step(ctx) // p is at revision 2 now
 	require.NoError(t, err)
-	_, err = r.Start(ctx, "q", counter{}) // q at revision 1: one batch holds both
+	err = ps.Start(ctx, "q", counter{}) // q at revision 1: one batch holds both
 	require.NoError(t, err)
 	drain(t, r)
 
@@ -183,31 +183,31 @@ func TestVerify(t *testing.T) {
 			s := kind.make(t)
 			clock := newClock()
 			flow := countingFlow(t, 2, nil)
-			r, err := runner.New(flow, s, &runner.Options{Clock: clock})
+			r, ps, err := newRunner(flow, s, &runner.Options{Clock: clock})
 			require.NoError(t, err)
 
 			// 230 ended processes (more than one page of List) and 20
 			// still running.
 			for i := range 230 {
-				_, err := r.Start(ctx, fmt.Sprintf("done%03d", i), counter{})
+				err := ps.Start(ctx, fmt.Sprintf("done%03d", i), counter{})
 				require.NoError(t, err)
 			}
 			drain(t, r)
 			for i := range 20 {
-				_, err := r.Start(ctx, fmt.Sprintf("run%02d", i), counter{})
+				err := ps.Start(ctx, fmt.Sprintf("run%02d", i), counter{})
 				require.NoError(t, err)
 			}
 			// Damage.
 			garbage := []byte{0xF5, 'm', 1, 0xc1, 0xc1}
-			require.NoError(t, s.Create(ctx, store.Record{ID: "bad-garbage", Status: stepflow.Done, Blob: garbage}))
+			require.NoError(t, s.Create(ctx, store.Record{ID: "bad-garbage", Version: flow.Version(), Status: stepflow.Done, Blob: garbage}))
 			enc := codec.Msgpack[counter](nil)
 			st := flow.Start(counter{N: 1})
 			st.ID = "someone-else"
 			b, err := enc.Encode(st)
 			require.NoError(t, err)
 			require.NoError(t, s.Create(ctx, store.Record{ID: "bad-id", Status: st.Status, Blob: b}))
-			// Processes of another flow version: a running one (a claim
-			// would quarantine it) and an ended one (left alone).
+			// Processes of another flow version, which this runner does
+			// not apply: they are left alone, running or ended.
 			old := countingFlowVersion(t, "count/v0")
 			st = old.Start(counter{})
 			st.ID = "old-running"
@@ -222,7 +222,7 @@ func TestVerify(t *testing.T) {
 			b, err = enc.Encode(st)
 			require.NoError(t, err)
 			require.NoError(t, s.Create(ctx, store.Record{ID: "old-done", Status: st.Status, Blob: b}))
-			require.NoError(t, s.Create(ctx, store.Record{ID: "quarantined-before", Status: stepflow.Running,
+			require.NoError(t, s.Create(ctx, store.Record{ID: "quarantined-before", Version: flow.Version(), Status: stepflow.Running,
 				Quarantine: "earlier trouble", Blob: []byte("x")}))
 
 			rep, err := r.Verify(ctx)
@@ -230,38 +230,40 @@ func TestVerify(t *testing.T) {
 			assert.Equal(t, 230+20+5, rep.Checked)
 			assert.Equal(t, 250, rep.OK)
 			assert.Equal(t, 1, rep.AlreadyQuarantined)
-			assert.Equal(t, 1, rep.OtherVersion)
+			assert.Equal(t, 2, rep.OtherVersion)
 			assert.Empty(t, rep.Skipped)
 			reasons := map[string]string{}
 			for _, p := range rep.Quarantined {
 				reasons[p.ID] = p.Reason
 			}
-			require.Len(t, reasons, 3, "%+v", rep.Quarantined)
+			require.Len(t, reasons, 2, "%+v", rep.Quarantined)
 			assert.Contains(t, reasons["bad-garbage"], "decode")
 			assert.Contains(t, reasons["bad-id"], "someone-else")
-			assert.Contains(t, reasons["old-running"], "count/v0")
 
 			rec, err := s.Load(ctx, "bad-garbage")
 			require.NoError(t, err)
 			assert.Equal(t, garbage, rec.Blob, "the bytes are kept")
 			assert.Equal(t, reasons["bad-garbage"], rec.Quarantine)
-			_, err = r.State(ctx, "bad-garbage")
+			_, err = ps.State(ctx, "bad-garbage")
 			assert.ErrorIs(t, err, runner.ErrQuarantined)
-			rec, err = s.Load(ctx, "old-done")
-			require.NoError(t, err)
-			assert.Empty(t, rec.Quarantine, "an ended process of another version is left alone")
+			for _, id := range []string{"old-done", "old-running"} {
+				rec, err = s.Load(ctx, id)
+				require.NoError(t, err)
+				assert.Empty(t, rec.Quarantine, "%s: a process of another version is left alone", id)
+			}
 
 			// A second pass finds nothing new, and the runner carries on.
 			rep, err = r.Verify(ctx)
 			require.NoError(t, err)
 			assert.Empty(t, rep.Quarantined)
-			assert.Equal(t, 4, rep.AlreadyQuarantined)
+			assert.Equal(t, 3, rep.AlreadyQuarantined)
 			assert.Equal(t, 250, rep.OK)
 			assert.Equal(t, 40, drain(t, r))
 			c, err := r.Counts(ctx)
 			require.NoError(t, err)
-			assert.Equal(t, 4, c.Quarantined)
+			assert.Equal(t, 3, c.Quarantined)
 			assert.Equal(t, 251, c.ByStatus[stepflow.Done])
+			assert.Equal(t, 1, c.ByVersion["count/v0"].ByStatus[stepflow.Running], "the other version's process waits for its runner")
 		})
 	}
 }
@@ -297,8 +299,8 @@ func TestVerifyRechecksChangedRecord(t *testing.T) {
 	good, err := codec.Msgpack[counter](nil).Encode(st)
 	require.NoError(t, err)
 	mem := store.NewMemory()
-	require.NoError(t, mem.Create(ctx, store.Record{ID: "p", Status: stepflow.Running, Blob: []byte("garbage")}))
-	r, err := runner.New(flow, &repairingStore{Store: mem, id: "p", blob: good}, nil)
+	require.NoError(t, mem.Create(ctx, store.Record{ID: "p", Version: flow.Version(), Status: stepflow.Running, Blob: []byte("garbage")}))
+	r, ps, err := newRunner(flow, &repairingStore{Store: mem, id: "p", blob: good}, nil)
 	require.NoError(t, err)
 	rep, err := r.Verify(ctx)
 	require.NoError(t, err)

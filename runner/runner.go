@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/stepflow-io/go-stepflow/codec"
 	"github.com/stepflow-io/go-stepflow/stepflow"
 	"github.com/stepflow-io/go-stepflow/store"
 )
@@ -66,25 +65,38 @@ func (e *QuarantineError) Error() string {
 // Is matches ErrQuarantined.
 func (e *QuarantineError) Is(target error) bool { return target == ErrQuarantined }
 
-// Runner advances the processes of one flow kept in a store. Create one
-// with New, start processes with Start, and call Run to work on them.
-// Its methods are safe for concurrent use.
-type Runner[S any] struct {
-	flow  *stepflow.Flow[S]
+// ErrDuplicateFlow: a runner already hosts a flow of that name.
+var ErrDuplicateFlow = errors.New("stepflow/runner: flow registered twice")
+
+// ErrOtherFlow: the process belongs to another flow than the Processes
+// asked about it.
+var ErrOtherFlow = errors.New("stepflow/runner: process of another flow")
+
+// ErrNoFlows: Run was called on a runner that hosts no flow.
+var ErrNoFlows = errors.New("stepflow/runner: no flow registered")
+
+// Runner advances the processes of the flows it hosts, kept in one store.
+// Create one with New, register each flow with Register or
+// RegisterVersions (which return the typed handle to start and manage its
+// processes), and call Run to work on them. Its methods are safe for
+// concurrent use.
+type Runner struct {
 	store store.Store
 	opts  Options
-	enc   codec.Codec[S]
 
 	running atomic.Bool
 
+	hostMu    sync.RWMutex
+	hosts     []host
+	byName    map[string]host
+	byVersion map[string]host
+	versions  []string // every version claimed, sorted
+
 	heldMu sync.Mutex
-	held   map[*batch[S]]struct{}
+	held   map[*batch]struct{}
 
-	// batches recycles the working memory of Step.
+	// batches recycles the untyped working memory of Step.
 	batches sync.Pool
-
-	cacheMu sync.Mutex
-	cache   map[string]*cached[S]
 
 	// intents maps a process id to the revision at which this runner saved
 	// a state holding an at-most-once intent: only that revision, claimed
@@ -95,16 +107,10 @@ type Runner[S any] struct {
 	intents  map[string]uint64
 }
 
-type cached[S any] struct {
-	id  string // the process the entry holds now (entries are reused)
-	rev uint64
-	st  stepflow.State[S]
-}
-
-// New returns a runner for flow's processes in st. opts may be nil.
-func New[S any](flow *stepflow.Flow[S], st store.Store, opts *Options) (*Runner[S], error) {
-	if flow == nil || st == nil {
-		return nil, fmt.Errorf("%w: nil flow or store", ErrInvalidOptions)
+// New returns a runner over st, hosting no flow yet. opts may be nil.
+func New(st store.Store, opts *Options) (*Runner, error) {
+	if st == nil {
+		return nil, fmt.Errorf("%w: nil store", ErrInvalidOptions)
 	}
 	var o Options
 	if opts != nil {
@@ -114,143 +120,105 @@ func New[S any](flow *stepflow.Flow[S], st store.Store, opts *Options) (*Runner[
 	if err != nil {
 		return nil, err
 	}
-	r := &Runner[S]{flow: flow, store: st, opts: o, held: map[*batch[S]]struct{}{}, cache: map[string]*cached[S]{}, intents: map[string]uint64{}}
-	if o.Encoding == "json" {
-		r.enc = codec.JSON[S](o.Codec)
-	} else {
-		r.enc = codec.Msgpack[S](o.Codec)
+	return &Runner{store: st, opts: o, held: map[*batch]struct{}{}, intents: map[string]uint64{},
+		byName: map[string]host{}, byVersion: map[string]host{}}, nil
+}
+
+// host adds a flow; see Register.
+func (r *Runner) host(h host) error {
+	if r.running.Load() {
+		return fmt.Errorf("%w: register %q before Run", ErrRunning, h.name())
 	}
-	return r, nil
+	r.hostMu.Lock()
+	defer r.hostMu.Unlock()
+	if _, dup := r.byName[h.name()]; dup {
+		return fmt.Errorf("%w: %q", ErrDuplicateFlow, h.name())
+	}
+	for _, v := range h.claims() {
+		if flowName(v) != h.name() {
+			return fmt.Errorf("%w: version %q is not of flow %q", ErrInvalidOptions, v, h.name())
+		}
+	}
+	r.byName[h.name()] = h
+	r.hosts = append(r.hosts, h)
+	for _, v := range h.claims() {
+		r.byVersion[v] = h
+		r.versions = append(r.versions, v)
+	}
+	slices.Sort(r.versions)
+	return nil
+}
+
+// Flows lists the flows the runner hosts, by name, with the versions it
+// claims of each.
+func (r *Runner) Flows() map[string][]string {
+	r.hostMu.RLock()
+	defer r.hostMu.RUnlock()
+	out := make(map[string][]string, len(r.hosts))
+	for _, h := range r.hosts {
+		out[h.name()] = h.claims()
+	}
+	return out
 }
 
 // Owner returns the name this runner uses for its leases.
-func (r *Runner[S]) Owner() string { return r.opts.Owner }
-
-// Flow returns the runner's flow.
-func (r *Runner[S]) Flow() *stepflow.Flow[S] { return r.flow }
+func (r *Runner) Owner() string { return r.opts.Owner }
 
 // Store returns the runner's store.
-func (r *Runner[S]) Store() store.Store { return r.store }
+func (r *Runner) Store() store.Store { return r.store }
 
-func (r *Runner[S]) now() time.Time {
+func (r *Runner) now() time.Time {
 	if r.opts.Clock != nil {
 		return r.opts.Clock.Now().UTC()
 	}
 	return time.Now().UTC()
 }
 
-// Start stores a new process with the given id and initial data, due at
-// once, and wakes the runners watching the store. The id becomes State.ID,
-// so it is part of every step's idempotency key. It fails with an error
-// matching store.ErrExists when the id is taken.
-func (r *Runner[S]) Start(ctx context.Context, id string, data S) (stepflow.State[S], error) {
-	if id == "" {
-		return stepflow.State[S]{}, fmt.Errorf("%w: empty process id", store.ErrInvalid)
-	}
-	st := r.flow.Start(data)
-	st.ID = id
-	b, err := r.enc.Encode(st)
+// Counts returns how many processes the store holds, by status, in all
+// and per flow version. A version that no runner knows shows here: its
+// processes wait for one.
+func (r *Runner) Counts(ctx context.Context) (store.Counts, error) { return r.store.Count(ctx) }
+
+// Delete removes processes from the store, whatever their status; a
+// runner working on one drops its result. It returns how many it removed.
+func (r *Runner) Delete(ctx context.Context, ids ...string) (int, error) {
+	n, err := r.store.Delete(ctx, ids)
 	if err != nil {
-		return st, fmt.Errorf("stepflow/runner: start %q: %w", id, err)
+		return n, fmt.Errorf("stepflow/runner: delete: %w", err)
 	}
-	if err := r.store.Create(ctx, store.Record{ID: id, Status: st.Status, Due: r.now(), Blob: b}); err != nil {
-		return st, fmt.Errorf("stepflow/runner: start %q: %w", id, err)
+	r.hostMu.RLock()
+	for _, h := range r.hosts {
+		for _, id := range ids {
+			h.forget(id)
+		}
 	}
-	return st, nil
+	r.hostMu.RUnlock()
+	return n, nil
 }
 
-// State returns the stored state of a process. A quarantined process gives
-// a *QuarantineError (and the state too, when its bytes still decode).
-func (r *Runner[S]) State(ctx context.Context, id string) (stepflow.State[S], error) {
-	rec, err := r.store.Load(ctx, id)
-	if err != nil {
-		return stepflow.State[S]{}, fmt.Errorf("stepflow/runner: state %q: %w", id, err)
-	}
-	st, derr := codec.Decode[S](rec.Blob, r.opts.Codec)
-	if rec.Quarantine != "" {
-		return st, &QuarantineError{ID: id, Reason: rec.Quarantine}
-	}
-	if derr != nil {
-		return st, fmt.Errorf("stepflow/runner: state %q: %w", id, derr)
-	}
-	return st, nil
+// claimable returns the versions the runner claims.
+func (r *Runner) claimable() []string {
+	r.hostMu.RLock()
+	defer r.hostMu.RUnlock()
+	return r.versions
 }
 
-// Counts returns how many processes the store holds, by status.
-func (r *Runner[S]) Counts(ctx context.Context) (store.Counts, error) { return r.store.Count(ctx) }
-
-// Cancel cancels a process through Flow.Cancel: the cleanups of its active
-// Finally nodes run (the runner applies them as usual), then it is
-// Canceled with the reason recorded, and it never runs again. Canceling a
-// process that has already ended does nothing. If a runner is working on
-// the process at that moment, that runner's save is refused (the revision
-// changed) and its result dropped; the step it ran may still have had its
-// effect.
-func (r *Runner[S]) Cancel(ctx context.Context, id, reason string) error {
-	return r.update(ctx, "cancel", id, func(st stepflow.State[S]) (stepflow.State[S], error) {
-		if st.Terminal() {
-			return st, errUnchanged
-		}
-		return r.flow.Cancel(st, reason)
-	})
+func (r *Runner) hostOf(version string) host {
+	r.hostMu.RLock()
+	defer r.hostMu.RUnlock()
+	return r.byVersion[version]
 }
 
-// Signal delivers an external event to a process through Flow.Signal, for
-// a WaitSignal node to consume, and wakes the runners: a waiting process
-// becomes runnable at once.
-func (r *Runner[S]) Signal(ctx context.Context, id, name string, payload []byte) error {
-	return r.update(ctx, "signal", id, func(st stepflow.State[S]) (stepflow.State[S], error) {
-		return r.flow.Signal(st, name, payload)
-	})
-}
-
-// errUnchanged tells update that there is nothing to write.
-var errUnchanged = errors.New("unchanged")
-
-// update changes a process from outside the run loop: load, change, write
-// back with the revision check, and try again on a conflict.
-func (r *Runner[S]) update(ctx context.Context, op, id string, change func(stepflow.State[S]) (stepflow.State[S], error)) error {
-	for range 10 {
-		rec, err := r.store.Load(ctx, id)
-		if err != nil {
-			return fmt.Errorf("stepflow/runner: %s %q: %w", op, id, err)
-		}
-		if rec.Quarantine != "" {
-			return &QuarantineError{ID: id, Reason: rec.Quarantine}
-		}
-		st, err := codec.Decode[S](rec.Blob, r.opts.Codec)
-		if err != nil {
-			return fmt.Errorf("stepflow/runner: %s %q: %w", op, id, err)
-		}
-		next, err := change(st)
-		if errors.Is(err, errUnchanged) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("stepflow/runner: %s %q: %w", op, id, err)
-		}
-		b, err := r.enc.Encode(next)
-		if err != nil {
-			return fmt.Errorf("stepflow/runner: %s %q: %w", op, id, err)
-		}
-		due := next.WakeAt
-		if next.Status == stepflow.Running {
-			due = r.now()
-		}
-		errs, err := r.store.Commit(ctx, "", []store.Write{{ID: id, Revision: rec.Revision, Status: next.Status, Due: due, Blob: b}})
-		if err != nil {
-			return fmt.Errorf("stepflow/runner: %s %q: %w", op, id, err)
-		}
-		if errs == nil {
-			r.forget(id)
-			return nil
-		}
-		if !errors.Is(errs[0], store.ErrConflict) {
-			return fmt.Errorf("stepflow/runner: %s %q: %w", op, id, errs[0])
-		}
-		// Someone wrote in between: reload and try again.
+func (r *Runner) quarantined(id, version string, err error) {
+	if m := r.opts.Metrics; m != nil && m.Quarantined != nil {
+		m.Quarantined(id, version, err)
 	}
-	return fmt.Errorf("stepflow/runner: %s %q: %w (too many concurrent writes)", op, id, store.ErrConflict)
+}
+
+func (r *Runner) migrated(id, from, to string) {
+	if m := r.opts.Metrics; m != nil && m.Migrated != nil {
+		m.Migrated(id, from, to)
+	}
 }
 
 // Run advances due processes until ctx is done, then shuts down
@@ -267,7 +235,10 @@ func (r *Runner[S]) update(ctx context.Context, op, id string, change func(stepf
 //
 // Run starts Options.Workers worker goroutines and one lease renewer, and
 // returns only after all of them have returned.
-func (r *Runner[S]) Run(ctx context.Context) error {
+func (r *Runner) Run(ctx context.Context) error {
+	if len(r.claimable()) == 0 {
+		return ErrNoFlows
+	}
 	if !r.running.CompareAndSwap(false, true) {
 		return ErrRunning
 	}
@@ -276,6 +247,9 @@ func (r *Runner[S]) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	renewCtx, stopRenew := context.WithCancel(context.WithoutCancel(ctx))
 	wg.Go(func() { r.renewLoop(renewCtx) })
+	if r.opts.Retention > 0 {
+		wg.Go(func() { r.retentionLoop(ctx) })
+	}
 	var workers sync.WaitGroup
 	errs := make([]error, r.opts.Workers)
 	for i := range r.opts.Workers {
@@ -289,7 +263,7 @@ func (r *Runner[S]) Run(ctx context.Context) error {
 
 // work is one worker's loop. It returns nil when ctx is done, and
 // store.ErrClosed (wrapped) if the store was closed under it.
-func (r *Runner[S]) work(ctx context.Context) error {
+func (r *Runner) work(ctx context.Context) error {
 	wake := r.store.Watch(ctx)
 	backoff := time.Duration(0)
 	// failing is when the current series of failed Steps began (wall
@@ -327,10 +301,10 @@ func (r *Runner[S]) work(ctx context.Context) error {
 
 // idle sleeps until the earliest due time, a notification, MaxIdle, or the
 // end of ctx, whichever comes first.
-func (r *Runner[S]) idle(ctx context.Context, wake <-chan struct{}) {
+func (r *Runner) idle(ctx context.Context, wake <-chan struct{}) {
 	d := r.opts.MaxIdle
 	nctx, cancel := context.WithTimeout(ctx, r.opts.Lease)
-	next, ok, err := r.store.NextDue(nctx)
+	next, ok, err := r.store.NextDue(nctx, r.claimable())
 	cancel()
 	switch {
 	case err != nil:
@@ -356,7 +330,7 @@ func sleep(ctx context.Context, d time.Duration, wake <-chan struct{}) {
 	}
 }
 
-func (r *Runner[S]) report(err error) {
+func (r *Runner) report(err error) {
 	if r.opts.OnError != nil {
 		r.opts.OnError(err)
 	}
@@ -364,7 +338,7 @@ func (r *Runner[S]) report(err error) {
 
 // renewLoop extends the leases of processes being worked on, every
 // Lease/3, so that a slow batch is not taken over while it runs.
-func (r *Runner[S]) renewLoop(ctx context.Context) {
+func (r *Runner) renewLoop(ctx context.Context) {
 	t := time.NewTicker(r.opts.Lease / 3)
 	defer t.Stop()
 	for {
@@ -398,48 +372,93 @@ func (r *Runner[S]) renewLoop(ctx context.Context) {
 }
 
 // hold registers a claimed batch with the lease renewer.
-func (r *Runner[S]) hold(b *batch[S]) {
+func (r *Runner) hold(b *batch) {
 	r.heldMu.Lock()
 	r.held[b] = struct{}{}
 	r.heldMu.Unlock()
 }
 
-func (r *Runner[S]) unhold(b *batch[S]) {
+func (r *Runner) unhold(b *batch) {
 	r.heldMu.Lock()
 	delete(r.held, b)
 	r.heldMu.Unlock()
 }
 
-// batch is the working memory of one Step. Batches are recycled through
-// Runner.batches, so that a step allocates no bookkeeping of its own.
-type batch[S any] struct {
-	recs  []store.Record
-	ws    []store.Write
-	trans []transition[S]
+// batch is the untyped working memory of one Step. Batches are recycled
+// through Runner.batches, so that a step allocates no bookkeeping of its
+// own.
+type batch struct {
+	recs []store.Record
+	ws   []store.Write
+	// slots says, for each record, which flow's batch handles it and as
+	// which of its records.
+	slots []slot
+	parts []part
 	// lease is what LeaseFrom returns to the step being applied: the
-	// batch's context holds a pointer to it, and advance updates it before
+	// batch's context holds a pointer to it, and Step updates it before
 	// each process.
 	lease Lease
 }
 
-func (r *Runner[S]) getBatch(recs []store.Record) *batch[S] {
-	b, _ := r.batches.Get().(*batch[S])
+type slot struct {
+	part int // index in parts
+	k    int // record index within the part
+}
+
+// part is the records of one flow in a batch.
+type part struct {
+	h    host
+	recs []*store.Record
+	hb   hostBatch
+}
+
+func (r *Runner) getBatch(recs []store.Record) *batch {
+	b, _ := r.batches.Get().(*batch)
 	if b == nil {
-		b = &batch[S]{}
+		b = &batch{}
 	}
 	b.recs = recs
-	b.ws = slices.Grow(b.ws[:0], len(recs))
-	b.trans = slices.Grow(b.trans[:0], len(recs))
+	b.ws = slices.Grow(b.ws[:0], len(recs))[:len(recs)]
+	b.slots = slices.Grow(b.slots[:0], len(recs))[:len(recs)]
 	return b
 }
 
 // putBatch recycles b, dropping every reference to states and bytes so
 // that a pooled batch keeps nothing of the processes alive.
-func (r *Runner[S]) putBatch(b *batch[S]) {
+func (r *Runner) putBatch(b *batch) {
+	for i := range b.parts {
+		if b.parts[i].hb != nil {
+			b.parts[i].hb.release()
+		}
+	}
 	clear(b.ws[:cap(b.ws)])
-	clear(b.trans[:cap(b.trans)])
-	b.recs, b.ws, b.trans, b.lease = nil, b.ws[:0], b.trans[:0], Lease{}
+	clear(b.parts[:cap(b.parts)])
+	b.recs, b.ws, b.parts, b.lease = nil, b.ws[:0], b.parts[:0], Lease{}
 	r.batches.Put(b)
+}
+
+// split gives each record of b to the flow of its version. A record of a
+// version no flow of this runner applies (it cannot be claimed, unless a
+// store misbehaves) is quarantined rather than guessed at.
+func (r *Runner) split(b *batch) {
+	for i := range b.recs {
+		rec := &b.recs[i]
+		h := r.hostOf(rec.Version)
+		j := 0
+		for j < len(b.parts) && b.parts[j].h != h {
+			j++
+		}
+		if j == len(b.parts) {
+			b.parts = append(b.parts, part{h: h, recs: make([]*store.Record, 0, len(b.recs))})
+		}
+		b.slots[i] = slot{part: j, k: len(b.parts[j].recs)}
+		b.parts[j].recs = append(b.parts[j].recs, rec)
+	}
+	for j := range b.parts {
+		if b.parts[j].h != nil {
+			b.parts[j].hb = b.parts[j].h.begin(b.parts[j].recs)
+		}
+	}
 }
 
 // Step claims one batch of due processes, advances each by one Apply, and
@@ -454,7 +473,7 @@ func (r *Runner[S]) putBatch(b *batch[S]) {
 //
 // When ctx is done, the step in progress finishes and is saved, and the
 // processes not yet started are released.
-func (r *Runner[S]) Step(ctx context.Context) (int, error) {
+func (r *Runner) Step(ctx context.Context) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
@@ -466,7 +485,7 @@ func (r *Runner[S]) Step(ctx context.Context) (int, error) {
 	// have already ended; a store that cannot answer (every connection
 	// taken, say) must turn into an error Run reports, not a silent wait.
 	cctx, cancel := context.WithTimeout(ctx, r.opts.Lease)
-	recs, err := r.store.Claim(cctx, store.Claim{Owner: r.opts.Owner, Now: now, Limit: r.opts.Batch, Lease: r.opts.Lease})
+	recs, err := r.store.Claim(cctx, store.Claim{Owner: r.opts.Owner, Now: now, Limit: r.opts.Batch, Lease: r.opts.Lease, Versions: r.claimable()})
 	cancel()
 	if err != nil || len(recs) == 0 {
 		return 0, err
@@ -493,7 +512,7 @@ func (r *Runner[S]) Step(ctx context.Context) (int, error) {
 		actx = stepflow.WithInterceptor(actx, stepInterceptor(m.Step))
 	}
 
-	r.lookup(b)
+	r.split(b)
 	done := len(recs)
 	stop := ctx.Done()
 	for i := range recs {
@@ -507,9 +526,15 @@ func (r *Runner[S]) Step(ctx context.Context) (int, error) {
 		}
 		// A claimed record's Due is the end of its lease.
 		b.lease.Revision, b.lease.Until = recs[i].Revision, recs[i].Due
-		r.advance(actx, &recs[i], now, &b.ws[i], &b.trans[i])
+		sl := b.slots[i]
+		if pt := &b.parts[sl.part]; pt.hb != nil {
+			pt.hb.advance(actx, sl.k, now, &b.ws[i])
+		} else {
+			err := fmt.Errorf("no flow of this runner applies version %q", recs[i].Version)
+			b.ws[i] = store.Write{ID: recs[i].ID, Revision: recs[i].Revision, Status: recs[i].Status, Quarantine: err.Error()}
+		}
 	}
-	b.ws, b.trans = b.ws[:done], b.trans[:done]
+	b.ws = b.ws[:done]
 	var firstErr error
 	if done < len(recs) {
 		rest := make([]string, 0, len(recs)-done)
@@ -520,157 +545,13 @@ func (r *Runner[S]) Step(ctx context.Context) (int, error) {
 		firstErr = r.store.Release(rctx, r.opts.Owner, rest, r.now())
 		cancel()
 	}
-	if err := r.commit(base, b.ws, b.trans); err != nil && firstErr == nil {
+	if err := r.commit(base, b); err != nil && firstErr == nil {
 		firstErr = err
 	}
 	return len(recs), firstErr
 }
 
-// transition is what the runner remembers about one write until it is
-// committed.
-type transition[S any] struct {
-	from, to stepflow.Status
-	// next is the state after the step. Between lookup and advance it
-	// holds the cached state of the claimed revision, when hit is set.
-	next  stepflow.State[S]
-	entry *cached[S] // the cache entry lookup found, if any
-	hit   bool
-	cache bool
-	quar  error
-}
-
-// lookup fills the batch's transitions with the cached states of the
-// claimed revisions, under one lock for the whole batch.
-func (r *Runner[S]) lookup(b *batch[S]) {
-	b.ws = b.ws[:len(b.recs)]
-	b.trans = b.trans[:len(b.recs)]
-	if r.opts.Cache <= 0 {
-		return
-	}
-	r.cacheMu.Lock()
-	for i := range b.recs {
-		rec := &b.recs[i]
-		if c, ok := r.cache[rec.ID]; ok {
-			b.trans[i].entry = c
-			if c.rev == rec.Revision {
-				b.trans[i].next, b.trans[i].hit = c.st, true
-			}
-		}
-	}
-	r.cacheMu.Unlock()
-}
-
-// advance computes the write for one claimed record into w and tr. tr may
-// already hold the cached state of rec (see lookup).
-func (r *Runner[S]) advance(ctx context.Context, rec *store.Record, now time.Time, w *store.Write, tr *transition[S]) {
-	// The state is read in place from tr.next: a state is a few hundred
-	// bytes, and each copy of one shows in the cost of a step.
-	if !tr.hit {
-		var err error
-		tr.next, err = codec.Decode[S](rec.Blob, r.opts.Codec)
-		if err != nil {
-			r.quarantine(rec, err, w, tr)
-			return
-		}
-	}
-	st := &tr.next
-	if st.ID == "" {
-		st.ID = rec.ID
-	}
-	if st.Intent != "" && r.takeIntent(rec.ID, rec.Revision) {
-		ctx = stepflow.WithIntentSaved(ctx, *st)
-	}
-	from, steps := st.Status, st.Steps
-	next, err := r.flow.Apply(ctx, *st)
-	switch {
-	case err == nil:
-	case isStepError(err):
-		// A *StepError comes with the Failed state, which is saved.
-	case errors.Is(err, stepflow.ErrVersionMismatch), errors.Is(err, stepflow.ErrInvalidState):
-		r.quarantine(rec, err, w, tr)
-		return
-	default:
-		// Anything else (the context, in practice) leaves the state as it
-		// was: write it back unchanged so the lease is released.
-		next = *st
-	}
-	tr.from, tr.to, tr.hit, tr.cache, tr.quar = from, next.Status, false, true, nil
-	tr.next = next
-	w.ID, w.Revision, w.Status, w.Due, w.Blob, w.Quarantine = rec.ID, rec.Revision, next.Status, next.WakeAt, nil, ""
-	if next.Status == stepflow.Running {
-		w.Due = now
-	}
-	if next.Steps == steps && next.Status == from {
-		// Nothing happened (a wake-up before WakeAt): keep the bytes.
-		return
-	}
-	bs, err := r.enc.Encode(next)
-	if err != nil {
-		// The new state cannot be stored (data too large, say): the step
-		// ran, but its result is lost. Set the process aside with the old
-		// bytes rather than retry forever.
-		r.quarantine(rec, fmt.Errorf("encode after step: %w", err), w, tr)
-		return
-	}
-	w.Blob = bs
-}
-
-// isStepError reports whether err carries a *stepflow.StepError, without
-// the allocation errors.As costs.
-func isStepError(err error) bool {
-	_, ok := errors.AsType[*stepflow.StepError](err)
-	return ok
-}
-
-func (r *Runner[S]) quarantine(rec *store.Record, err error, w *store.Write, tr *transition[S]) {
-	*w = store.Write{ID: rec.ID, Revision: rec.Revision, Status: rec.Status, Quarantine: err.Error()}
-	*tr = transition[S]{from: rec.Status, to: rec.Status, quar: err}
-}
-
-// remember caches the states this runner has just committed, under one
-// lock for the whole group. A cache entry is updated in place, so a
-// process that keeps running costs the cache no allocation.
-func (r *Runner[S]) remember(ws []store.Write, trans []transition[S], ok func(i int) bool) {
-	if r.opts.Cache <= 0 {
-		return
-	}
-	r.cacheMu.Lock()
-	defer r.cacheMu.Unlock()
-	for i := range ws {
-		if !trans[i].cache || !ok(i) {
-			continue
-		}
-		id, st := ws[i].ID, &trans[i].next
-		// The entry lookup found saves a second map access, unless it
-		// has been given to another process since.
-		c, found := trans[i].entry, true
-		if c == nil || c.id != id {
-			c, found = r.cache[id]
-		}
-		if st.Terminal() {
-			if found {
-				delete(r.cache, id)
-			}
-			continue
-		}
-		if !found {
-			if len(r.cache) >= r.opts.Cache {
-				for k, old := range r.cache { // evict one arbitrary entry
-					delete(r.cache, k)
-					c = old
-					break
-				}
-			} else {
-				c = &cached[S]{}
-			}
-			c.id = id
-			r.cache[id] = c
-		}
-		c.rev, c.st = ws[i].Revision+1, *st
-	}
-}
-
-func (r *Runner[S]) saveIntent(id string, rev uint64) {
+func (r *Runner) saveIntent(id string, rev uint64) {
 	r.intentMu.Lock()
 	r.intents[id] = rev
 	r.intentMu.Unlock()
@@ -678,7 +559,7 @@ func (r *Runner[S]) saveIntent(id string, rev uint64) {
 
 // takeIntent reports whether this runner itself saved revision rev of id
 // with its intent, and forgets it: the authorization is good once.
-func (r *Runner[S]) takeIntent(id string, rev uint64) bool {
+func (r *Runner) takeIntent(id string, rev uint64) bool {
 	r.intentMu.Lock()
 	defer r.intentMu.Unlock()
 	saved, ok := r.intents[id]
@@ -686,15 +567,11 @@ func (r *Runner[S]) takeIntent(id string, rev uint64) bool {
 	return ok && saved == rev
 }
 
-func (r *Runner[S]) forget(id string) {
-	r.cacheMu.Lock()
-	delete(r.cache, id)
-	r.cacheMu.Unlock()
-}
-
-// commit writes ws in transactions of at most GroupCommit writes.
-func (r *Runner[S]) commit(ctx context.Context, ws []store.Write, trans []transition[S]) error {
+// commit writes the batch's writes in transactions of at most
+// GroupCommit writes, and tells each flow's batch which were applied.
+func (r *Runner) commit(ctx context.Context, b *batch) error {
 	m := r.opts.Metrics
+	ws := b.ws
 	var firstErr error
 	for lo := 0; lo < len(ws); lo += r.opts.GroupCommit {
 		hi := min(lo+r.opts.GroupCommit, len(ws))
@@ -705,47 +582,27 @@ func (r *Runner[S]) commit(ctx context.Context, ws []store.Write, trans []transi
 		}
 		errs, err := r.store.Commit(cctx, r.opts.Owner, ws[lo:hi])
 		cancel()
-		if err != nil {
-			// The transaction failed as a whole: nothing of it was saved.
-			// Its processes stay leased until the lease expires, then run
-			// again (at-least-once). Their cached states are dropped.
-			for i := lo; i < hi; i++ {
-				r.forget(ws[i].ID)
-			}
-			if m != nil && m.Committed != nil {
-				m.Committed(hi-lo, hi-lo, time.Since(start), err)
-			}
-			if firstErr == nil {
-				firstErr = err
-			}
-			continue
-		}
-		applied := func(i int) bool { return errs == nil || errs[i] == nil }
-		r.remember(ws[lo:hi], trans[lo:hi], applied)
 		refused := 0
 		for i := lo; i < hi; i++ {
-			if !applied(i - lo) {
+			// A failed transaction saved nothing: its processes stay
+			// leased until the lease expires, then run again
+			// (at-least-once).
+			applied := err == nil && (errs == nil || errs[i-lo] == nil)
+			if !applied {
 				refused++
-				r.forget(ws[i].ID)
-				continue
 			}
-			tr := &trans[i]
-			if tr.quar != nil {
-				r.forget(ws[i].ID)
-				if m != nil && m.Quarantined != nil {
-					m.Quarantined(ws[i].ID, tr.quar)
-				}
-				continue
-			}
-			if tr.next.Intent != "" && tr.next.Status == stepflow.Running && ws[i].Blob != nil {
-				r.saveIntent(ws[i].ID, ws[i].Revision+1)
-			}
-			if m != nil && m.Applied != nil {
-				m.Applied(ws[i].ID, tr.from, tr.to)
+			sl := b.slots[i]
+			if hb := b.parts[sl.part].hb; hb != nil {
+				hb.committed(sl.k, &ws[i], applied)
+			} else if applied {
+				r.quarantined(ws[i].ID, b.recs[i].Version, errors.New(ws[i].Quarantine))
 			}
 		}
 		if m != nil && m.Committed != nil {
-			m.Committed(hi-lo, refused, time.Since(start), nil)
+			m.Committed(hi-lo, refused, time.Since(start), err)
+		}
+		if err != nil && firstErr == nil {
+			firstErr = err
 		}
 	}
 	return firstErr

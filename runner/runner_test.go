@@ -59,7 +59,7 @@ func countingFlow(t testing.TB, n int, keys *sync.Map) *stepflow.Flow[counter] {
 	return f
 }
 
-func drain[S any](t testing.TB, r *runner.Runner[S]) int {
+func drain(t testing.TB, r *runner.Runner) int {
 	t.Helper()
 	total := 0
 	for {
@@ -76,18 +76,18 @@ func TestStartStepComplete(t *testing.T) {
 	ctx := t.Context()
 	var keys sync.Map
 	s := store.NewMemory()
-	r, err := runner.New(countingFlow(t, 3, &keys), s, &runner.Options{Batch: 4, Clock: newClock()})
+	r, ps, err := newRunner(countingFlow(t, 3, &keys), s, &runner.Options{Batch: 4, Clock: newClock()})
 	require.NoError(t, err)
 	for i := range 10 {
-		_, err := r.Start(ctx, fmt.Sprintf("p%d", i), counter{})
+		err := ps.Start(ctx, fmt.Sprintf("p%d", i), counter{})
 		require.NoError(t, err)
 	}
-	_, err = r.Start(ctx, "p0", counter{})
+	err = ps.Start(ctx, "p0", counter{})
 	require.ErrorIs(t, err, store.ErrExists)
 
 	assert.Equal(t, 30, drain(t, r), "ten processes of three steps, one Apply per claim")
 	for i := range 10 {
-		st, err := r.State(ctx, fmt.Sprintf("p%d", i))
+		st, err := ps.State(ctx, fmt.Sprintf("p%d", i))
 		require.NoError(t, err)
 		assert.Equal(t, stepflow.Done, st.Status)
 		assert.Equal(t, 3, st.Data.N)
@@ -114,16 +114,16 @@ func TestWaitingProcessSleepsUntilWakeAt(t *testing.T) {
 	)
 	require.NoError(t, err)
 	s := store.NewMemory()
-	r, err := runner.New(f, s, &runner.Options{Clock: clock})
+	r, ps, err := newRunner(f, s, &runner.Options{Clock: clock})
 	require.NoError(t, err)
-	_, err = r.Start(t.Context(), "w", counter{})
+	err = ps.Start(t.Context(), "w", counter{})
 	require.NoError(t, err)
 
 	assert.Equal(t, 1, drain(t, r), "polls once, then waits")
-	st, err := r.State(t.Context(), "w")
+	st, err := ps.State(t.Context(), "w")
 	require.NoError(t, err)
 	assert.Equal(t, stepflow.Waiting, st.Status)
-	due, ok, err := s.NextDue(t.Context())
+	due, ok, err := s.NextDue(t.Context(), nil)
 	require.NoError(t, err)
 	require.True(t, ok)
 	assert.True(t, st.WakeAt.Equal(due), "the store's due time is the state's WakeAt")
@@ -133,7 +133,7 @@ func TestWaitingProcessSleepsUntilWakeAt(t *testing.T) {
 	ready.Store(true)
 	clock.Advance(30 * time.Second)
 	assert.Equal(t, 2, drain(t, r))
-	st, err = r.State(t.Context(), "w")
+	st, err = ps.State(t.Context(), "w")
 	require.NoError(t, err)
 	assert.Equal(t, stepflow.Done, st.Status)
 	assert.Equal(t, 7, st.Data.N)
@@ -148,10 +148,10 @@ func TestRunCompletesAndShutsDown(t *testing.T) {
 			var commits atomic.Int64
 			m := &runner.Metrics{
 				Step:      func(stepflow.Call, time.Duration, error) { steps.Add(1) },
-				Applied:   func(string, stepflow.Status, stepflow.Status) { applied.Add(1) },
+				Applied:   func(runner.Transition) { applied.Add(1) },
 				Committed: func(n, refused int, _ time.Duration, err error) { commits.Add(1); assert.NoError(t, err) },
 			}
-			r, err := runner.New(countingFlow(t, 5, nil), s, &runner.Options{Workers: workers, Batch: 16, GroupCommit: 4, Metrics: m})
+			r, ps, err := newRunner(countingFlow(t, 5, nil), s, &runner.Options{Workers: workers, Batch: 16, GroupCommit: 4, Metrics: m})
 			require.NoError(t, err)
 			ctx, cancel := context.WithCancel(t.Context())
 			done := make(chan error, 1)
@@ -159,7 +159,7 @@ func TestRunCompletesAndShutsDown(t *testing.T) {
 			// Processes started while Run sleeps wake it through Watch.
 			time.Sleep(20 * time.Millisecond)
 			for i := range 200 {
-				_, err := r.Start(ctx, fmt.Sprintf("p%03d", i), counter{})
+				err := ps.Start(ctx, fmt.Sprintf("p%03d", i), counter{})
 				require.NoError(t, err)
 			}
 			require.Eventually(t, func() bool {
@@ -176,7 +176,7 @@ func TestRunCompletesAndShutsDown(t *testing.T) {
 			assert.Equal(t, int64(1000), steps.Load())
 			assert.Equal(t, int64(1000), applied.Load())
 			assert.GreaterOrEqual(t, commits.Load(), int64(1000/4))
-			st, err := r.State(t.Context(), "p042")
+			st, err := ps.State(t.Context(), "p042")
 			require.NoError(t, err)
 			assert.Equal(t, 5, st.Data.N)
 		})
@@ -184,7 +184,7 @@ func TestRunCompletesAndShutsDown(t *testing.T) {
 }
 
 func TestRunTwiceIsRefused(t *testing.T) {
-	r, err := runner.New(countingFlow(t, 1, nil), store.NewMemory(), nil)
+	r, ps, err := newRunner(countingFlow(t, 1, nil), store.NewMemory(), nil)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
@@ -224,10 +224,10 @@ func TestGracefulShutdownSavesInFlightStep(t *testing.T) {
 	)
 	require.NoError(t, err)
 	s := store.NewMemory()
-	r, err := runner.New(f, s, &runner.Options{Batch: 8})
+	r, ps, err := newRunner(f, s, &runner.Options{Batch: 8})
 	require.NoError(t, err)
 	for i := range 3 {
-		_, err := r.Start(t.Context(), fmt.Sprintf("p%d", i), counter{})
+		err := ps.Start(t.Context(), fmt.Sprintf("p%d", i), counter{})
 		require.NoError(t, err)
 	}
 	ctx, cancel := context.WithCancel(t.Context())
@@ -238,7 +238,7 @@ func TestGracefulShutdownSavesInFlightStep(t *testing.T) {
 	close(release)
 	require.NoError(t, <-done)
 
-	st, err := r.State(t.Context(), "p0")
+	st, err := ps.State(t.Context(), "p0")
 	require.NoError(t, err)
 	assert.Equal(t, 1, st.Data.N, "the in-flight step's result is saved")
 	assert.Equal(t, []string{"next"}, st.Positions())
@@ -247,7 +247,7 @@ func TestGracefulShutdownSavesInFlightStep(t *testing.T) {
 		require.NoError(t, err)
 		assert.Empty(t, rec.Owner, "%s: no lease survives shutdown", id)
 	}
-	st, err = r.State(t.Context(), "p1")
+	st, err = ps.State(t.Context(), "p1")
 	require.NoError(t, err)
 	assert.Equal(t, 0, st.Data.N, "claimed but not started: untouched")
 }
@@ -256,26 +256,29 @@ func TestQuarantine(t *testing.T) {
 	ctx := t.Context()
 	s := store.NewMemory()
 	var quarantined []string
-	r, err := runner.New(countingFlow(t, 2, nil), s, &runner.Options{Metrics: &runner.Metrics{
-		Quarantined: func(id string, err error) { quarantined = append(quarantined, id) },
+	r, ps, err := newRunner(countingFlow(t, 2, nil), s, &runner.Options{Metrics: &runner.Metrics{
+		Quarantined: func(id, _ string, err error) { quarantined = append(quarantined, id) },
 	}})
 	require.NoError(t, err)
-	_, err = r.Start(ctx, "good", counter{})
+	err = ps.Start(ctx, "good", counter{})
 	require.NoError(t, err)
 
 	garbage := []byte{0xF5, 'm', 1, 0xc1, 0xc1}
-	require.NoError(t, s.Create(ctx, store.Record{ID: "garbage", Status: stepflow.Running, Blob: garbage}))
-	// A state of another flow version.
+	require.NoError(t, s.Create(ctx, store.Record{ID: "garbage", Version: "count/v1", Status: stepflow.Running, Blob: garbage}))
+	// A process of another flow version is not this runner's: it is
+	// never claimed, so never quarantined; it waits for its own runner.
 	f2, err := stepflow.New("count/v0", combinators.Do("x", func(context.Context, *counter) error { return nil }))
 	require.NoError(t, err)
-	r2, err := runner.New(f2, s, nil)
+	_, ps2, err := newRunner(f2, s, nil)
 	require.NoError(t, err)
-	_, err = r2.Start(ctx, "oldversion", counter{})
-	require.NoError(t, err)
+	require.NoError(t, ps2.Start(ctx, "oldversion", counter{}))
 
 	drain(t, r)
-	assert.ElementsMatch(t, []string{"garbage", "oldversion"}, quarantined)
-	st, err := r.State(ctx, "good")
+	assert.ElementsMatch(t, []string{"garbage"}, quarantined)
+	c, err := r.Counts(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, 1, c.ByVersion["count/v0"].ByStatus[stepflow.Running], "waits untouched")
+	st, err := ps.State(ctx, "good")
 	require.NoError(t, err)
 	assert.Equal(t, stepflow.Done, st.Status, "other processes carry on")
 
@@ -283,37 +286,53 @@ func TestQuarantine(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, garbage, rec.Blob, "the bad bytes are kept")
 	assert.Contains(t, rec.Quarantine, "decode")
-	_, err = r.State(ctx, "garbage")
+	_, err = ps.State(ctx, "garbage")
 	var qe *runner.QuarantineError
 	require.ErrorAs(t, err, &qe)
 	assert.ErrorIs(t, err, runner.ErrQuarantined)
-	_, err = r.State(ctx, "oldversion")
-	require.ErrorAs(t, err, &qe)
-	assert.Contains(t, qe.Reason, "count/v0")
-	c, err := r.Counts(ctx)
+	old, err := ps.State(ctx, "oldversion")
+	require.NoError(t, err, "a process of another version of the same flow can be read")
+	assert.Equal(t, "count/v0", old.Version)
+	assert.Equal(t, stepflow.Running, old.Status)
+	c, err = r.Counts(ctx)
 	require.NoError(t, err)
-	assert.Equal(t, 2, c.Quarantined)
+	assert.Equal(t, 1, c.Quarantined)
+
+	// Quarantine is reversible: once the bytes are fixed (here, by a
+	// repair that writes good bytes in place), Retry puts the process back.
+	require.ErrorIs(t, r.Retry(ctx, "good"), runner.ErrNotQuarantined)
+	err = r.Retry(ctx, "garbage")
+	require.ErrorAs(t, err, &qe, "still unreadable: stays quarantined")
+	recs, err := r.Quarantined(ctx, "", 0)
+	require.NoError(t, err)
+	require.Len(t, recs, 1)
+	assert.Equal(t, "garbage", recs[0].ID)
+	n, err := r.Delete(ctx, "garbage")
+	require.NoError(t, err)
+	assert.Equal(t, 1, n)
+	_, err = s.Load(ctx, "garbage")
+	assert.ErrorIs(t, err, store.ErrNotFound)
 }
 
 func TestCancel(t *testing.T) {
 	ctx := t.Context()
 	s := store.NewMemory()
-	r, err := runner.New(countingFlow(t, 3, nil), s, nil)
+	r, ps, err := newRunner(countingFlow(t, 3, nil), s, nil)
 	require.NoError(t, err)
-	_, err = r.Start(ctx, "p", counter{})
+	err = ps.Start(ctx, "p", counter{})
 	require.NoError(t, err)
 	_, err = r.Step(ctx)
 	require.NoError(t, err)
-	require.NoError(t, r.Cancel(ctx, "p", "operator said so"))
-	st, err := r.State(ctx, "p")
+	require.NoError(t, ps.Cancel(ctx, "p", "operator said so"))
+	st, err := ps.State(ctx, "p")
 	require.NoError(t, err)
 	assert.Equal(t, stepflow.Canceled, st.Status)
 	assert.Equal(t, 1, st.Data.N)
 	require.NotNil(t, st.Err)
 	assert.Contains(t, st.Err.Message, "operator said so")
 	assert.Equal(t, 0, drain(t, r), "a canceled process is never claimed")
-	require.NoError(t, r.Cancel(ctx, "p", "again"), "canceling an ended process does nothing")
-	assert.ErrorIs(t, r.Cancel(ctx, "ghost", "x"), store.ErrNotFound)
+	require.NoError(t, ps.Cancel(ctx, "p", "again"), "canceling an ended process does nothing")
+	assert.ErrorIs(t, ps.Cancel(ctx, "ghost", "x"), store.ErrNotFound)
 }
 
 // TestCancelWhileClaimed: the runner's write is refused after a cancel,
@@ -321,22 +340,22 @@ func TestCancel(t *testing.T) {
 func TestCancelWhileClaimed(t *testing.T) {
 	ctx := t.Context()
 	s := store.NewMemory()
-	var r *runner.Runner[counter]
+	var r *runner.Runner
 	f, err := stepflow.New("c/v1", combinators.Do("s", func(ctx context.Context, d *counter) error {
 		// An operator cancels while the step runs.
-		return r.Cancel(context.WithoutCancel(ctx), "p", "midway")
+		return ps.Cancel(context.WithoutCancel(ctx), "p", "midway")
 	}))
 	require.NoError(t, err)
 	var refused atomic.Int64
-	r, err = runner.New(f, s, &runner.Options{Metrics: &runner.Metrics{
+	r, ps, err = newRunner(f, s, &runner.Options{Metrics: &runner.Metrics{
 		Committed: func(n, ref int, _ time.Duration, _ error) { refused.Add(int64(ref)) },
 	}})
 	require.NoError(t, err)
-	_, err = r.Start(ctx, "p", counter{})
+	err = ps.Start(ctx, "p", counter{})
 	require.NoError(t, err)
 	drain(t, r)
 	assert.Equal(t, int64(1), refused.Load())
-	st, err := r.State(ctx, "p")
+	st, err := ps.State(ctx, "p")
 	require.NoError(t, err)
 	assert.Equal(t, stepflow.Canceled, st.Status)
 }
@@ -346,12 +365,12 @@ func TestStepFailureIsSaved(t *testing.T) {
 	f, err := stepflow.New("fail/v1",
 		combinators.Do("boom", func(context.Context, *counter) error { panic("kaboom") }))
 	require.NoError(t, err)
-	r, err := runner.New(f, store.NewMemory(), &runner.Options{Encoding: "json"})
+	r, ps, err := newRunner(f, store.NewMemory(), &runner.Options{Encoding: "json"})
 	require.NoError(t, err)
-	_, err = r.Start(ctx, "p", counter{})
+	err = ps.Start(ctx, "p", counter{})
 	require.NoError(t, err)
 	drain(t, r)
-	st, err := r.State(ctx, "p")
+	st, err := ps.State(ctx, "p")
 	require.NoError(t, err)
 	assert.Equal(t, stepflow.Failed, st.Status)
 	require.NotNil(t, st.Err)
@@ -378,33 +397,33 @@ func TestSignalWakesWaitingProcess(t *testing.T) {
 		combinators.Do("after", func(_ context.Context, d *counter) error { d.N *= 10; return nil }),
 	)
 	require.NoError(t, err)
-	r, err := runner.New(f, store.NewMemory(), &runner.Options{Clock: clock})
+	r, ps, err := newRunner(f, store.NewMemory(), &runner.Options{Clock: clock})
 	require.NoError(t, err)
-	_, err = r.Start(ctx, "p", counter{})
+	err = ps.Start(ctx, "p", counter{})
 	require.NoError(t, err)
 	drain(t, r)
-	st, err := r.State(ctx, "p")
+	st, err := ps.State(ctx, "p")
 	require.NoError(t, err)
 	require.Equal(t, stepflow.Waiting, st.Status)
 
-	require.NoError(t, r.Signal(ctx, "p", "approve", []byte("abc")))
+	require.NoError(t, ps.Signal(ctx, "p", "approve", []byte("abc")))
 	drain(t, r)
-	st, err = r.State(ctx, "p")
+	st, err = ps.State(ctx, "p")
 	require.NoError(t, err)
 	assert.Equal(t, stepflow.Done, st.Status)
 	assert.Equal(t, 30, st.Data.N)
-	assert.Error(t, r.Signal(ctx, "p", "approve", nil), "an ended process takes no signal")
+	assert.Error(t, ps.Signal(ctx, "p", "approve", nil), "an ended process takes no signal")
 }
 
 func TestRunStopsWhenStoreCloses(t *testing.T) {
 	s := store.NewMemory()
-	r, err := runner.New(countingFlow(t, 1, nil), s, &runner.Options{Workers: 2})
+	r, ps, err := newRunner(countingFlow(t, 1, nil), s, &runner.Options{Workers: 2})
 	require.NoError(t, err)
 	done := make(chan error, 1)
 	go func() { done <- r.Run(t.Context()) }()
 	time.Sleep(10 * time.Millisecond)
 	require.NoError(t, s.Close())
-	_, err = r.Start(t.Context(), "late", counter{})
+	err = ps.Start(t.Context(), "late", counter{})
 	require.ErrorIs(t, err, store.ErrClosed)
 	select {
 	case err := <-done:
@@ -424,23 +443,23 @@ func TestAtMostOnceSteps(t *testing.T) {
 			combinators.AtMostOnce(combinators.AskPerson)),
 		combinators.Do("after", func(_ context.Context, c *counter) error { c.N++; return nil })))
 	s := store.NewMemory()
-	r, err := runner.New(f, s, &runner.Options{Clock: newClock()})
+	r, ps, err := newRunner(f, s, &runner.Options{Clock: newClock()})
 	require.NoError(t, err)
-	_, err = r.Start(ctx, "a", counter{})
+	err = ps.Start(ctx, "a", counter{})
 	require.NoError(t, err)
 	drain(t, r)
-	st, err := r.State(ctx, "a")
+	st, err := ps.State(ctx, "a")
 	require.NoError(t, err)
 	assert.Equal(t, stepflow.Done, st.Status)
 	assert.Equal(t, int32(1), runs.Load())
 
 	// A process whose intent was saved by a runner that then died: a new
 	// runner does not run the step, it stops for a person.
-	_, err = r.Start(ctx, "b", counter{})
+	err = ps.Start(ctx, "b", counter{})
 	require.NoError(t, err)
 	_, err = r.Step(ctx) // records the intent and saves it
 	require.NoError(t, err)
-	st, err = r.State(ctx, "b")
+	st, err = ps.State(ctx, "b")
 	require.NoError(t, err)
 	require.Equal(t, "charge", st.Intent)
 	fresh, err := runner.New(f, s, &runner.Options{Clock: newClock()})

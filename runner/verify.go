@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/stepflow-io/go-stepflow/codec"
-	"github.com/stepflow-io/go-stepflow/stepflow"
 	"github.com/stepflow-io/go-stepflow/store"
 )
 
@@ -23,9 +21,9 @@ type VerifyReport struct {
 	Quarantined []VerifyProblem
 	// AlreadyQuarantined counts records that were set aside before.
 	AlreadyQuarantined int
-	// OtherVersion counts processes of another flow version that have
-	// ended or wait for a person (stepflow.NeedsAttention): no runner
-	// claims them, so they are left as they are.
+	// OtherVersion counts processes of a flow or version this runner does
+	// not apply: another runner's, or ended processes of a version dropped
+	// since. They are left as they are.
 	OtherVersion int
 	// Skipped lists the records that could not be judged or set aside:
 	// one that kept changing while it was checked, or whose quarantine
@@ -44,11 +42,11 @@ type VerifyProblem struct {
 const verifyAttempts = 3
 
 // Verify reads every record of the store, in pages of store.List ordered
-// by id, and sets aside (quarantines) those the runner could not use: a
-// state that does not decode with the runner's codec, that names another
-// process, whose status is not the one stored with it, or that the flow
-// rejects (flow.Validate), including a state of another flow version
-// unless that process has ended. A claim quarantines such records of
+// by id, and sets aside (quarantines) those of its flows' versions that the
+// runner could not use: a state that does not decode with the flow's data
+// type, that names another process, whose status or version is not the one
+// stored with it, or that the flow rejects (Validate). Records of flows and
+// versions it does not apply are counted in OtherVersion and left alone. A claim quarantines such records of
 // running and waiting processes when it meets them; Verify also finds
 // them in processes that have ended, which are never claimed, and before a
 // runner trips over them. A quarantined record keeps its bytes, and
@@ -63,7 +61,7 @@ const verifyAttempts = 3
 // Run it after disk trouble or a restore from backup, before upgrading to
 // a new flow version or library release, and periodically (say daily) so
 // that damage is found while backups still hold good copies.
-func (r *Runner[S]) Verify(ctx context.Context) (VerifyReport, error) {
+func (r *Runner) Verify(ctx context.Context) (VerifyReport, error) {
 	var rep VerifyReport
 	after := ""
 	for {
@@ -86,7 +84,7 @@ func (r *Runner[S]) Verify(ctx context.Context) (VerifyReport, error) {
 
 // verifyRecord judges one record, quarantines it if needed, and counts it
 // in rep.
-func (r *Runner[S]) verifyRecord(ctx context.Context, rec store.Record, rep *VerifyReport) {
+func (r *Runner) verifyRecord(ctx context.Context, rec store.Record, rep *VerifyReport) {
 	rep.Checked++
 	for attempt := 1; ; attempt++ {
 		if rec.Quarantine != "" {
@@ -103,17 +101,17 @@ func (r *Runner[S]) verifyRecord(ctx context.Context, rec store.Record, rep *Ver
 			return
 		}
 		reason := problem.Error()
-		errs, err := r.store.Commit(ctx, "", []store.Write{{ID: rec.ID, Revision: rec.Revision, Status: rec.Status, Quarantine: reason}})
+		errs, err := r.store.Commit(ctx, "", []store.Write{{ID: rec.ID, Revision: rec.Revision, Status: rec.Status, Quarantine: reason, Updated: r.now()}})
 		if err != nil {
 			rep.Skipped = append(rep.Skipped, VerifyProblem{ID: rec.ID, Reason: "quarantine failed: " + err.Error()})
 			return
 		}
 		if errs == nil {
-			r.forget(rec.ID)
-			rep.Quarantined = append(rep.Quarantined, VerifyProblem{ID: rec.ID, Reason: reason})
-			if m := r.opts.Metrics; m != nil && m.Quarantined != nil {
-				m.Quarantined(rec.ID, problem)
+			if h := r.hostOf(rec.Version); h != nil {
+				h.forget(rec.ID)
 			}
+			rep.Quarantined = append(rep.Quarantined, VerifyProblem{ID: rec.ID, Reason: reason})
+			r.quarantined(rec.ID, rec.Version, problem)
 			return
 		}
 		if !errors.Is(errs[0], store.ErrConflict) || attempt == verifyAttempts {
@@ -129,24 +127,12 @@ func (r *Runner[S]) verifyRecord(ctx context.Context, rec store.Record, rep *Ver
 }
 
 // inspect returns what makes a healthy record unusable by this runner,
-// nil if nothing does; other is true for a process of another flow
-// version that no runner claims.
-func (r *Runner[S]) inspect(rec *store.Record) (problem error, other bool) {
-	st, err := codec.Decode[S](rec.Blob, r.opts.Codec)
-	if err != nil {
-		return err, false
+// nil if nothing does; other is true for a record of a flow or version it
+// does not apply.
+func (r *Runner) inspect(rec *store.Record) (problem error, other bool) {
+	h := r.hostOf(rec.Version)
+	if h == nil {
+		return nil, true
 	}
-	if st.ID != "" && st.ID != rec.ID {
-		return fmt.Errorf("the state names process %q", st.ID), false
-	}
-	if st.Status != rec.Status {
-		return fmt.Errorf("stored with status %s, but the state is %s", rec.Status, st.Status), false
-	}
-	if err := r.flow.Validate(st); err != nil {
-		if errors.Is(err, stepflow.ErrVersionMismatch) && (st.Status.Terminal() || st.Status == stepflow.NeedsAttention) {
-			return nil, true
-		}
-		return err, false
-	}
-	return nil, false
+	return h.inspect(rec)
 }

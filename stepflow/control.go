@@ -237,6 +237,10 @@ func (c *Cursor[S]) NeedsAttention(err error) {
 // after the cleanups of enclosing Finally nodes (Succeed uses it).
 func (c *Cursor[S]) Exit() { c.x.exit = rootExit }
 
+// NodePath returns the path of the node at path: path without its ForEach
+// instance segments ("regions/[3]/deploy" is at node "regions/deploy").
+func NodePath(path string) string { return stripInstances(path) }
+
 // stripInstances removes ForEach instance segments ("[3]") from a path.
 func stripInstances(p string) string {
 	parts := SplitPath(p)

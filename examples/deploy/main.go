@@ -5,9 +5,13 @@
 //	go run ./examples/deploy                      # 1,000 deployments, bbolt in a temp file
 //	go run ./examples/deploy -n 200 -db deploy.db # keep the store; run again to resume
 //	go run ./examples/deploy -store postgres://user:pass@host/db
+//	go run ./examples/deploy -db deploy.db -flow v2 # the next release: deploy/v2
 //
 // Kill it (Ctrl-C, or kill -9) and run it again with the same -db or
 // -store: it picks up where it stopped; nothing that was saved is redone.
+// Run it again with -flow v2 and the deployments still in flight move to
+// deploy/v2 at their next step. A second flow, rollback/v1, runs in the
+// same store and runner: every deployment that fails is rolled back.
 package main
 
 import (
@@ -23,6 +27,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -40,6 +45,7 @@ type config struct {
 	DB       string // bbolt file; "" means a temporary file
 	Store    string // postgres:// URL; "" means bbolt
 	Schema   string // PostgreSQL schema
+	Flow     string // "v1" or "v2"
 	Seed     uint64
 	Scale    float64
 	Latency  time.Duration
@@ -57,6 +63,7 @@ func main() {
 	flag.StringVar(&cfg.DB, "db", "", "bbolt file to keep the processes in (default: a temporary file, removed at the end)")
 	flag.StringVar(&cfg.Store, "store", "", "PostgreSQL URL (postgres://...) to use instead of bbolt")
 	flag.StringVar(&cfg.Schema, "schema", "public", "PostgreSQL schema for the processes table")
+	flag.StringVar(&cfg.Flow, "flow", "v1", "release to run: v1 (deploy/v1) or v2 (deploy/v1 and deploy/v2, new deployments on v2)")
 	flag.Uint64Var(&cfg.Seed, "seed", 1, "seed of the simulated world")
 	flag.Float64Var(&cfg.Scale, "scale", 1, "multiplies every simulated duration")
 	flag.DurationVar(&cfg.Latency, "latency", 0, "mean simulated API latency, spent inside steps")
@@ -78,10 +85,16 @@ func main() {
 type summary struct {
 	Total, Resumed                     int
 	Done, Failed, Canceled, Quarantine int
-	FailedAt                           map[string]int
-	PRs, Repeats                       int64
-	Elapsed                            time.Duration
-	Calls                              map[string][]time.Duration
+	// Migrated counts the deployments this run moved from deploy/v1 to
+	// deploy/v2; Versions, the deployments by version at the end.
+	Migrated int
+	Versions map[string]int
+	// Rollbacks started for failed deployments, and how many are done.
+	Rollbacks, RolledBack int
+	FailedAt              map[string]int
+	PRs, Repeats          int64
+	Elapsed               time.Duration
+	Calls                 map[string][]time.Duration
 }
 
 func openStore(ctx context.Context, cfg *config) (store.Store, string, func(), error) {
@@ -132,41 +145,64 @@ func run(ctx context.Context, cfg config) (*summary, error) {
 
 	world := NewWorld(cfg.Seed)
 	world.Scale, world.Latency = cfg.Scale, cfg.Latency
-	flow, err := DeployFlow(world)
-	if err != nil {
-		return nil, err
-	}
 	var mu sync.Mutex
 	calls := map[string][]time.Duration{}
-	metrics := &runner.Metrics{Step: func(call stepflow.Call, d time.Duration, _ error) {
-		mu.Lock()
-		calls[call.Path] = append(calls[call.Path], d)
-		mu.Unlock()
-		if cfg.Step != nil {
-			cfg.Step(call)
-		}
-	}}
-	r, err := runner.New(flow, st, &runner.Options{
+	var migrated atomic.Int64
+	metrics := &runner.Metrics{
+		Step: func(call stepflow.Call, d time.Duration, _ error) {
+			mu.Lock()
+			calls[call.Path] = append(calls[call.Path], d)
+			mu.Unlock()
+			if cfg.Step != nil {
+				cfg.Step(call)
+			}
+		},
+		Migrated: func(_, _, _ string) { migrated.Add(1) },
+	}
+	r, err := runner.New(st, &runner.Options{
 		Workers: cfg.Workers, Metrics: metrics, Lease: 10 * time.Second,
 		OnError: func(err error) { fmt.Fprintln(cfg.Out, "runner error (retrying):", err) },
 	})
 	if err != nil {
 		return nil, err
 	}
+	deploys, err := registerDeploy(r, world, cfg.Flow)
+	if err != nil {
+		return nil, err
+	}
+	rollbackFlow, err := RollbackFlow(world)
+	if err != nil {
+		return nil, err
+	}
+	rollbacks, err := runner.Register(r, rollbackFlow)
+	if err != nil {
+		return nil, err
+	}
 
 	start := time.Now()
 	sum := &summary{Total: cfg.N}
-	for i := range cfg.N {
-		id := fmt.Sprintf("deploy-%05d", i)
-		_, err := r.Start(ctx, id, Deploy{App: fmt.Sprintf("app-%05d", i), Target: "v2"})
-		switch {
-		case errors.Is(err, store.ErrExists):
-			sum.Resumed++
-		case err != nil:
+	// Start the deployments a thousand at a time: one store transaction
+	// and one wake-up per batch. Ids already taken are deployments of an
+	// earlier run, which resume.
+	for lo := 0; lo < cfg.N; lo += 1000 {
+		batch := make([]runner.NewProcess[Deploy], 0, min(1000, cfg.N-lo))
+		for i := lo; i < min(lo+1000, cfg.N); i++ {
+			batch = append(batch, runner.NewProcess[Deploy]{ID: fmt.Sprintf("deploy-%05d", i), Data: Deploy{App: fmt.Sprintf("app-%05d", i), Target: "v2"}})
+		}
+		errs, err := deploys.StartMany(ctx, batch)
+		if err != nil {
 			return nil, err
 		}
+		for _, err := range errs {
+			switch {
+			case errors.Is(err, store.ErrExists):
+				sum.Resumed++
+			case err != nil:
+				return nil, err
+			}
+		}
 	}
-	fmt.Fprintf(cfg.Out, "%d deployments (%d resumed) on %s, %d runner goroutine(s)\n", cfg.N, sum.Resumed, where, cfg.Workers)
+	fmt.Fprintf(cfg.Out, "%d deployments (%d resumed) of %s on %s, %d runner goroutine(s)\n", cfg.N, sum.Resumed, deploys.Latest(), where, cfg.Workers)
 
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
@@ -178,13 +214,18 @@ func run(ctx context.Context, cfg config) (*summary, error) {
 	defer tick.Stop()
 	for {
 		t, err := tally(ctx, st)
+		if err == nil {
+			// Roll back what failed. The rollback's id is derived from
+			// the deployment's, so a restart starts none twice.
+			err = startRollbacks(ctx, rollbacks, t.failedApps)
+		}
 		if err != nil {
 			stopRun()
 			<-runErr
 			return nil, err
 		}
 		p.show(t)
-		if t.ended() >= cfg.N {
+		if t.ended() >= cfg.N && t.rollbacksEnded() >= len(t.failedApps) {
 			break
 		}
 		select {
@@ -208,32 +249,88 @@ func run(ctx context.Context, cfg config) (*summary, error) {
 		return nil, err
 	}
 	sum.Done, sum.Failed, sum.Canceled, sum.Quarantine = t.status[stepflow.Done], t.status[stepflow.Failed], t.status[stepflow.Canceled], t.quarantined
-	sum.FailedAt = t.failedAt
+	sum.FailedAt, sum.Versions = t.failedAt, t.versions
+	sum.Rollbacks, sum.RolledBack = len(t.failedApps), t.rollbacks[stepflow.Done]
+	sum.Migrated = int(migrated.Load())
 	sum.PRs, sum.Repeats = world.Stats()
 	sum.Elapsed = time.Since(start)
 	mu.Lock()
 	sum.Calls = calls
 	mu.Unlock()
-	sum.print(cfg.Out)
+	sum.print(cfg.Out, cfg.Flow)
 	return sum, nil
+}
+
+// registerDeploy hosts the deployment flow of the release: deploy/v1
+// alone, or deploy/v1 and deploy/v2 with the migration between them.
+func registerDeploy(r *runner.Runner, w *World, release string) (*runner.Processes[Deploy], error) {
+	switch release {
+	case "v1":
+		f, err := DeployFlow(w)
+		if err != nil {
+			return nil, err
+		}
+		return runner.Register(r, f)
+	case "v2":
+		reg, err := DeployVersions(w)
+		if err != nil {
+			return nil, err
+		}
+		return runner.RegisterVersions(r, reg)
+	}
+	return nil, fmt.Errorf("-flow %q: want v1 or v2", release)
+}
+
+// startRollbacks starts a rollback for each failed deployment that has
+// none yet.
+func startRollbacks(ctx context.Context, rollbacks *runner.Processes[Rollback], failed map[string]string) error {
+	var batch []runner.NewProcess[Rollback]
+	for id, app := range failed {
+		batch = append(batch, runner.NewProcess[Rollback]{ID: "rollback-" + id, Data: Rollback{App: app, To: "v1"}})
+	}
+	if len(batch) == 0 {
+		return nil
+	}
+	errs, err := rollbacks.StartMany(ctx, batch)
+	if err != nil {
+		return err
+	}
+	for _, err := range errs {
+		if err != nil && !errors.Is(err, store.ErrExists) {
+			return err
+		}
+	}
+	return nil
 }
 
 // counts is a snapshot of where the processes are.
 type counts struct {
-	status      map[stepflow.Status]int
-	at          map[string]int // running or waiting processes by position
+	status      map[stepflow.Status]int // deployments
+	at          map[string]int          // running or waiting deployments by position
 	failedAt    map[string]int
+	versions    map[string]int // deployments by flow version
 	quarantined int
+	// failedApps maps each failed deployment to its app, and rollbacks
+	// counts the rollback processes by status.
+	failedApps map[string]string
+	rollbacks  map[stepflow.Status]int
 }
 
 func (c counts) ended() int {
 	return c.status[stepflow.Done] + c.status[stepflow.Failed] + c.status[stepflow.Canceled] + c.quarantined
 }
 
-// tally reads every process (a page at a time) and counts them by status
-// and by position in the flow.
+func (c counts) rollbacksEnded() int {
+	return c.rollbacks[stepflow.Done] + c.rollbacks[stepflow.Failed] + c.rollbacks[stepflow.Canceled]
+}
+
+// tally reads every record (a page at a time) and counts them by flow,
+// status and position. It decodes nothing: the store keeps each
+// process's version, status and position beside its state, so only the
+// failed deployments are decoded.
 func tally(ctx context.Context, s store.Store) (counts, error) {
-	c := counts{status: map[stepflow.Status]int{}, at: map[string]int{}, failedAt: map[string]int{}}
+	c := counts{status: map[stepflow.Status]int{}, at: map[string]int{}, failedAt: map[string]int{},
+		versions: map[string]int{}, failedApps: map[string]string{}, rollbacks: map[stepflow.Status]int{}}
 	after := ""
 	for {
 		recs, err := s.List(ctx, store.Filter{After: after, Limit: 1000})
@@ -244,25 +341,32 @@ func tally(ctx context.Context, s store.Store) (counts, error) {
 			return c, nil
 		}
 		for _, rec := range recs {
+			if rec.Flow() == "rollback" {
+				c.rollbacks[rec.Status]++
+				continue
+			}
 			if rec.Quarantine != "" {
 				c.quarantined++
 				continue
 			}
-			st, err := codec.Decode[Deploy](rec.Blob, nil)
-			if err != nil {
-				c.quarantined++
-				continue
-			}
-			c.status[st.Status]++
+			c.status[rec.Status]++
+			c.versions[rec.Version]++
 			switch {
-			case st.Status == stepflow.Failed && st.Err != nil:
-				c.failedAt[st.Err.Path]++
-			case !st.Terminal():
-				pos := st.Positions()
-				if len(pos) == 0 {
-					pos = []string{"(starting)"}
+			case rec.Status == stepflow.Failed:
+				c.failedAt[rec.Position]++
+				// The app is in the data: only failed deployments
+				// are decoded.
+				st, err := codec.Decode[Deploy](rec.Blob, nil)
+				if err != nil {
+					return c, fmt.Errorf("failed deployment %s: %w", rec.ID, err)
 				}
-				c.at[pos[0]]++
+				c.failedApps[rec.ID] = st.Data.App
+			case !rec.Status.Terminal():
+				pos := rec.Position
+				if pos == "" {
+					pos = "(starting)"
+				}
+				c.at[pos]++
 			}
 		}
 		after = recs[len(recs)-1].ID
@@ -324,9 +428,13 @@ func (p *progress) done() {
 	}
 }
 
-func (s *summary) print(out io.Writer) {
+func (s *summary) print(out io.Writer, release string) {
 	fmt.Fprintf(out, "\n%d deployments in %s: %d done, %d failed, %d canceled, %d quarantined\n",
 		s.Total, s.Elapsed.Round(time.Millisecond), s.Done, s.Failed, s.Canceled, s.Quarantine)
+	if release == "v2" {
+		fmt.Fprintf(out, "migrated from deploy/v1 to deploy/v2 by this run: %d (deployments by version at the end: %s)\n", s.Migrated, byVersion(s.Versions))
+	}
+	fmt.Fprintf(out, "rollbacks of failed deployments: %d started, %d done\n", s.Rollbacks, s.RolledBack)
 	if len(s.FailedAt) > 0 {
 		var keys []string
 		for k := range s.FailedAt {
@@ -359,4 +467,17 @@ func pct(sorted []time.Duration, q float64) time.Duration {
 	}
 	i := min(int(q*float64(len(sorted))), len(sorted)-1)
 	return sorted[i].Round(time.Microsecond)
+}
+
+func byVersion(m map[string]int) string {
+	var keys []string
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s=%d", k, m[k]))
+	}
+	return strings.Join(parts, " ")
 }

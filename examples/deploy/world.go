@@ -32,10 +32,11 @@ type World struct {
 	// matter (merges, rollouts) are waits, which cost no goroutine.
 	Latency time.Duration
 
-	mu      sync.Mutex
-	opened  map[string]PullRequest // by idempotency key
-	created atomic.Int64
-	deduped atomic.Int64
+	mu        sync.Mutex
+	opened    map[string]PullRequest // by idempotency key
+	announced map[string]bool        // by idempotency key
+	created   atomic.Int64
+	deduped   atomic.Int64
 }
 
 // NewWorld returns a world for seed with the default scale.
@@ -188,3 +189,24 @@ func (w *World) Status(ctx context.Context, app, initial string, change *PullReq
 // Stats reports how many pull requests the world opened, and how many
 // repeated requests the idempotency key turned into no-ops.
 func (w *World) Stats() (created, deduplicated int64) { return w.created.Load(), w.deduped.Load() }
+
+// Announce records in the release log that app now runs version (a chat
+// message, a changelog entry). The idempotency key makes a repeated call
+// harmless.
+func (w *World) Announce(ctx context.Context, app, version, key string) error {
+	w.call(ctx, "announce:"+key)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.announced == nil {
+		w.announced = map[string]bool{}
+	}
+	w.announced[key] = true
+	return nil
+}
+
+// Announced is how many deployments this world has announced.
+func (w *World) Announced() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.announced)
+}
