@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
@@ -16,7 +17,6 @@ import (
 	"github.com/stepflow-io/go-stepflow/runner"
 	"github.com/stepflow-io/go-stepflow/stepflow"
 	"github.com/stepflow-io/go-stepflow/store"
-	"github.com/stepflow-io/go-stepflow/store/boltstore"
 	"github.com/stepflow-io/go-stepflow/store/storetest"
 )
 
@@ -54,14 +54,19 @@ func startBlobs(b testing.TB, f *stepflow.Flow[counter], n int) map[string][]byt
 }
 
 func fill(b testing.TB, s store.Store, blobs map[string][]byte) {
-	ctx := context.Background()
-	if bs, ok := s.(*boltstore.Store); ok {
-		// One fsync per Create would dominate the set-up.
-		bs.DB().NoSync = true
-		defer func() { bs.DB().NoSync = false; require.NoError(b, bs.DB().Sync()) }()
+	ids := make([]string, 0, len(blobs))
+	for id := range blobs {
+		ids = append(ids, id)
 	}
-	for id, blob := range blobs {
-		require.NoError(b, s.Create(ctx, store.Record{ID: id, Status: stepflow.Running, Blob: blob}))
+	slices.Sort(ids)
+	for lo := 0; lo < len(ids); lo += 5000 {
+		recs := make([]store.Record, 0, 5000)
+		for _, id := range ids[lo:min(lo+5000, len(ids))] {
+			recs = append(recs, store.Record{ID: id, Status: stepflow.Running, Blob: blobs[id]})
+		}
+		errs, err := s.CreateMany(context.Background(), recs)
+		require.NoError(b, err)
+		require.Nil(b, errs)
 	}
 }
 
@@ -159,27 +164,10 @@ func BenchmarkRunner(b *testing.B) {
 	}
 }
 
-// pgFill inserts the processes in bulk with the table layout of package
-// pgstore; Create one row at a time would dominate the set-up.
-func pgFill(b testing.TB, schema string, blobs map[string][]byte) {
-	ids := make([]string, 0, len(blobs))
-	for id := range blobs {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	table := pgx.Identifier{schema, "stepflow_processes"}.Sanitize()
-	for lo := 0; lo < len(ids); lo += 5000 {
-		chunk := ids[lo:min(lo+5000, len(ids))]
-		bs := make([][]byte, len(chunk))
-		for i, id := range chunk {
-			bs[i] = blobs[id]
-		}
-		_, err := testPool(b).Exec(context.Background(),
-			`INSERT INTO `+table+` (id, revision, status, due, owner, quarantine, blob)
-			 SELECT id, 1, 0, 0, '', '', blob FROM unnest($1::text[], $2::bytea[]) AS u(id, blob)`, chunk, bs)
-		require.NoError(b, err)
-	}
-	_, err := testPool(b).Exec(context.Background(), `ANALYZE `+table)
+// pgFill inserts the processes in bulk, CreateMany in batches of 5,000.
+func pgFill(b testing.TB, s store.Store, schema string, blobs map[string][]byte) {
+	fill(b, s, blobs)
+	_, err := testPool(b).Exec(context.Background(), `ANALYZE `+pgx.Identifier{schema, "stepflow_processes"}.Sanitize())
 	require.NoError(b, err)
 }
 
@@ -198,7 +186,7 @@ func BenchmarkRunnerPostgres(b *testing.B) {
 				schema := newSchema(b)
 				s := newPG(b, schema)
 				fx := &benchFixture{flow: f, store: s, start: startBlobs(b, f, n)}
-				pgFill(b, schema, fx.start)
+				pgFill(b, s, schema, fx.start)
 				runBench(b, fx, runners, runner.Options{})
 			})
 		}
@@ -264,4 +252,93 @@ func BenchmarkStepParts(b *testing.B) {
 			i++
 		}
 	})
+}
+
+// BenchmarkStartMany measures starting processes in batches of 1,000
+// (Processes.StartMany: one transaction and one wake-up per batch), in
+// starts per second.
+func BenchmarkStartMany(b *testing.B) {
+	for _, kind := range []string{"memory", "bolt", "postgres"} {
+		b.Run("store="+kind, func(b *testing.B) {
+			s := benchStore(b, kind)
+			r, err := runner.New(s, nil)
+			require.NoError(b, err)
+			ps, err := runner.Register(r, noopFlow(b))
+			require.NoError(b, err)
+			batch := make([]runner.NewProcess[counter], 1000)
+			b.ReportAllocs()
+			n := 0
+			for b.Loop() {
+				for i := range batch {
+					batch[i].ID = fmt.Sprintf("p%09d", n)
+					n++
+				}
+				errs, err := ps.StartMany(context.Background(), batch)
+				if err != nil || errs != nil {
+					b.Fatal(err, errs)
+				}
+			}
+			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "starts/s")
+		})
+	}
+}
+
+// BenchmarkEndToEnd measures a whole workload on one runner (one
+// goroutine): 1,000 processes of a 10-step no-op flow started with
+// StartMany, then run until all are done; steps/s counts the 10,000 steps
+// over the whole time, the starts included. Each round uses a new store.
+func BenchmarkEndToEnd(b *testing.B) {
+	const procs = 1000
+	for _, kind := range []string{"memory", "bolt", "postgres"} {
+		b.Run("store="+kind, func(b *testing.B) {
+			f := noopFlow(b)
+			steps := 0
+			var elapsed time.Duration
+			for b.Loop() {
+				b.StopTimer()
+				s := benchStore(b, kind)
+				r, err := runner.New(s, nil)
+				require.NoError(b, err)
+				ps, err := runner.Register(r, f)
+				require.NoError(b, err)
+				batch := make([]runner.NewProcess[counter], procs)
+				for i := range batch {
+					batch[i].ID = fmt.Sprintf("p%05d", i)
+				}
+				b.StartTimer()
+				start := time.Now()
+				errs, err := ps.StartMany(context.Background(), batch)
+				if err != nil || errs != nil {
+					b.Fatal(err, errs)
+				}
+				for {
+					n, err := r.Step(context.Background())
+					if err != nil {
+						b.Fatal(err)
+					}
+					if n == 0 {
+						break
+					}
+					steps += n
+				}
+				elapsed += time.Since(start)
+			}
+			if steps != b.N*procs*10 {
+				b.Fatalf("%d steps, want %d", steps, b.N*procs*10)
+			}
+			b.ReportMetric(float64(steps)/elapsed.Seconds(), "steps/s")
+		})
+	}
+}
+
+// benchStore returns an empty store of the given kind.
+func benchStore(b *testing.B, kind string) store.Store {
+	switch kind {
+	case "memory":
+		return store.NewMemory()
+	case "bolt":
+		return newBolt(b, "")
+	}
+	storetest.PostgresDSN(b)
+	return newPG(b, newSchema(b))
 }

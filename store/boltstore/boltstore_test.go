@@ -33,7 +33,7 @@ func TestReopen(t *testing.T) {
 	ctx := t.Context()
 	s, err := boltstore.Open(path, nil)
 	require.NoError(t, err)
-	require.NoError(t, s.Create(ctx, store.Record{ID: "p", Status: stepflow.Running, Blob: []byte("x")}))
+	require.NoError(t, s.Create(ctx, store.Record{ID: "p", Version: "test/v1", Status: stepflow.Running, Blob: []byte("x")}))
 	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	got, err := s.Claim(ctx, store.Claim{Owner: "A", Now: now, Limit: 1, Lease: time.Hour})
 	require.NoError(t, err)
