@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -18,6 +19,7 @@ import (
 	"github.com/stepflow-io/go-stepflow/combinators"
 	"github.com/stepflow-io/go-stepflow/examples/controller/api/v1alpha1"
 	"github.com/stepflow-io/go-stepflow/stepflow"
+	"github.com/stepflow-io/go-stepflow/versions"
 )
 
 // Finalizer keeps a deleted Rollout around until its teardown has run.
@@ -50,6 +52,16 @@ type Options struct {
 	// MaxStateSize bounds the encoded state, which lives in the object and
 	// so in etcd. Zero means DefaultMaxStateSize.
 	MaxStateSize int
+	// Older are earlier versions of the rollout flow that rollouts in
+	// flight may still be at, oldest first, and Migrations the declared
+	// steps between consecutive versions, ending at FlowVersion (see
+	// package versions). A rollout of a version listed here continues: it
+	// is migrated to FlowVersion at its next reconcile (the registry's
+	// PolicyLazy), where without it the rollout would start again. A
+	// version known only by its structure can be listed through
+	// versions.Migration.Source instead of a compiled flow.
+	Older      []*stepflow.Flow[Plan]
+	Migrations []*versions.Migration[Plan]
 }
 
 // Defaults for Options.
@@ -127,7 +139,10 @@ type RolloutReconciler struct {
 	opts   Options
 	steps  *steps
 	flow   *stepflow.Flow[Plan]
-	codec  codec.Codec[Plan]
+	// reg runs every version a stored state may be at, and migrates the
+	// older ones to flow's (see Options.Older).
+	reg   *versions.Registry[Plan]
+	codec codec.Codec[Plan]
 }
 
 // NewRolloutReconciler returns a reconciler that acts through c, whose
@@ -143,8 +158,12 @@ func NewRolloutReconciler(c client.Client, scheme *runtime.Scheme, opts *Options
 	if err != nil {
 		return nil, err
 	}
+	reg, err := versions.New(append(slices.Clone(o.Older), f), nil, o.Migrations...)
+	if err != nil {
+		return nil, fmt.Errorf("rollout flow versions: %w", err)
+	}
 	return &RolloutReconciler{
-		client: c, opts: o, steps: s, flow: f,
+		client: c, opts: o, steps: s, flow: f, reg: reg,
 		codec: codec.JSON[Plan](&codec.Options{MaxSize: o.MaxStateSize}),
 	}, nil
 }
@@ -180,10 +199,12 @@ func (r *RolloutReconciler) SetupWithManager(mgr ctrl.Manager) error {
 //  2. Make sure the finalizer is set before any step acts on the cluster.
 //  3. Load the process from status.state. There is none yet, or the spec
 //     changed since it started (metadata.generation differs from
-//     status.observedGeneration), or it belongs to an older flow version:
-//     start a new process from the current spec (see below). A state that
-//     cannot be read gets Failed=True with reason StateUnreadable and no
-//     requeue: retrying cannot fix it.
+//     status.observedGeneration), or it belongs to a flow version the
+//     controller does not know: start a new process from the current spec
+//     (see below). A state of an older version the controller knows
+//     (Options.Older) continues and is migrated to FlowVersion at its next
+//     step. A state that cannot be read gets Failed=True with reason
+//     StateUnreadable and no requeue: retrying cannot fix it.
 //  4. Apply while the process is runnable, at most MaxSteps times.
 //  5. Write the status with the object's resourceVersion. A conflict means
 //     someone wrote a newer version: drop ours and requeue, so the next
@@ -195,9 +216,10 @@ func (r *RolloutReconciler) SetupWithManager(mgr ctrl.Manager) error {
 // That is safe because every step converges the cluster to its plan: the
 // new process rewrites the ConfigMap and the Deployment and then waits for
 // the new template. Continuing the old process first would only delay the
-// rollout people asked for last. A flow version change restarts in-flight
-// processes for the same reason; a flow whose steps cannot be repeated
-// would instead keep its old version compiled and finish old processes on it.
+// rollout people asked for last. A flow version change migrates in-flight
+// processes when the controller is given the older version and the
+// migration (Options.Older, Options.Migrations), and restarts them
+// otherwise; a flow whose steps cannot be repeated must do the former.
 //
 // Steps run at least once, not exactly once: a step whose completion is
 // lost (conflict, crash before the status write) runs again. API errors
@@ -234,7 +256,7 @@ func (r *RolloutReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	// Encode only a changed state: the stored bytes were rewritten by the
 	// API server (key order, spacing), so encoding an unchanged state again
 	// would look like a change and cost a pointless write.
-	if fresh || next.Steps != st.Steps {
+	if fresh || next.Steps != st.Steps || next.Version != st.Version {
 		if err := r.encodeInto(status, next); err != nil {
 			logf.FromContext(ctx).Error(err, "cannot encode rollout state")
 			return r.broken(ctx, &ro, ReasonStateUnwritable, err.Error())
@@ -275,11 +297,11 @@ func (r *RolloutReconciler) load(ctx context.Context, ro *v1alpha1.Rollout) (st 
 	if err != nil {
 		return st, false, err
 	}
-	if st.Version != r.flow.Version() {
-		log.Info("state of another flow version; starting a new rollout", "stored", st.Version, "flow", r.flow.Version())
+	if !slices.Contains(r.reg.Versions(), st.Version) {
+		log.Info("state of a flow version this controller does not know; starting a new rollout", "stored", st.Version, "flow", r.flow.Version())
 		return start()
 	}
-	if err := r.flow.Validate(st); err != nil {
+	if err := r.reg.Validate(st); err != nil {
 		return st, false, err
 	}
 	return st, false, nil
@@ -295,7 +317,9 @@ func (r *RolloutReconciler) advance(ctx context.Context, st stepflow.State[Plan]
 		if !r.runnable(ctx, st) {
 			break
 		}
-		n, err := r.flow.Apply(ctx, st)
+		// The registry applies a state of an older version after
+		// migrating it to the current one.
+		n, err := r.reg.Apply(ctx, st)
 		var se *stepflow.StepError
 		switch {
 		case err == nil:
@@ -309,8 +333,11 @@ func (r *RolloutReconciler) advance(ctx context.Context, st stepflow.State[Plan]
 			// controller-runtime retry with backoff.
 			return st, err, nil
 		}
-		if n.Steps == st.Steps {
+		if n.Steps == st.Steps && n.Version == st.Version {
 			break
+		}
+		if n.Version != st.Version {
+			log.Info("rollout migrated to the current flow version", "from", st.Version, "to", n.Version)
 		}
 		st = n
 	}
@@ -336,7 +363,7 @@ func (r *RolloutReconciler) finalize(ctx context.Context, ro *v1alpha1.Rollout) 
 		log.Info("deleting a rollout whose state is unreadable; no cleanup runs", "error", err.Error())
 	case !fresh && !st.Terminal():
 		if !st.Canceling() {
-			if st, err = r.flow.Cancel(st, "the Rollout is being deleted"); err != nil {
+			if st, err = r.reg.Cancel(st, "the Rollout is being deleted"); err != nil {
 				return ctrl.Result{}, fmt.Errorf("cancel rollout: %w", err)
 			}
 		}
@@ -433,7 +460,7 @@ func (r *RolloutReconciler) now(ctx context.Context) time.Time { return stepflow
 
 // why explains st in one sentence for condition messages.
 func (r *RolloutReconciler) why(st stepflow.State[Plan]) string {
-	d, err := r.flow.Describe(st)
+	d, err := r.reg.Describe(st)
 	if err != nil {
 		return err.Error()
 	}

@@ -23,8 +23,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
+	"github.com/stepflow-io/go-stepflow/codec"
+	"github.com/stepflow-io/go-stepflow/combinators"
 	"github.com/stepflow-io/go-stepflow/examples/controller/api/v1alpha1"
 	"github.com/stepflow-io/go-stepflow/stepflow"
+	"github.com/stepflow-io/go-stepflow/versions"
 )
 
 // A Rollout goes from nothing to Ready through reconciles that honour
@@ -467,7 +470,8 @@ func TestReconcileSpecChangeRestarts(t *testing.T) {
 	requireCondition(t, e.rollout(), v1alpha1.ConditionReady, metav1.ConditionTrue, ReasonComplete)
 }
 
-// A state written by another flow version is restarted on this one.
+// A state written by a flow version the controller does not know is
+// restarted on this one.
 func TestReconcileOtherFlowVersionRestarts(t *testing.T) {
 	old := stepflow.State[Plan]{Version: "rollout/v0", Status: stepflow.Running, Steps: 1,
 		Root: stepflow.Frame{Children: []stepflow.Frame{{Name: "render"}}}}
@@ -520,4 +524,86 @@ func TestWriteFailed(t *testing.T) {
 	boom := errors.New("boom")
 	_, err = writeFailed(ctx, boom)
 	assert.ErrorIs(t, err, boom)
+}
+
+// olderFlow is rollout/v0, the release before FlowVersion as far as these
+// tests are concerned: the wait for the Deployment was called "ready", and
+// the cleanup had no retry around its step.
+func olderFlow(t *testing.T, s *steps, o Options) *stepflow.Flow[Plan] {
+	f, err := stepflow.NewWithOptions("rollout/v0", &stepflow.Options{Record: o.Record},
+		combinators.Finally(PathRollout,
+			combinators.Sequence("steps",
+				combinators.Retry("apply", *o.Retry,
+					combinators.Do("config", s.writeConfig),
+					combinators.Do("deployment", s.applyDeployment)),
+				combinators.WaitFor("ready", s.deploymentAvailable,
+					combinators.Backoff(o.PollInitial, o.PollMax),
+					combinators.Timeout(o.ReadyTimeout))),
+			combinators.Do("teardown", s.cleanup)),
+	)
+	require.NoError(t, err)
+	return f
+}
+
+// A controller that knows the older version and the migration continues
+// an in-flight rollout of that version on the current one, instead of
+// restarting it: the wait keeps its first poll and schedule, the steps
+// already done are not done again, and the rollout completes.
+func TestReconcileMigratesOlderFlowVersion(t *testing.T) {
+	e := newEnv(t, nil, newRollout())
+	o := Options{Clock: e.clock}.withDefaults()
+	old := olderFlow(t, &steps{client: e.client, scheme: e.scheme}, o)
+
+	// A rollout/v0 process in flight: applied by hand up to the wait.
+	ro := e.rollout()
+	ro.Finalizers = []string{Finalizer}
+	require.NoError(t, e.base.Update(e.ctx, ro))
+	st := old.Start(newPlan(ro))
+	st.ID = processID(ro)
+	ctx := stepflow.WithClock(e.ctx, e.clock)
+	var err error
+	for st.Status != stepflow.Waiting {
+		st, err = old.Apply(ctx, st)
+		require.NoError(t, err)
+	}
+	require.Equal(t, []string{"rollout/steps/ready"}, st.Positions())
+	raw, err := codec.JSON[Plan](nil).Encode(st)
+	require.NoError(t, err)
+	ro = e.rollout()
+	ro.Status = v1alpha1.RolloutStatus{ObservedGeneration: ro.Generation, FlowVersion: "rollout/v0", State: &runtime.RawExtension{Raw: raw}}
+	require.NoError(t, e.base.Status().Update(e.ctx, ro))
+	deployment := e.deployment()
+
+	e.r, err = NewRolloutReconciler(e.client, e.scheme, &Options{Clock: e.clock,
+		Older: []*stepflow.Flow[Plan]{old},
+		Migrations: []*versions.Migration[Plan]{versions.NewMigration[Plan]("rollout/v0", FlowVersion).
+			Rename("rollout/steps/ready", "rollout/steps/available").
+			Rename("rollout/teardown", "rollout/cleanup/teardown")}})
+	require.NoError(t, err)
+	e.clock.Advance(st.WakeAt.Sub(e.clock.Now()))
+	e.mustReconcile()
+	got := e.state()
+	assert.Equal(t, FlowVersion, got.Version, "migrated")
+	assert.Equal(t, st.ID, got.ID, "the same process, not a new one")
+	assert.Greater(t, got.Steps, st.Steps, "it went on from where it was")
+	assert.Equal(t, []string{"rollout/steps/available"}, got.Positions())
+	assert.Equal(t, leaf(&st.Root).Since, leaf(&got.Root).Since, "the wait keeps its first poll: it was not started again")
+	assert.Equal(t, st.Record, got.Record[:len(st.Record)], "the history of rollout/v0 is kept")
+	assert.Equal(t, FlowVersion, e.rollout().Status.FlowVersion)
+	assert.Equal(t, deployment.Generation, e.deployment().Generation, "the Deployment was not written again")
+
+	e.drive(10, func(i int) {
+		if i == 0 {
+			e.makeAvailable()
+		}
+	})
+	requireCondition(t, e.rollout(), v1alpha1.ConditionReady, metav1.ConditionTrue, ReasonComplete)
+}
+
+// leaf returns the innermost frame of the first position.
+func leaf(f *stepflow.Frame) *stepflow.Frame {
+	for len(f.Children) > 0 {
+		f = &f.Children[0]
+	}
+	return f
 }
