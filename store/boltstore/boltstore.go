@@ -1,19 +1,3 @@
-// Package boltstore is the embedded store: every process in one bbolt file
-// (go.etcd.io/bbolt), no server to run. It is the default store of the
-// examples and the right one for a single runner process.
-//
-// Layout: a "procs" bucket maps process ids to a small header (revision,
-// status, due time, quarantine reason) followed by the encoded state; a
-// "due" bucket indexes schedulable processes by due time then id, so Claim
-// and NextDue read only the processes that are due, never the whole file;
-// a "meta" bucket keeps the counts per status, updated in the same
-// transactions.
-//
-// A bbolt file can be open in one OS process at a time (Open waits for the
-// file lock, up to Options.Timeout), so leases need not outlive the
-// process: they are kept in memory. After a crash the restarted runner
-// finds every process unleased and resumes at once, without waiting for
-// leases to expire.
 package boltstore
 
 import (
@@ -39,13 +23,14 @@ var (
 )
 
 // headerVersion is the first byte of every stored value; a later release
-// that changes the layout bumps it.
+// that changes the layout bumps it. A value with another version reads as
+// damaged (see readValue), its bytes kept whole.
 const headerVersion = 1
 
 // Options configures Open. The zero value is ready to use.
 type Options struct {
 	// Timeout is how long Open waits for another process to release the
-	// file. Default 5s.
+	// file before it fails with ErrLocked. Default 5s.
 	Timeout time.Duration
 	// NoSync skips the fsync at each commit: much faster, but a power
 	// failure (not a process crash) can lose or corrupt recent commits.
@@ -69,39 +54,6 @@ type lease struct {
 }
 
 var _ store.Store = (*Store)(nil)
-
-// Open opens (creating if needed) the store file at path.
-func Open(path string, opts *Options) (*Store, error) {
-	var o Options
-	if opts != nil {
-		o = *opts
-	}
-	if o.Timeout <= 0 {
-		o.Timeout = 5 * time.Second
-	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{
-		Timeout:        o.Timeout,
-		NoSync:         o.NoSync,
-		NoFreelistSync: true,
-		FreelistType:   bolt.FreelistMapType,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("stepflow/boltstore: open %s: %w", path, err)
-	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketProcs, bucketDue, bucketMeta} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		_ = db.Close()
-		return nil, fmt.Errorf("stepflow/boltstore: init %s: %w", path, err)
-	}
-	return &Store{db: db, leases: map[string]lease{}, watchers: map[chan struct{}]struct{}{}}, nil
-}
 
 // DB returns the underlying bbolt database, for backups (DB.View with
 // Tx.WriteTo) and inspection.
@@ -130,21 +82,113 @@ func encodeValue(m meta, blob []byte) []byte {
 	return b
 }
 
-func decodeValue(v []byte) (meta, []byte, error) {
-	if len(v) < fixedHeader || v[0] != headerVersion {
-		return meta{}, nil, fmt.Errorf("stepflow/boltstore: unreadable record header")
+// decodeValue splits a stored value into its header and blob. problem is
+// why the header cannot be read, "" when it can.
+func decodeValue(v []byte) (m meta, blob []byte, problem string) {
+	if len(v) < fixedHeader {
+		return meta{}, nil, fmt.Sprintf("the value is %d bytes, shorter than the %d-byte header", len(v), fixedHeader)
 	}
-	m := meta{
+	if v[0] != headerVersion {
+		return meta{}, nil, fmt.Sprintf("header version %d, want %d", v[0], headerVersion)
+	}
+	m = meta{
 		rev:    binary.BigEndian.Uint64(v[1:]),
 		status: stepflow.Status(v[9]),
 		due:    int64(binary.BigEndian.Uint64(v[10:])),
 	}
-	n := int(binary.BigEndian.Uint32(v[18:]))
-	if fixedHeader+n > len(v) {
-		return meta{}, nil, fmt.Errorf("stepflow/boltstore: unreadable record header")
+	if !m.status.Valid() {
+		return meta{}, nil, fmt.Sprintf("unknown status %d", v[9])
+	}
+	n := uint64(binary.BigEndian.Uint32(v[18:]))
+	if fixedHeader+n > uint64(len(v)) {
+		return meta{}, nil, fmt.Sprintf("a quarantine reason of %d bytes runs past the %d-byte value", n, len(v))
 	}
 	m.quar = string(v[fixedHeader : fixedHeader+n])
-	return m, v[fixedHeader+n:], nil
+	return m, v[fixedHeader+n:], ""
+}
+
+// readValue decodes the stored value v of process id. A value whose
+// header cannot be read comes back, with ok false, as the quarantined
+// record the package documentation describes: revision 0, status
+// NeedsAttention, never due, the whole value as its blob.
+func readValue(id, v []byte) (m meta, blob []byte, ok bool) {
+	m, blob, problem := decodeValue(v)
+	if problem == "" {
+		return m, blob, true
+	}
+	return meta{
+		status: stepflow.NeedsAttention,
+		quar:   fmt.Sprintf("stepflow/boltstore: process %q: unreadable record header: %s", id, problem),
+	}, v, false
+}
+
+// reconcile sets aside every record whose header cannot be read: it
+// rewrites it as the quarantined record readValue returns, with a valid
+// header and the whole old value as its blob, so that later reads find it
+// as it was first reported, and drops its due-index entry and any
+// malformed one. It then rewrites the counts that differ from the records
+// (those of a damaged record were kept under a status no longer known).
+// It reads every record: Open calls it, and Claim and Commit when they
+// meet a damaged record.
+func reconcile(tx *bolt.Tx) error {
+	procs, due, mb := tx.Bucket(bucketProcs), tx.Bucket(bucketDue), tx.Bucket(bucketMeta)
+	type damaged struct{ id, value []byte }
+	var bad []damaged
+	counts := map[string]int64{}
+	c := procs.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if v == nil {
+			continue // a nested bucket, not a record
+		}
+		m, _, ok := readValue(k, v)
+		if !ok {
+			bad = append(bad, damaged{bytes.Clone(k), bytes.Clone(v)})
+		}
+		counts[string(countKeyOf(m))]++
+	}
+	badIDs := map[string]bool{}
+	for _, d := range bad {
+		m, _, _ := readValue(d.id, d.value)
+		if err := procs.Put(d.id, encodeValue(m, d.value)); err != nil {
+			return err
+		}
+		badIDs[string(d.id)] = true
+	}
+	var drop [][]byte
+	c = due.Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		if _, id, ok := parseDueKey(k); !ok || badIDs[id] {
+			drop = append(drop, bytes.Clone(k))
+		}
+	}
+	for _, k := range drop {
+		if err := due.Delete(k); err != nil {
+			return err
+		}
+	}
+	// Counts: rewrite those that differ from the records, malformed
+	// ones included.
+	stored := map[string][]byte{}
+	c = mb.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if isCountKey(k) {
+			stored[string(k)] = v
+			if _, ok := counts[string(k)]; !ok {
+				counts[string(k)] = 0
+			}
+		}
+	}
+	for k, n := range counts {
+		var v [8]byte
+		binary.BigEndian.PutUint64(v[:], uint64(n))
+		if bytes.Equal(stored[k], v[:]) {
+			continue
+		}
+		if err := mb.Put([]byte(k), v[:]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // dueNanos turns a due time into its stored form; 0 means never.
@@ -179,17 +223,30 @@ func dueKey(due int64, id string) []byte {
 	return k
 }
 
-func parseDueKey(k []byte) (int64, string) {
-	return int64(binary.BigEndian.Uint64(k) ^ (1 << 63)), string(k[8:])
+// parseDueKey reads a due-index key; ok is false for a malformed one.
+func parseDueKey(k []byte) (due int64, id string, ok bool) {
+	if len(k) < 8 {
+		return 0, "", false
+	}
+	return int64(binary.BigEndian.Uint64(k) ^ (1 << 63)), string(k[8:]), true
 }
 
 func countKey(st stepflow.Status) []byte { return []byte{'s', byte(st)} }
 
-func addCount(b *bolt.Bucket, m meta, d int64) error {
-	k := keyQuar
-	if m.quar == "" {
-		k = countKey(m.status)
+// countKeyOf is the counter a record counts under.
+func countKeyOf(m meta) []byte {
+	if m.quar != "" {
+		return keyQuar
 	}
+	return countKey(m.status)
+}
+
+func isCountKey(k []byte) bool {
+	return bytes.Equal(k, keyQuar) || len(k) == 2 && k[0] == 's'
+}
+
+func addCount(b *bolt.Bucket, m meta, d int64) error {
+	k := countKeyOf(m)
 	var n int64
 	if v := b.Get(k); len(v) == 8 {
 		n = int64(binary.BigEndian.Uint64(v))
@@ -266,10 +323,7 @@ func (s *Store) Load(ctx context.Context, id string) (store.Record, error) {
 		if v == nil {
 			return store.ErrNotFound
 		}
-		m, blob, err := decodeValue(v)
-		if err != nil {
-			return err
-		}
+		m, blob, _ := readValue([]byte(id), v)
 		s.mu.Lock()
 		rec = s.record(id, m, blob, true)
 		s.mu.Unlock()
@@ -280,15 +334,29 @@ func (s *Store) Load(ctx context.Context, id string) (store.Record, error) {
 
 // Claim implements store.Store. It reads the due index in a read-only
 // transaction and records the leases in memory, so claiming costs no disk
-// write.
+// write, unless it meets a damaged record: it then sets the damaged
+// records aside (one write transaction) and claims again.
 func (s *Store) Claim(ctx context.Context, c store.Claim) ([]store.Record, error) {
 	if err := store.CheckClaim(c); err != nil {
 		return nil, err
 	}
+	out, damaged, err := s.claim(c, false)
+	if err != nil || !damaged {
+		return out, wrap(err)
+	}
+	if err := s.db.Update(reconcile); err != nil {
+		return nil, wrap(err)
+	}
+	out, _, err = s.claim(c, true)
+	return out, wrap(err)
+}
+
+// claim leases due records. Unless skipDamaged, it stops at the first
+// damaged record or due-index entry, leasing nothing, and reports it.
+func (s *Store) claim(c store.Claim, skipDamaged bool) (out []store.Record, damaged bool, err error) {
 	now := c.Now.UnixNano()
 	until := c.Now.Add(c.Lease).UTC()
-	var out []store.Record
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err = s.db.View(func(tx *bolt.Tx) error {
 		procs := tx.Bucket(bucketProcs)
 		cur := tx.Bucket(bucketDue).Cursor()
 		s.mu.Lock()
@@ -296,10 +364,23 @@ func (s *Store) Claim(ctx context.Context, c store.Claim) ([]store.Record, error
 		if err := s.checkOpen(); err != nil {
 			return err
 		}
-		for k, _ := cur.First(); k != nil && len(out) < c.Limit; k, _ = cur.Next() {
-			due, id := parseDueKey(k)
-			if due > now {
+		type found struct {
+			id   string
+			m    meta
+			blob []byte
+		}
+		var due []found
+		for k, _ := cur.First(); k != nil && len(due) < c.Limit; k, _ = cur.Next() {
+			at, id, ok := parseDueKey(k)
+			if ok && at > now {
 				break
+			}
+			if !ok {
+				if !skipDamaged {
+					damaged = true
+					return nil
+				}
+				continue
 			}
 			if l, ok := s.leases[id]; ok && l.until.After(c.Now) {
 				continue // leased to someone, lease still running
@@ -308,16 +389,26 @@ func (s *Store) Claim(ctx context.Context, c store.Claim) ([]store.Record, error
 			if v == nil {
 				continue
 			}
-			m, blob, err := decodeValue(v)
-			if err != nil {
-				return err
+			m, blob, ok := readValue([]byte(id), v)
+			if !ok {
+				if !skipDamaged {
+					damaged = true
+					return nil
+				}
+				continue
 			}
-			s.leases[id] = lease{owner: c.Owner, until: until}
-			out = append(out, s.record(id, m, blob, true))
+			if m.quar != "" {
+				continue
+			}
+			due = append(due, found{id, m, blob})
+		}
+		for _, f := range due {
+			s.leases[f.id] = lease{owner: c.Owner, until: until}
+			out = append(out, s.record(f.id, f.m, f.blob, true))
 		}
 		return nil
 	})
-	return out, wrap(err)
+	return out, damaged, err
 }
 
 // Commit implements store.Store: one bbolt transaction (one fsync) for the
@@ -366,9 +457,14 @@ func (s *Store) write(procs, due, mb *bolt.Bucket, owner string, w *store.Write)
 	if v == nil {
 		return store.ErrNotFound, nil
 	}
-	old, oldBlob, err := decodeValue(v)
-	if err != nil {
-		return nil, err
+	old, oldBlob, ok := readValue([]byte(w.ID), v)
+	if !ok {
+		// Set the damaged records aside first, so that the counts know
+		// where this one stands.
+		if err := reconcile(procs.Tx()); err != nil {
+			return nil, err
+		}
+		old, oldBlob, _ = readValue([]byte(w.ID), procs.Get([]byte(w.ID)))
 	}
 	if old.rev != w.Revision {
 		return store.ErrConflict, nil
@@ -457,7 +553,10 @@ func (s *Store) NextDue(ctx context.Context) (time.Time, bool, error) {
 		}
 		cur := tx.Bucket(bucketDue).Cursor()
 		for k, _ := cur.First(); k != nil; k, _ = cur.Next() {
-			due, id := parseDueKey(k)
+			due, id, ok := parseDueKey(k)
+			if !ok {
+				continue // dropped by the next reconcile
+			}
 			if _, leased := s.leases[id]; leased {
 				continue // counted below at its lease's end
 			}
@@ -548,10 +647,10 @@ func (s *Store) List(ctx context.Context, f store.Filter) ([]store.Record, error
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		for ; k != nil && len(out) < limit; k, v = cur.Next() {
-			m, blob, err := decodeValue(v)
-			if err != nil {
-				return err
+			if v == nil {
+				continue // a nested bucket, not a record
 			}
+			m, blob, _ := readValue(k, v)
 			r := s.record(string(k), m, blob, false)
 			if store.Match(&r, f) {
 				r.Blob = bytes.Clone(blob)
