@@ -2,15 +2,18 @@ package boltstore
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/stepflow-io/go-stepflow/codec"
 	"github.com/stepflow-io/go-stepflow/stepflow"
 	"github.com/stepflow-io/go-stepflow/store"
 )
@@ -18,14 +21,22 @@ import (
 var (
 	bucketProcs = []byte("procs")
 	bucketDue   = []byte("due")
+	bucketEnded = []byte("ended")
 	bucketMeta  = []byte("meta")
-	keyQuar     = []byte("quarantined")
+	keyFormat   = []byte("format")
 )
 
-// headerVersion is the first byte of every stored value; a later release
-// that changes the layout bumps it. A value with another version reads as
-// damaged (see readValue), its bytes kept whole.
-const headerVersion = 1
+// headerVersion is the first byte of every stored value; a release that
+// changes the layout bumps it, and Open upgrades older values in place
+// (see upgrade). A value with a version this release does not know reads
+// as damaged (see readValue), its bytes kept whole. Values of version 1 lack the flow version, position,
+// error kind and time of the last write.
+const headerVersion = 2
+
+// fileFormat is the layout of the whole file (buckets and keys), kept in
+// the meta bucket under keyFormat; files written before it was kept are
+// format 1.
+const fileFormat = 2
 
 // Options configures Open. The zero value is ready to use.
 type Options struct {
@@ -45,12 +56,14 @@ type Store struct {
 	mu       sync.Mutex
 	leases   map[string]lease
 	watchers map[chan struct{}]struct{}
+	ended    map[chan struct{}]struct{}
 	closed   bool
 }
 
 type lease struct {
-	owner string
-	until time.Time
+	owner   string
+	until   time.Time
+	version string
 }
 
 var _ store.Store = (*Store)(nil)
@@ -59,37 +72,96 @@ var _ store.Store = (*Store)(nil)
 // Tx.WriteTo) and inspection.
 func (s *Store) DB() *bolt.DB { return s.db }
 
-// value layout: version(1) revision(8) status(1) due(8, 0 = never)
-// quarantine length(4) quarantine, blob.
+// meta is a record's header.
+//
+// Value layout, version 2: version(1) revision(8) status(1) due(8, 0 =
+// never) updated(8) quarantine length(4) flow version length(2) position
+// length(2) error kind length(1), then the quarantine reason, flow
+// version, position and error kind, then the blob. Version 1: version(1)
+// revision(8) status(1) due(8) quarantine length(4) quarantine, blob.
 type meta struct {
-	rev    uint64
-	status stepflow.Status
-	due    int64 // unix nanos, 0 = never due
-	quar   string
+	rev     uint64
+	status  stepflow.Status
+	due     int64 // unix nanos, 0 = never due
+	updated int64 // unix nanos
+	quar    string
+	version string
+	pos     string
+	kind    string
 }
 
-const fixedHeader = 1 + 8 + 1 + 8 + 4
+const (
+	fixedHeader1 = 1 + 8 + 1 + 8 + 4
+	fixedHeader  = 1 + 8 + 1 + 8 + 8 + 4 + 2 + 2 + 1
+)
 
 func encodeValue(m meta, blob []byte) []byte {
-	b := make([]byte, fixedHeader+len(m.quar)+len(blob))
+	// Lengths past their fields' widths are cut, so a header always reads
+	// back; no real version, path or kind comes near them.
+	ver, pos, kind := clip(m.version, 1<<16-1), clip(m.pos, 1<<16-1), clip(m.kind, 1<<8-1)
+	b := make([]byte, fixedHeader+len(m.quar)+len(ver)+len(pos)+len(kind)+len(blob))
 	b[0] = headerVersion
 	binary.BigEndian.PutUint64(b[1:], m.rev)
 	b[9] = byte(m.status)
 	binary.BigEndian.PutUint64(b[10:], uint64(m.due))
-	binary.BigEndian.PutUint32(b[18:], uint32(len(m.quar)))
-	copy(b[fixedHeader:], m.quar)
-	copy(b[fixedHeader+len(m.quar):], blob)
+	binary.BigEndian.PutUint64(b[18:], uint64(m.updated))
+	binary.BigEndian.PutUint32(b[26:], uint32(len(m.quar)))
+	binary.BigEndian.PutUint16(b[30:], uint16(len(ver)))
+	binary.BigEndian.PutUint16(b[32:], uint16(len(pos)))
+	b[34] = byte(len(kind))
+	at := fixedHeader
+	for _, f := range []string{m.quar, ver, pos, kind} {
+		at += copy(b[at:], f)
+	}
+	copy(b[at:], blob)
 	return b
 }
+
+func clip(s string, n int) string { return s[:min(len(s), n)] }
 
 // decodeValue splits a stored value into its header and blob. problem is
 // why the header cannot be read, "" when it can.
 func decodeValue(v []byte) (m meta, blob []byte, problem string) {
+	if len(v) == 0 {
+		return meta{}, nil, "the value is empty"
+	}
+	switch v[0] {
+	case 1:
+		return decodeValue1(v)
+	case headerVersion:
+	default:
+		return meta{}, nil, fmt.Sprintf("header version %d, want %d", v[0], headerVersion)
+	}
 	if len(v) < fixedHeader {
 		return meta{}, nil, fmt.Sprintf("the value is %d bytes, shorter than the %d-byte header", len(v), fixedHeader)
 	}
-	if v[0] != headerVersion {
-		return meta{}, nil, fmt.Sprintf("header version %d, want %d", v[0], headerVersion)
+	m = meta{
+		rev:     binary.BigEndian.Uint64(v[1:]),
+		status:  stepflow.Status(v[9]),
+		due:     int64(binary.BigEndian.Uint64(v[10:])),
+		updated: int64(binary.BigEndian.Uint64(v[18:])),
+	}
+	if !m.status.Valid() {
+		return meta{}, nil, fmt.Sprintf("unknown status %d", v[9])
+	}
+	lens := []uint64{uint64(binary.BigEndian.Uint32(v[26:])), uint64(binary.BigEndian.Uint16(v[30:])), uint64(binary.BigEndian.Uint16(v[32:])), uint64(v[34])}
+	at := uint64(fixedHeader)
+	var fields [4]string
+	for i, n := range lens {
+		if at+n > uint64(len(v)) {
+			return meta{}, nil, fmt.Sprintf("a header field of %d bytes runs past the %d-byte value", n, len(v))
+		}
+		fields[i] = string(v[at : at+n])
+		at += n
+	}
+	m.quar, m.version, m.pos, m.kind = fields[0], fields[1], fields[2], fields[3]
+	return m, v[at:], ""
+}
+
+// decodeValue1 reads a value of header version 1.
+func decodeValue1(v []byte) (m meta, blob []byte, problem string) {
+	if len(v) < fixedHeader1 {
+		return meta{}, nil, fmt.Sprintf("the value is %d bytes, shorter than the %d-byte header", len(v), fixedHeader1)
 	}
 	m = meta{
 		rev:    binary.BigEndian.Uint64(v[1:]),
@@ -100,11 +172,11 @@ func decodeValue(v []byte) (m meta, blob []byte, problem string) {
 		return meta{}, nil, fmt.Sprintf("unknown status %d", v[9])
 	}
 	n := uint64(binary.BigEndian.Uint32(v[18:]))
-	if fixedHeader+n > uint64(len(v)) {
+	if fixedHeader1+n > uint64(len(v)) {
 		return meta{}, nil, fmt.Sprintf("a quarantine reason of %d bytes runs past the %d-byte value", n, len(v))
 	}
-	m.quar = string(v[fixedHeader : fixedHeader+n])
-	return m, v[fixedHeader+n:], ""
+	m.quar = string(v[fixedHeader1 : fixedHeader1+n])
+	return m, v[fixedHeader1+n:], ""
 }
 
 // readValue decodes the stored value v of process id. A value whose
@@ -122,16 +194,46 @@ func readValue(id, v []byte) (m meta, blob []byte, ok bool) {
 	}, v, false
 }
 
+// ended reports whether the record is in the index of ended processes
+// (DeleteEnded): a terminal status, not quarantined.
+func (m *meta) ended() bool { return m.status.Terminal() && m.quar == "" }
+
+// index files the record under its due time and, when it has ended, its
+// time of last write; unindex takes it out.
+func index(tx *bolt.Tx, id string, m *meta) error {
+	if m.due != 0 && m.quar == "" {
+		if err := tx.Bucket(bucketDue).Put(dueKey(m.version, m.due, id), nil); err != nil {
+			return err
+		}
+	}
+	if m.ended() {
+		return tx.Bucket(bucketEnded).Put(timeKey(m.updated, id), nil)
+	}
+	return nil
+}
+
+func unindex(tx *bolt.Tx, id string, m *meta) error {
+	if m.due != 0 {
+		if err := tx.Bucket(bucketDue).Delete(dueKey(m.version, m.due, id)); err != nil {
+			return err
+		}
+	}
+	if m.ended() {
+		return tx.Bucket(bucketEnded).Delete(timeKey(m.updated, id))
+	}
+	return nil
+}
+
 // reconcile sets aside every record whose header cannot be read: it
 // rewrites it as the quarantined record readValue returns, with a valid
 // header and the whole old value as its blob, so that later reads find it
-// as it was first reported, and drops its due-index entry and any
-// malformed one. It then rewrites the counts that differ from the records
-// (those of a damaged record were kept under a status no longer known).
-// It reads every record: Open calls it, and Claim and Commit when they
-// meet a damaged record.
+// as it was first reported, and drops its index entries and any malformed
+// one. It then rewrites the counts that differ from the records (those of
+// a damaged record were kept under a status no longer known). It reads
+// every record: Open calls it, and Claim and Commit when they meet a
+// damaged record.
 func reconcile(tx *bolt.Tx) error {
-	procs, due, mb := tx.Bucket(bucketProcs), tx.Bucket(bucketDue), tx.Bucket(bucketMeta)
+	procs, mb := tx.Bucket(bucketProcs), tx.Bucket(bucketMeta)
 	type damaged struct{ id, value []byte }
 	var bad []damaged
 	counts := map[string]int64{}
@@ -144,7 +246,7 @@ func reconcile(tx *bolt.Tx) error {
 		if !ok {
 			bad = append(bad, damaged{bytes.Clone(k), bytes.Clone(v)})
 		}
-		counts[string(countKeyOf(m))]++
+		counts[string(countKeyOf(&m))]++
 	}
 	badIDs := map[string]bool{}
 	for _, d := range bad {
@@ -154,16 +256,25 @@ func reconcile(tx *bolt.Tx) error {
 		}
 		badIDs[string(d.id)] = true
 	}
-	var drop [][]byte
-	c = due.Cursor()
-	for k, _ := c.First(); k != nil; k, _ = c.Next() {
-		if _, id, ok := parseDueKey(k); !ok || badIDs[id] {
-			drop = append(drop, bytes.Clone(k))
+	for _, b := range [][]byte{bucketDue, bucketEnded} {
+		var drop [][]byte
+		c = tx.Bucket(b).Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			var id string
+			var ok bool
+			if bytes.Equal(b, bucketDue) {
+				_, _, id, ok = parseDueKey(k)
+			} else {
+				_, id, ok = parseTimeKey(k)
+			}
+			if !ok || badIDs[id] {
+				drop = append(drop, bytes.Clone(k))
+			}
 		}
-	}
-	for _, k := range drop {
-		if err := due.Delete(k); err != nil {
-			return err
+		for _, k := range drop {
+			if err := tx.Bucket(b).Delete(k); err != nil {
+				return err
+			}
 		}
 	}
 	// Counts: rewrite those that differ from the records, malformed
@@ -179,6 +290,14 @@ func reconcile(tx *bolt.Tx) error {
 		}
 	}
 	for k, n := range counts {
+		if n == 0 {
+			if stored[k] != nil {
+				if err := mb.Delete([]byte(k)); err != nil {
+					return err
+				}
+			}
+			continue
+		}
 		var v [8]byte
 		binary.BigEndian.PutUint64(v[:], uint64(n))
 		if bytes.Equal(stored[k], v[:]) {
@@ -189,6 +308,90 @@ func reconcile(tx *bolt.Tx) error {
 		}
 	}
 	return nil
+}
+
+// upgrade brings a file of an earlier format to the current one, in the
+// transaction that opens it: values get header version 2, with the flow
+// version read from each state (codec.PeekVersion) and the time of the
+// upgrade as their last write; the due index is rebuilt by version; the
+// index of ended processes is made; the counts are kept per version
+// (reconcile then writes them). A record whose state names no readable
+// version is quarantined, its bytes kept. Nothing is lost, and a file
+// already at the current format is left alone.
+func upgrade(tx *bolt.Tx, now time.Time) error {
+	mb := tx.Bucket(bucketMeta)
+	if v := mb.Get(keyFormat); len(v) == 1 && v[0] >= fileFormat {
+		return nil
+	}
+	procs := tx.Bucket(bucketProcs)
+	type item struct {
+		id    []byte
+		value []byte
+	}
+	var rewrite []item
+	var all []item
+	c := procs.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if v == nil {
+			continue
+		}
+		m, blob, problem := decodeValue(v)
+		if problem != "" {
+			continue // reconcile sets it aside
+		}
+		if m.version == "" {
+			ver, err := codec.PeekVersion(blob)
+			if err != nil {
+				if m.quar == "" {
+					m.quar = fmt.Sprintf("stepflow/boltstore: upgrade: process %q names no readable flow version: %v", k, err)
+				}
+			} else {
+				m.version = ver
+			}
+		}
+		if m.updated == 0 {
+			m.updated = now.UnixNano()
+		}
+		it := item{bytes.Clone(k), encodeValue(m, blob)}
+		rewrite = append(rewrite, it)
+		all = append(all, it)
+	}
+	for _, it := range rewrite {
+		if err := procs.Put(it.id, it.value); err != nil {
+			return err
+		}
+	}
+	for _, b := range [][]byte{bucketDue, bucketEnded} {
+		if tx.Bucket(b) != nil {
+			if err := tx.DeleteBucket(b); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.CreateBucket(b); err != nil {
+			return err
+		}
+	}
+	for _, it := range all {
+		m, _, _ := decodeValue(it.value)
+		if err := index(tx, string(it.id), &m); err != nil {
+			return err
+		}
+	}
+	// The counts of format 1, by status alone, go; reconcile writes them
+	// per version.
+	var old [][]byte
+	c = mb.Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		if bytes.Equal(k, []byte("quarantined")) || len(k) == 2 && k[0] == 's' {
+			old = append(old, bytes.Clone(k))
+		}
+	}
+	for _, k := range old {
+		if err := mb.Delete(k); err != nil {
+			return err
+		}
+	}
+	return mb.Put(keyFormat, []byte{fileFormat})
 }
 
 // dueNanos turns a due time into its stored form; 0 means never.
@@ -214,42 +417,73 @@ func dueTime(n int64) time.Time {
 	return time.Unix(0, n).UTC()
 }
 
-// dueKey orders by due time, then id. Flipping the sign bit makes the
+// dueKey orders by flow version, then due time, then id, so that a claim
+// reads the due entries of the versions it names only. The version comes
+// with its length first; flipping the sign bit of the due time makes the
 // big-endian bytes sort like the signed number.
-func dueKey(due int64, id string) []byte {
+func dueKey(version string, due int64, id string) []byte {
+	version = clip(version, 255)
+	k := make([]byte, 1+len(version)+8+len(id))
+	k[0] = byte(len(version))
+	copy(k[1:], version)
+	binary.BigEndian.PutUint64(k[1+len(version):], uint64(due)^(1<<63))
+	copy(k[1+len(version)+8:], id)
+	return k
+}
+
+// duePrefix is the part of the due keys of version that names it.
+func duePrefix(version string) []byte {
+	version = clip(version, 255)
+	return append([]byte{byte(len(version))}, version...)
+}
+
+// parseDueKey reads a due-index key; ok is false for a malformed one.
+func parseDueKey(k []byte) (version string, due int64, id string, ok bool) {
+	if len(k) < 1 || len(k) < 1+int(k[0])+8 {
+		return "", 0, "", false
+	}
+	n := 1 + int(k[0])
+	return string(k[1:n]), int64(binary.BigEndian.Uint64(k[n:]) ^ (1 << 63)), string(k[n+8:]), true
+}
+
+// timeKey orders the index of ended processes by time of last write,
+// then id.
+func timeKey(t int64, id string) []byte {
 	k := make([]byte, 8+len(id))
-	binary.BigEndian.PutUint64(k, uint64(due)^(1<<63))
+	binary.BigEndian.PutUint64(k, uint64(t)^(1<<63))
 	copy(k[8:], id)
 	return k
 }
 
-// parseDueKey reads a due-index key; ok is false for a malformed one.
-func parseDueKey(k []byte) (due int64, id string, ok bool) {
+func parseTimeKey(k []byte) (t int64, id string, ok bool) {
 	if len(k) < 8 {
 		return 0, "", false
 	}
 	return int64(binary.BigEndian.Uint64(k) ^ (1 << 63)), string(k[8:]), true
 }
 
-func countKey(st stepflow.Status) []byte { return []byte{'s', byte(st)} }
-
-// countKeyOf is the counter a record counts under.
-func countKeyOf(m meta) []byte {
+// Counters live in the meta bucket: 'c', the status, then the flow
+// version for healthy records; 'q' then the flow version for quarantined
+// ones.
+func countKeyOf(m *meta) []byte {
 	if m.quar != "" {
-		return keyQuar
+		return append([]byte{'q'}, m.version...)
 	}
-	return countKey(m.status)
+	return append([]byte{'c', byte(m.status)}, m.version...)
 }
 
 func isCountKey(k []byte) bool {
-	return bytes.Equal(k, keyQuar) || len(k) == 2 && k[0] == 's'
+	return len(k) >= 1 && k[0] == 'q' || len(k) >= 2 && k[0] == 'c'
 }
 
-func addCount(b *bolt.Bucket, m meta, d int64) error {
+func addCount(b *bolt.Bucket, m *meta, d int64) error {
 	k := countKeyOf(m)
 	var n int64
 	if v := b.Get(k); len(v) == 8 {
 		n = int64(binary.BigEndian.Uint64(v))
+	}
+	if n+d == 0 {
+		return b.Delete(k)
 	}
 	var v [8]byte
 	binary.BigEndian.PutUint64(v[:], uint64(n+d))
@@ -257,7 +491,11 @@ func addCount(b *bolt.Bucket, m meta, d int64) error {
 }
 
 func (s *Store) record(id string, m meta, blob []byte, copyBlob bool) store.Record {
-	r := store.Record{ID: id, Revision: m.rev, Status: m.status, Due: dueTime(m.due), Quarantine: m.quar, Blob: blob}
+	r := store.Record{ID: id, Version: m.version, Revision: m.rev, Status: m.status, Due: dueTime(m.due), Quarantine: m.quar,
+		Position: m.pos, ErrorKind: m.kind, Blob: blob}
+	if m.updated != 0 {
+		r.Updated = time.Unix(0, m.updated).UTC()
+	}
 	if copyBlob {
 		r.Blob = bytes.Clone(blob)
 	}
@@ -268,6 +506,8 @@ func (s *Store) record(id string, m meta, blob []byte, copyBlob bool) store.Reco
 }
 
 func (s *Store) checkOpen() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.closed {
 		return store.ErrClosed
 	}
@@ -276,36 +516,77 @@ func (s *Store) checkOpen() error {
 
 // Create implements store.Store.
 func (s *Store) Create(ctx context.Context, rec store.Record) error {
-	if rec.ID == "" {
-		return store.ErrInvalid
-	}
-	s.mu.Lock()
-	err := s.checkOpen()
-	s.mu.Unlock()
+	errs, err := s.CreateMany(ctx, []store.Record{rec})
 	if err != nil {
 		return err
 	}
-	m := meta{rev: 1, status: rec.Status, quar: rec.Quarantine, due: dueNanos(store.NormalizeDue(rec.Status, rec.Quarantine, rec.Due))}
-	err = s.db.Update(func(tx *bolt.Tx) error {
-		procs := tx.Bucket(bucketProcs)
-		if procs.Get([]byte(rec.ID)) != nil {
-			return store.ErrExists
+	if errs != nil {
+		return errs[0]
+	}
+	return nil
+}
+
+// CreateMany implements store.Store: one bbolt transaction (one fsync).
+func (s *Store) CreateMany(ctx context.Context, recs []store.Record) ([]error, error) {
+	if err := s.checkOpen(); err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	var errs []error
+	created := 0
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		errs, created = nil, 0
+		fail := func(i int, err error) {
+			if errs == nil {
+				errs = make([]error, len(recs))
+			}
+			errs[i] = err
 		}
-		if err := procs.Put([]byte(rec.ID), encodeValue(m, rec.Blob)); err != nil {
-			return err
-		}
-		if m.due != 0 {
-			if err := tx.Bucket(bucketDue).Put(dueKey(m.due, rec.ID), nil); err != nil {
+		procs, mb := tx.Bucket(bucketProcs), tx.Bucket(bucketMeta)
+		for i := range recs {
+			rec := recs[i]
+			if rec.ID == "" {
+				fail(i, fmt.Errorf("%w: empty id", store.ErrInvalid))
+				continue
+			}
+			if err := store.FillVersion(&rec); err != nil {
+				fail(i, err)
+				continue
+			}
+			if procs.Get([]byte(rec.ID)) != nil {
+				fail(i, fmt.Errorf("%w: %q", store.ErrExists, rec.ID))
+				continue
+			}
+			m := meta{rev: 1, status: rec.Status, quar: rec.Quarantine, version: rec.Version, pos: rec.Position, kind: rec.ErrorKind,
+				due: dueNanos(store.NormalizeDue(rec.Status, rec.Quarantine, rec.Due)), updated: nanos(rec.Updated, now)}
+			if err := procs.Put([]byte(rec.ID), encodeValue(m, rec.Blob)); err != nil {
 				return err
 			}
+			if err := index(tx, rec.ID, &m); err != nil {
+				return err
+			}
+			if err := addCount(mb, &m, 1); err != nil {
+				return err
+			}
+			created++
 		}
-		return addCount(tx.Bucket(bucketMeta), m, 1)
+		return nil
 	})
 	if err != nil {
-		return wrap(err)
+		return nil, wrap(err)
 	}
-	s.notify()
-	return nil
+	if created > 0 {
+		s.notify(s.watchers)
+	}
+	return errs, nil
+}
+
+// nanos is t in unix nanoseconds, or now when t is zero.
+func nanos(t, now time.Time) int64 {
+	if t.IsZero() {
+		t = now
+	}
+	return t.UnixNano()
 }
 
 func wrap(err error) error {
@@ -351,6 +632,29 @@ func (s *Store) Claim(ctx context.Context, c store.Claim) ([]store.Record, error
 	return out, wrap(err)
 }
 
+// versionsIn lists the flow versions of the due index, each once, by
+// jumping from one version's keys to the next's.
+func versionsIn(cur *bolt.Cursor) []string {
+	var out []string
+	for k, _ := cur.First(); k != nil; {
+		v, _, _, ok := parseDueKey(k)
+		if !ok {
+			k, _ = cur.Next()
+			continue
+		}
+		out = append(out, v)
+		// The first key past every key of v: its prefix, incremented.
+		next := duePrefix(v)
+		for i := len(next) - 1; i >= 0; i-- {
+			if next[i]++; next[i] != 0 {
+				break
+			}
+		}
+		k, _ = cur.Seek(next)
+	}
+	return out
+}
+
 // claim leases due records. Unless skipDamaged, it stops at the first
 // damaged record or due-index entry, leasing nothing, and reports it.
 func (s *Store) claim(c store.Claim, skipDamaged bool) (out []store.Record, damaged bool, err error) {
@@ -361,49 +665,64 @@ func (s *Store) claim(c store.Claim, skipDamaged bool) (out []store.Record, dama
 		cur := tx.Bucket(bucketDue).Cursor()
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		if err := s.checkOpen(); err != nil {
-			return err
+		if s.closed {
+			return store.ErrClosed
 		}
 		type found struct {
 			id   string
+			due  int64
 			m    meta
 			blob []byte
 		}
-		var due []found
-		for k, _ := cur.First(); k != nil && len(due) < c.Limit; k, _ = cur.Next() {
-			at, id, ok := parseDueKey(k)
-			if ok && at > now {
-				break
-			}
-			if !ok {
-				if !skipDamaged {
-					damaged = true
-					return nil
-				}
-				continue
-			}
-			if l, ok := s.leases[id]; ok && l.until.After(c.Now) {
-				continue // leased to someone, lease still running
-			}
-			v := procs.Get([]byte(id))
-			if v == nil {
-				continue
-			}
-			m, blob, ok := readValue([]byte(id), v)
-			if !ok {
-				if !skipDamaged {
-					damaged = true
-					return nil
-				}
-				continue
-			}
-			if m.quar != "" {
-				continue
-			}
-			due = append(due, found{id, m, blob})
+		versions := c.Versions
+		if len(versions) == 0 {
+			versions = versionsIn(cur)
 		}
-		for _, f := range due {
-			s.leases[f.id] = lease{owner: c.Owner, until: until}
+		// The earliest Limit of each version, then the earliest Limit of
+		// them all.
+		var due []found
+		for _, version := range versions {
+			prefix, n := duePrefix(version), 0
+			for k, _ := cur.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && n < c.Limit; k, _ = cur.Next() {
+				v, at, id, ok := parseDueKey(k)
+				if ok && v != version {
+					break // a longer version that starts with this one's bytes
+				}
+				if ok && at > now {
+					break
+				}
+				if !ok {
+					if !skipDamaged {
+						damaged = true
+						return nil
+					}
+					continue
+				}
+				if l, ok := s.leases[id]; ok && l.until.After(c.Now) {
+					continue // leased to someone, lease still running
+				}
+				val := procs.Get([]byte(id))
+				if val == nil {
+					continue
+				}
+				m, blob, ok := readValue([]byte(id), val)
+				if !ok {
+					if !skipDamaged {
+						damaged = true
+						return nil
+					}
+					continue
+				}
+				if m.quar != "" {
+					continue
+				}
+				due = append(due, found{id, at, m, blob})
+				n++
+			}
+		}
+		slices.SortFunc(due, func(a, b found) int { return cmp.Or(cmp.Compare(a.due, b.due), cmp.Compare(a.id, b.id)) })
+		for _, f := range due[:min(len(due), c.Limit)] {
+			s.leases[f.id] = lease{owner: c.Owner, until: until, version: f.m.version}
 			out = append(out, s.record(f.id, f.m, f.blob, true))
 		}
 		return nil
@@ -416,12 +735,13 @@ func (s *Store) claim(c store.Claim, skipDamaged bool) (out []store.Record, dama
 func (s *Store) Commit(ctx context.Context, owner string, ws []store.Write) ([]error, error) {
 	var errs []error
 	var applied []string
+	ended := false
+	now := time.Now()
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		errs, applied = nil, applied[:0]
-		procs, due, mb := tx.Bucket(bucketProcs), tx.Bucket(bucketDue), tx.Bucket(bucketMeta)
+		errs, applied, ended = nil, applied[:0], false
 		for i := range ws {
 			w := &ws[i]
-			werr, err := s.write(procs, due, mb, owner, w)
+			werr, err := s.write(tx, owner, w, now)
 			if err != nil {
 				return err
 			}
@@ -433,6 +753,7 @@ func (s *Store) Commit(ctx context.Context, owner string, ws []store.Write) ([]e
 				continue
 			}
 			applied = append(applied, w.ID)
+			ended = ended || w.Status.Terminal()
 		}
 		return nil
 	})
@@ -445,14 +766,18 @@ func (s *Store) Commit(ctx context.Context, owner string, ws []store.Write) ([]e
 	for _, id := range applied {
 		delete(s.leases, id)
 	}
-	s.mu.Unlock()
 	if owner == "" && len(applied) > 0 {
-		s.notify()
+		s.notifyLocked(s.watchers)
 	}
+	if ended {
+		s.notifyLocked(s.ended)
+	}
+	s.mu.Unlock()
 	return errs, nil
 }
 
-func (s *Store) write(procs, due, mb *bolt.Bucket, owner string, w *store.Write) (werr, err error) {
+func (s *Store) write(tx *bolt.Tx, owner string, w *store.Write, now time.Time) (werr, err error) {
+	procs, mb := tx.Bucket(bucketProcs), tx.Bucket(bucketMeta)
 	v := procs.Get([]byte(w.ID))
 	if v == nil {
 		return store.ErrNotFound, nil
@@ -461,7 +786,7 @@ func (s *Store) write(procs, due, mb *bolt.Bucket, owner string, w *store.Write)
 	if !ok {
 		// Set the damaged records aside first, so that the counts know
 		// where this one stands.
-		if err := reconcile(procs.Tx()); err != nil {
+		if err := reconcile(tx); err != nil {
 			return nil, err
 		}
 		old, oldBlob, _ = readValue([]byte(w.ID), procs.Get([]byte(w.ID)))
@@ -477,29 +802,31 @@ func (s *Store) write(procs, due, mb *bolt.Bucket, owner string, w *store.Write)
 			return store.ErrLeaseLost, nil
 		}
 	}
-	m := meta{rev: old.rev + 1, status: w.Status, quar: w.Quarantine, due: dueNanos(store.NormalizeDue(w.Status, w.Quarantine, w.Due))}
+	m := meta{rev: old.rev + 1, status: w.Status, quar: w.Quarantine, due: dueNanos(store.NormalizeDue(w.Status, w.Quarantine, w.Due)),
+		updated: nanos(w.Updated, now), version: old.version, pos: old.pos, kind: old.kind}
+	if w.Version != "" {
+		m.version = w.Version
+	}
 	blob := w.Blob
 	if blob == nil {
 		blob = oldBlob
+	} else {
+		m.pos, m.kind = w.Position, w.ErrorKind
 	}
-	if old.due != 0 && old.due != m.due {
-		if err := due.Delete(dueKey(old.due, w.ID)); err != nil {
-			return nil, err
-		}
+	if err := unindex(tx, w.ID, &old); err != nil {
+		return nil, err
 	}
-	if m.due != 0 && old.due != m.due {
-		if err := due.Put(dueKey(m.due, w.ID), nil); err != nil {
-			return nil, err
-		}
+	if err := index(tx, w.ID, &m); err != nil {
+		return nil, err
 	}
 	if err := procs.Put([]byte(w.ID), encodeValue(m, blob)); err != nil {
 		return nil, err
 	}
-	if old.quar != m.quar || old.status != m.status {
-		if err := addCount(mb, old, -1); err != nil {
+	if !bytes.Equal(countKeyOf(&old), countKeyOf(&m)) {
+		if err := addCount(mb, &old, -1); err != nil {
 			return nil, err
 		}
-		if err := addCount(mb, m, 1); err != nil {
+		if err := addCount(mb, &m, 1); err != nil {
 			return nil, err
 		}
 	}
@@ -510,8 +837,8 @@ func (s *Store) write(procs, due, mb *bolt.Bucket, owner string, w *store.Write)
 func (s *Store) Renew(ctx context.Context, owner string, ids []string, now time.Time, d time.Duration) ([]string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.checkOpen(); err != nil {
-		return nil, err
+	if s.closed {
+		return nil, store.ErrClosed
 	}
 	var lost []string
 	for _, id := range ids {
@@ -520,7 +847,8 @@ func (s *Store) Renew(ctx context.Context, owner string, ids []string, now time.
 			lost = append(lost, id)
 			continue
 		}
-		s.leases[id] = lease{owner: owner, until: now.Add(d).UTC()}
+		l.until = now.Add(d).UTC()
+		s.leases[id] = l
 	}
 	return lost, nil
 }
@@ -530,41 +858,50 @@ func (s *Store) Renew(ctx context.Context, owner string, ids []string, now time.
 func (s *Store) Release(ctx context.Context, owner string, ids []string, now time.Time) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.checkOpen(); err != nil {
-		return err
+	if s.closed {
+		return store.ErrClosed
 	}
 	for _, id := range ids {
 		if l, ok := s.leases[id]; ok && owner != "" && l.owner == owner {
 			delete(s.leases, id)
 		}
 	}
-	s.notifyLocked()
+	s.notifyLocked(s.watchers)
 	return nil
 }
 
 // NextDue implements store.Store.
-func (s *Store) NextDue(ctx context.Context) (time.Time, bool, error) {
+func (s *Store) NextDue(ctx context.Context, versions []string) (time.Time, bool, error) {
 	var next time.Time
 	err := s.db.View(func(tx *bolt.Tx) error {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		if err := s.checkOpen(); err != nil {
-			return err
+		if s.closed {
+			return store.ErrClosed
 		}
 		cur := tx.Bucket(bucketDue).Cursor()
-		for k, _ := cur.First(); k != nil; k, _ = cur.Next() {
-			due, id, ok := parseDueKey(k)
-			if !ok {
-				continue // dropped by the next reconcile
+		vs := versions
+		if len(vs) == 0 {
+			vs = versionsIn(cur)
+		}
+		for _, version := range vs {
+			prefix := duePrefix(version)
+			for k, _ := cur.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = cur.Next() {
+				v, due, id, ok := parseDueKey(k)
+				if !ok || v != version {
+					break
+				}
+				if _, leased := s.leases[id]; leased {
+					continue // counted below at its lease's end
+				}
+				if t := dueTime(due); next.IsZero() || t.Before(next) {
+					next = t
+				}
+				break
 			}
-			if _, leased := s.leases[id]; leased {
-				continue // counted below at its lease's end
-			}
-			next = dueTime(due)
-			break
 		}
 		for _, l := range s.leases {
-			if next.IsZero() || l.until.Before(next) {
+			if store.Claimable(versions, l.version) && (next.IsZero() || l.until.Before(next)) {
 				next = l.until
 			}
 		}
@@ -574,7 +911,12 @@ func (s *Store) NextDue(ctx context.Context) (time.Time, bool, error) {
 }
 
 // Watch implements store.Store.
-func (s *Store) Watch(ctx context.Context) <-chan struct{} {
+func (s *Store) Watch(ctx context.Context) <-chan struct{} { return s.watch(ctx, s.watchers) }
+
+// WatchEnded implements store.Store.
+func (s *Store) WatchEnded(ctx context.Context) <-chan struct{} { return s.watch(ctx, s.ended) }
+
+func (s *Store) watch(ctx context.Context, set map[chan struct{}]struct{}) <-chan struct{} {
 	ch := make(chan struct{}, 1)
 	s.mu.Lock()
 	if s.closed {
@@ -582,27 +924,27 @@ func (s *Store) Watch(ctx context.Context) <-chan struct{} {
 		close(ch)
 		return ch
 	}
-	s.watchers[ch] = struct{}{}
+	set[ch] = struct{}{}
 	s.mu.Unlock()
 	context.AfterFunc(ctx, func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		if _, ok := s.watchers[ch]; ok {
-			delete(s.watchers, ch)
+		if _, ok := set[ch]; ok {
+			delete(set, ch)
 			close(ch)
 		}
 	})
 	return ch
 }
 
-func (s *Store) notify() {
+func (s *Store) notify(set map[chan struct{}]struct{}) {
 	s.mu.Lock()
-	s.notifyLocked()
+	s.notifyLocked(set)
 	s.mu.Unlock()
 }
 
-func (s *Store) notifyLocked() {
-	for ch := range s.watchers {
+func (s *Store) notifyLocked(set map[chan struct{}]struct{}) {
+	for ch := range set {
 		select {
 		case ch <- struct{}{}:
 		default:
@@ -612,19 +954,20 @@ func (s *Store) notifyLocked() {
 
 // Count implements store.Store.
 func (s *Store) Count(ctx context.Context) (store.Counts, error) {
-	c := store.Counts{ByStatus: map[stepflow.Status]int{}}
+	c := store.Counts{ByStatus: map[stepflow.Status]int{}, ByVersion: map[string]store.VersionCounts{}}
 	err := s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketMeta).ForEach(func(k, v []byte) error {
-			if len(v) != 8 {
+			if len(v) != 8 || !isCountKey(k) {
 				return nil
 			}
 			n := int(int64(binary.BigEndian.Uint64(v)))
-			switch {
-			case bytes.Equal(k, keyQuar):
-				c.Quarantined = n
-			case len(k) == 2 && k[0] == 's' && n > 0:
-				c.ByStatus[stepflow.Status(k[1])] = n
+			r := store.Record{}
+			if k[0] == 'q' {
+				r.Version, r.Quarantine = string(k[1:]), "quarantined"
+			} else {
+				r.Version, r.Status = string(k[2:]), stepflow.Status(k[1])
 			}
+			c.Add(&r, n)
 			return nil
 		})
 	})
@@ -641,12 +984,18 @@ func (s *Store) List(ctx context.Context, f store.Filter) ([]store.Record, error
 	err := s.db.View(func(tx *bolt.Tx) error {
 		cur := tx.Bucket(bucketProcs).Cursor()
 		k, v := cur.First()
-		if f.After != "" {
+		switch {
+		case f.After != "" && f.After >= f.IDPrefix:
 			k, v = cur.Seek([]byte(f.After))
+		case f.IDPrefix != "":
+			k, v = cur.Seek([]byte(f.IDPrefix))
 		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		for ; k != nil && len(out) < limit; k, v = cur.Next() {
+			if f.IDPrefix != "" && !bytes.HasPrefix(k, []byte(f.IDPrefix)) && string(k) > f.IDPrefix {
+				break // past every id with the prefix
+			}
 			if v == nil {
 				continue // a nested bucket, not a record
 			}
@@ -665,6 +1014,104 @@ func (s *Store) List(ctx context.Context, f store.Filter) ([]store.Record, error
 	return out, wrap(err)
 }
 
+// Delete implements store.Store.
+func (s *Store) Delete(ctx context.Context, ids []string) (int, error) {
+	if err := s.checkOpen(); err != nil {
+		return 0, err
+	}
+	n := 0
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		n = 0
+		for _, id := range ids {
+			ok, err := remove(tx, id)
+			if err != nil {
+				return err
+			}
+			if ok {
+				n++
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, wrap(err)
+	}
+	s.mu.Lock()
+	for _, id := range ids {
+		delete(s.leases, id)
+	}
+	if n > 0 {
+		s.notifyLocked(s.ended)
+	}
+	s.mu.Unlock()
+	return n, nil
+}
+
+// remove deletes a record with its index entries and counts.
+func remove(tx *bolt.Tx, id string) (bool, error) {
+	procs := tx.Bucket(bucketProcs)
+	v := procs.Get([]byte(id))
+	if v == nil {
+		return false, nil
+	}
+	m, _, ok := readValue([]byte(id), v)
+	if !ok {
+		if err := reconcile(tx); err != nil {
+			return false, err
+		}
+		m, _, _ = readValue([]byte(id), procs.Get([]byte(id)))
+	}
+	if err := unindex(tx, id, &m); err != nil {
+		return false, err
+	}
+	if err := addCount(tx.Bucket(bucketMeta), &m, -1); err != nil {
+		return false, err
+	}
+	return true, procs.Delete([]byte(id))
+}
+
+// DeleteEnded implements store.Store, through the index of ended
+// processes by time of last write.
+func (s *Store) DeleteEnded(ctx context.Context, before time.Time, limit int) (int, error) {
+	if limit <= 0 {
+		return 0, fmt.Errorf("%w: limit %d", store.ErrInvalid, limit)
+	}
+	if err := s.checkOpen(); err != nil {
+		return 0, err
+	}
+	cut := before.UnixNano()
+	n := 0
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		n = 0
+		var ids []string
+		cur := tx.Bucket(bucketEnded).Cursor()
+		for k, _ := cur.First(); k != nil && len(ids) < limit; k, _ = cur.Next() {
+			t, id, ok := parseTimeKey(k)
+			if !ok {
+				continue
+			}
+			if t >= cut {
+				break
+			}
+			ids = append(ids, id)
+		}
+		for _, id := range ids {
+			ok, err := remove(tx, id)
+			if err != nil {
+				return err
+			}
+			if ok {
+				n++
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, wrap(err)
+	}
+	return n, nil
+}
+
 // Close implements store.Store.
 func (s *Store) Close() error {
 	s.mu.Lock()
@@ -673,10 +1120,12 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
-	for ch := range s.watchers {
-		close(ch)
+	for _, set := range []map[chan struct{}]struct{}{s.watchers, s.ended} {
+		for ch := range set {
+			close(ch)
+		}
+		clear(set)
 	}
-	clear(s.watchers)
 	s.mu.Unlock()
 	return s.db.Close()
 }

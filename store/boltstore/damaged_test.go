@@ -46,7 +46,7 @@ func TestDamagedRecordHeaders(t *testing.T) {
 			t.Cleanup(func() { _ = s.Close() })
 			for i := range 500 {
 				id := fmt.Sprintf("p%03d", i)
-				require.NoError(t, s.Create(ctx, store.Record{ID: id, Status: stepflow.Running, Blob: []byte("state-" + id)}))
+				require.NoError(t, s.Create(ctx, store.Record{ID: id, Version: "test/v1", Status: stepflow.Running, Blob: []byte("state-" + id)}))
 			}
 			if when == "while open" {
 				damage(t, s.DB(), bad)
@@ -131,8 +131,8 @@ func TestDamagedRecordHeaders(t *testing.T) {
 func TestDamagedHeaderMetCommit(t *testing.T) {
 	ctx := t.Context()
 	s := open(t)
-	require.NoError(t, s.Create(ctx, store.Record{ID: "p", Status: stepflow.Running, Blob: []byte("x")}))
-	require.NoError(t, s.Create(ctx, store.Record{ID: "q", Status: stepflow.Waiting, Due: time.Date(2040, 1, 1, 0, 0, 0, 0, time.UTC), Blob: []byte("y")}))
+	require.NoError(t, s.Create(ctx, store.Record{ID: "p", Version: "test/v1", Status: stepflow.Running, Blob: []byte("x")}))
+	require.NoError(t, s.Create(ctx, store.Record{ID: "q", Version: "test/v1", Status: stepflow.Waiting, Due: time.Date(2040, 1, 1, 0, 0, 0, 0, time.UTC), Blob: []byte("y")}))
 	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	got, err := s.Claim(ctx, store.Claim{Owner: "A", Now: now, Limit: 1, Lease: time.Hour})
 	require.NoError(t, err)
@@ -147,7 +147,7 @@ func TestDamagedHeaderMetCommit(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 2, c.Quarantined, "the Commit set both damaged records aside")
 	assert.Equal(t, 0, c.Total()-c.Quarantined)
-	_, ok, err := s.NextDue(ctx)
+	_, ok, err := s.NextDue(ctx, nil)
 	require.NoError(t, err)
 	assert.True(t, ok, "p's lease is still running")
 }

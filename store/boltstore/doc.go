@@ -3,11 +3,25 @@
 // examples and the right one for a single runner process.
 //
 // Layout: a "procs" bucket maps process ids to a small header (revision,
-// status, due time, quarantine reason) followed by the encoded state; a
-// "due" bucket indexes schedulable processes by due time then id, so Claim
-// and NextDue read only the processes that are due, never the whole file;
-// a "meta" bucket keeps the counts per status, updated in the same
-// transactions.
+// status, due time, time of the last write, quarantine reason, flow
+// version, position, error kind) followed by the encoded state; a "due"
+// bucket indexes schedulable processes by flow version, due time and id, so
+// Claim and NextDue read only the due processes of the versions they are
+// asked about, never the whole file; an "ended" bucket indexes ended
+// processes by time of last write, for DeleteEnded; a "meta" bucket keeps
+// the file's format and the counts per flow version and status, updated in
+// the same transactions.
+//
+// # Upgrades
+//
+// Open upgrades a file written by an earlier release in place, in the
+// transaction that opens it: each record gets the current header, with its
+// flow version read from its state (codec.PeekVersion) and the time of the
+// upgrade as its last write; the indexes and counts are rebuilt. A record
+// whose state names no readable version is quarantined, its bytes kept.
+// Nothing is lost, and a file of the current format is left alone. A file
+// of a later release's format is not downgraded: its records read as
+// damaged, their bytes kept.
 //
 // A bbolt file can be open in one Store at a time (Open waits for the
 // file lock, up to Options.Timeout, then fails with ErrLocked), so leases

@@ -49,7 +49,7 @@ func buildStoreFile(t testing.TB, n, blobSize int) storeFile {
 		} else if i%3 == 2 {
 			st = stepflow.Done
 		}
-		require.NoError(t, s.Create(ctx, store.Record{ID: fmt.Sprintf("proc-%06d", i), Status: st, Due: due, Blob: blob}))
+		require.NoError(t, s.Create(ctx, store.Record{ID: fmt.Sprintf("proc-%06d", i), Version: "test/v1", Status: st, Due: due, Blob: blob}))
 	}
 	require.NoError(t, s.Close())
 	s, err = boltstore.Open(path, nil)
@@ -241,7 +241,7 @@ func TestOpenNoFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "new.db")
 	s, err := boltstore.Open(path, nil)
 	require.NoError(t, err)
-	require.NoError(t, s.Create(t.Context(), store.Record{ID: "p", Status: stepflow.Done}))
+	require.NoError(t, s.Create(t.Context(), store.Record{ID: "p", Version: "test/v1", Status: stepflow.Done}))
 	require.NoError(t, s.Close())
 	s, err = boltstore.Open(path, nil)
 	require.NoError(t, err)
@@ -282,7 +282,7 @@ func openDamaged(t testing.TB, dir string, data []byte) {
 	}
 	_, err = s.Count(ctx)
 	require.NoError(t, err)
-	_, _, err = s.NextDue(ctx)
+	_, _, err = s.NextDue(ctx, nil)
 	require.NoError(t, err)
 	got, err := s.Claim(ctx, store.Claim{Owner: "A", Now: time.Date(2031, 1, 1, 0, 0, 0, 0, time.UTC), Limit: 1000, Lease: time.Minute})
 	require.NoError(t, err)
@@ -298,7 +298,7 @@ func openDamaged(t testing.TB, dir string, data []byte) {
 			require.NoError(t, err)
 		}
 	}
-	require.NoError(t, s.Create(ctx, store.Record{ID: "new", Status: stepflow.Running, Blob: []byte("n")}))
+	require.NoError(t, s.Create(ctx, store.Record{ID: "new", Version: "test/v1", Status: stepflow.Running, Blob: []byte("n")}))
 	c, err := s.Count(ctx)
 	require.NoError(t, err)
 	assert.Zero(t, c.Quarantined, "every quarantined record was overwritten")

@@ -93,7 +93,8 @@ func Open(path string, opts *Options) (*Store, error) {
 		return nil, openError(path, o.Timeout, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketProcs, bucketDue, bucketMeta} {
+		fresh := tx.Bucket(bucketProcs) == nil
+		for _, b := range [][]byte{bucketProcs, bucketDue, bucketEnded, bucketMeta} {
 			_, err := tx.CreateBucketIfNotExists(b)
 			if errors.Is(err, bolt.ErrIncompatibleValue) {
 				return &CorruptFileError{Path: path, Reason: fmt.Sprintf("%q holds a value where the store keeps a bucket", b)}
@@ -101,6 +102,14 @@ func Open(path string, opts *Options) (*Store, error) {
 			if err != nil {
 				return err
 			}
+		}
+		if fresh {
+			if err := tx.Bucket(bucketMeta).Put(keyFormat, []byte{fileFormat}); err != nil {
+				return err
+			}
+		}
+		if err := upgrade(tx, time.Now()); err != nil {
+			return err
 		}
 		return reconcile(tx)
 	})
@@ -112,7 +121,7 @@ func Open(path string, opts *Options) (*Store, error) {
 		}
 		return nil, fmt.Errorf("stepflow/boltstore: init %s: %w", path, err)
 	}
-	return &Store{db: db, leases: map[string]lease{}, watchers: map[chan struct{}]struct{}{}}, nil
+	return &Store{db: db, leases: map[string]lease{}, watchers: map[chan struct{}]struct{}{}, ended: map[chan struct{}]struct{}{}}, nil
 }
 
 // openChecked opens the file for bbolt. A new file is created only where
