@@ -297,7 +297,7 @@ func TestQuarantineIsReversible(t *testing.T) {
 			assert.Equal(t, stepflow.Done, got.Status)
 
 			// Retry puts back a process whose bytes the code can read now.
-			st = approvalFlow("approval/v1").Start(note{})
+			st = v1fixed.Start(note{})
 			st.ID = "q"
 			b, err = codec.Msgpack[note](nil).Encode(st)
 			require.NoError(t, err)

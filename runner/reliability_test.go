@@ -85,7 +85,7 @@ func (stuckStore) Claim(ctx context.Context, _ store.Claim) ([]store.Record, err
 // silently.
 func TestRunReportsStall(t *testing.T) {
 	reports := make(chan error, 100)
-	r, ps, err := newRunner(countingFlow(t, 1, nil), stuckStore{store.NewMemory()}, &runner.Options{
+	r, _, err := newRunner(countingFlow(t, 1, nil), stuckStore{store.NewMemory()}, &runner.Options{
 		Lease: 300 * time.Millisecond,
 		OnError: func(err error) {
 			select {
@@ -300,7 +300,7 @@ func TestVerifyRechecksChangedRecord(t *testing.T) {
 	require.NoError(t, err)
 	mem := store.NewMemory()
 	require.NoError(t, mem.Create(ctx, store.Record{ID: "p", Version: flow.Version(), Status: stepflow.Running, Blob: []byte("garbage")}))
-	r, ps, err := newRunner(flow, &repairingStore{Store: mem, id: "p", blob: good}, nil)
+	r, _, err := newRunner(flow, &repairingStore{Store: mem, id: "p", blob: good}, nil)
 	require.NoError(t, err)
 	rep, err := r.Verify(ctx)
 	require.NoError(t, err)

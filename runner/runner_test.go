@@ -184,7 +184,7 @@ func TestRunCompletesAndShutsDown(t *testing.T) {
 }
 
 func TestRunTwiceIsRefused(t *testing.T) {
-	r, ps, err := newRunner(countingFlow(t, 1, nil), store.NewMemory(), nil)
+	r, _, err := newRunner(countingFlow(t, 1, nil), store.NewMemory(), nil)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
@@ -341,6 +341,7 @@ func TestCancelWhileClaimed(t *testing.T) {
 	ctx := t.Context()
 	s := store.NewMemory()
 	var r *runner.Runner
+	var ps *runner.Processes[counter]
 	f, err := stepflow.New("c/v1", combinators.Do("s", func(ctx context.Context, d *counter) error {
 		// An operator cancels while the step runs.
 		return ps.Cancel(context.WithoutCancel(ctx), "p", "midway")
@@ -378,13 +379,18 @@ func TestStepFailureIsSaved(t *testing.T) {
 }
 
 func TestOptions(t *testing.T) {
-	_, err := runner.New(countingFlow(t, 1, nil), store.NewMemory(), &runner.Options{Encoding: "xml"})
+	_, err := runner.New(store.NewMemory(), &runner.Options{Encoding: "xml"})
 	require.ErrorIs(t, err, runner.ErrInvalidOptions)
-	_, err = runner.New[counter](nil, store.NewMemory(), nil)
+	_, err = runner.New(nil, nil)
 	require.ErrorIs(t, err, runner.ErrInvalidOptions)
-	a, err := runner.New(countingFlow(t, 1, nil), store.NewMemory(), nil)
+	a, err := runner.New(store.NewMemory(), nil)
 	require.NoError(t, err)
-	b, err := runner.New(countingFlow(t, 1, nil), store.NewMemory(), nil)
+	_, err = runner.Register[counter](a, nil)
+	require.ErrorIs(t, err, runner.ErrInvalidOptions)
+	_, err = runner.RegisterVersions[counter](a, nil)
+	require.ErrorIs(t, err, runner.ErrInvalidOptions)
+	assert.ErrorIs(t, a.Run(t.Context()), runner.ErrNoFlows)
+	b, err := runner.New(store.NewMemory(), nil)
 	require.NoError(t, err)
 	assert.NotEqual(t, a.Owner(), b.Owner(), "default owners are unique")
 }
@@ -462,10 +468,10 @@ func TestAtMostOnceSteps(t *testing.T) {
 	st, err = ps.State(ctx, "b")
 	require.NoError(t, err)
 	require.Equal(t, "charge", st.Intent)
-	fresh, err := runner.New(f, s, &runner.Options{Clock: newClock()})
+	fresh, freshPs, err := newRunner(f, s, &runner.Options{Clock: newClock()})
 	require.NoError(t, err)
 	drain(t, fresh)
-	st, err = fresh.State(ctx, "b")
+	st, err = freshPs.State(ctx, "b")
 	require.NoError(t, err)
 	assert.Equal(t, stepflow.NeedsAttention, st.Status)
 	assert.Equal(t, int32(1), runs.Load(), "not run a second time")
