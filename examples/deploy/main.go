@@ -265,7 +265,7 @@ func run(ctx context.Context, cfg config) (*summary, error) {
 // alone, or deploy/v1 and deploy/v2 with the migration between them.
 func registerDeploy(r *runner.Runner, w *World, release string) (*runner.Processes[Deploy], error) {
 	switch release {
-	case "v1":
+	case "v1", "":
 		f, err := DeployFlow(w)
 		if err != nil {
 			return nil, err
@@ -431,7 +431,7 @@ func (p *progress) done() {
 func (s *summary) print(out io.Writer, release string) {
 	fmt.Fprintf(out, "\n%d deployments in %s: %d done, %d failed, %d canceled, %d quarantined\n",
 		s.Total, s.Elapsed.Round(time.Millisecond), s.Done, s.Failed, s.Canceled, s.Quarantine)
-	if release == "v2" {
+	if release == "v2" || s.Migrated > 0 {
 		fmt.Fprintf(out, "migrated from deploy/v1 to deploy/v2 by this run: %d (deployments by version at the end: %s)\n", s.Migrated, byVersion(s.Versions))
 	}
 	fmt.Fprintf(out, "rollbacks of failed deployments: %d started, %d done\n", s.Rollbacks, s.RolledBack)

@@ -200,3 +200,78 @@ func TestRunOnPostgres(t *testing.T) {
 	assert.Equal(t, 40, sum.Done+sum.Failed)
 	assert.Contains(t, out.String(), "on postgres")
 }
+
+// TestUpgradeToV2 kills a run of deploy/v1 mid-way, then runs the next
+// release (-flow v2) on the same file: every deployment ends, those still
+// in flight moved to deploy/v2 and the summary says how many, and every
+// failed deployment was rolled back by the second flow.
+func TestUpgradeToV2(t *testing.T) {
+	const n = 150
+	dir := t.TempDir()
+	db, logPath := filepath.Join(dir, "deploy.db"), filepath.Join(dir, "steps.log")
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), "DEPLOY_CHILD_DB="+db, "DEPLOY_CHILD_N="+strconv.Itoa(n), "DEPLOY_CHILD_LOG="+logPath)
+	var childOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &childOut, &childOut
+	require.NoError(t, cmd.Start())
+	deadline := time.Now().Add(60 * time.Second)
+	for len(readKeys(t, logPath)) < n*2 {
+		require.True(t, time.Now().Before(deadline), "child made no progress: %s", childOut.String())
+		time.Sleep(10 * time.Millisecond)
+	}
+	require.NoError(t, cmd.Process.Kill())
+	_ = cmd.Wait()
+
+	var out bytes.Buffer
+	cfg := testConfig(db, n, &out)
+	cfg.Flow = "v2"
+	sum, err := run(t.Context(), cfg)
+	require.NoError(t, err, out.String())
+	checkUpgraded(t, sum, n, out.String())
+}
+
+func checkUpgraded(t *testing.T, sum *summary, n int, text string) {
+	t.Helper()
+	assert.Equal(t, n, sum.Resumed)
+	assert.Equal(t, n, sum.Done+sum.Failed, text)
+	assert.Zero(t, sum.Quarantine)
+	assert.Positive(t, sum.Migrated, "deployments in flight moved to deploy/v2")
+	assert.Contains(t, text, fmt.Sprintf("migrated from deploy/v1 to deploy/v2 by this run: %d", sum.Migrated))
+	assert.Equal(t, sum.Failed, sum.Rollbacks, "every failed deployment is rolled back")
+	assert.Equal(t, sum.Rollbacks, sum.RolledBack, text)
+	assert.Contains(t, text, fmt.Sprintf("rollbacks of failed deployments: %d started, %d done", sum.Rollbacks, sum.RolledBack))
+	assert.Positive(t, sum.Versions["deploy/v2"], "deploy/v2 ran: %v", sum.Versions)
+}
+
+// TestUpgradeToV2OnPostgres is TestUpgradeToV2 with -store: the deploy/v1
+// run is stopped mid-way, then -flow v2 finishes it.
+func TestUpgradeToV2OnPostgres(t *testing.T) {
+	dsn := storetest.PostgresDSN(t)
+	schema := fmt.Sprintf("stepflow_deploy_up_%d", time.Now().UnixNano())
+	t.Cleanup(func() {
+		conn, err := pgx.Connect(context.Background(), dsn)
+		if err == nil {
+			_, _ = conn.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
+			_ = conn.Close(context.Background())
+		}
+	})
+	const n = 100
+	var out bytes.Buffer
+	cfg := testConfig("", n, &out)
+	cfg.Store, cfg.Schema = dsn, schema
+	ctx, cancel := context.WithCancel(t.Context())
+	steps := 0
+	cfg.Step = func(stepflow.Call) {
+		if steps++; steps == n*2 {
+			cancel() // stop mid-way, as an operator's Ctrl-C would
+		}
+	}
+	_, err := run(ctx, cfg)
+	require.ErrorIs(t, err, context.Canceled)
+
+	out.Reset()
+	cfg.Step, cfg.Flow = nil, "v2"
+	sum, err := run(t.Context(), cfg)
+	require.NoError(t, err, out.String())
+	checkUpgraded(t, sum, n, out.String())
+}
