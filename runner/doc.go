@@ -1,22 +1,28 @@
-// Package runner runs many persisted processes of one flow: it claims the
-// due ones from a store, advances each by one Apply, and saves the results,
-// so that a single goroutine can multiplex thousands of long-running
-// processes.
+// Package runner runs many persisted processes of many flows: it claims
+// the due ones from a store, advances each by one Apply, and saves the
+// results, so that a single goroutine can multiplex thousands of
+// long-running processes.
 //
 // A caller's duties, in order:
 //
-//  1. Compile the flow (stepflow.New) and open a store: store.NewMemory for
+//  1. Compile the flows (stepflow.New, or a versions.Registry holding
+//     several versions of one flow) and open a store: store.NewMemory for
 //     tests, boltstore.Open for an embedded file, pgstore.New to share a
 //     PostgreSQL database between several runner processes.
 //  2. Create the runner with New. Give each runner process its own
 //     Options.Owner when several share a store (the default is unique).
-//  3. Start processes with Runner.Start (an id and the initial data). The
-//     id becomes State.ID and so part of every step's idempotency key.
-//  4. Call Runner.Run in a goroutine you own; cancel its context to stop.
+//  3. Register each flow with Register (one version) or RegisterVersions
+//     (a registry): each returns the typed handle, Processes[S], of that
+//     flow's processes. A runner claims only the flow versions it hosts.
+//  4. Start processes with Processes.Start or StartMany (an id and the
+//     initial data). The id becomes State.ID and so part of every step's
+//     idempotency key.
+//  5. Call Runner.Run in a goroutine you own; cancel its context to stop.
 //     Run returns once in-flight steps are saved and leases released.
-//  5. Read a process with Runner.State, stop one with Runner.Cancel, and
-//     watch the totals with Runner.Counts or Options.Metrics. Alert on
-//     errors matching ErrStalled in Options.OnError.
+//  6. Read a process with Processes.State, wait for its end with Wait,
+//     change it with Signal, Cancel, Redrive, Resolve or Migrate, and watch
+//     the totals with Runner.Counts or Options.Metrics. Alert on errors
+//     matching ErrStalled in Options.OnError.
 //
 // # Scheduling
 //
@@ -65,11 +71,14 @@
 //
 // # Quarantine
 //
-// A stored state that cannot be decoded, names another flow version, or is
-// malformed is quarantined: its bytes are kept untouched, the error is
-// recorded with it, and it is never claimed again; all other processes carry
-// on. State returns a *QuarantineError for it and store.Store.List finds
-// them all. Runner.Verify checks every stored record the same way,
+// A stored state that cannot be decoded or is malformed is quarantined:
+// its bytes are kept untouched, the error is recorded with it, and it is
+// never claimed again; all other processes carry on. State returns a
+// *QuarantineError for it, Runner.Quarantined lists them, Runner.Retry
+// puts one back once the code can read it, Processes.Migrate moves one of
+// an older version forward, and Runner.Delete removes one. A process of a
+// flow version the runner does not host is not quarantined: it is never
+// claimed, and waits for a runner that hosts it. Runner.Verify checks every stored record the same way,
 // including those of ended processes, which are never claimed: run it
 // after disk trouble or a restore, before upgrades, and periodically.
 //

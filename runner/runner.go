@@ -26,6 +26,13 @@ var (
 	// ErrStalled: a worker of Run has not been able to claim or commit
 	// for longer than Options.Lease; see StallError.
 	ErrStalled = errors.New("stepflow/runner: no progress")
+	// ErrDuplicateFlow: a runner already hosts a flow of that name.
+	ErrDuplicateFlow = errors.New("stepflow/runner: flow registered twice")
+	// ErrOtherFlow: the process belongs to another flow than the
+	// Processes asked about it.
+	ErrOtherFlow = errors.New("stepflow/runner: process of another flow")
+	// ErrNoFlows: Run was called on a runner that hosts no flow.
+	ErrNoFlows = errors.New("stepflow/runner: no flow registered")
 )
 
 // StallError is what Run reports to Options.OnError, in place of the
@@ -64,16 +71,6 @@ func (e *QuarantineError) Error() string {
 
 // Is matches ErrQuarantined.
 func (e *QuarantineError) Is(target error) bool { return target == ErrQuarantined }
-
-// ErrDuplicateFlow: a runner already hosts a flow of that name.
-var ErrDuplicateFlow = errors.New("stepflow/runner: flow registered twice")
-
-// ErrOtherFlow: the process belongs to another flow than the Processes
-// asked about it.
-var ErrOtherFlow = errors.New("stepflow/runner: process of another flow")
-
-// ErrNoFlows: Run was called on a runner that hosts no flow.
-var ErrNoFlows = errors.New("stepflow/runner: no flow registered")
 
 // Runner advances the processes of the flows it hosts, kept in one store.
 // Create one with New, register each flow with Register or
