@@ -414,6 +414,12 @@ func (c *checker) bucket(v []byte, depth int, where string) error {
 	if flags != leafPageFlag {
 		return bad("%s: inline page has type flags %#x, want a leaf page", where, flags)
 	}
+	// bbolt writes an inline page with id 0 and no overflow, and frees
+	// the page an inline bucket names when a write moves it out of line:
+	// any other id would free, or read, a page of the file at random.
+	if id, over := endian.Uint64(p), endian.Uint32(p[12:]); id != 0 || over != 0 {
+		return bad("%s: inline page names page %d with %d overflow pages, want none", where, id, over)
+	}
 	if pageHeaderSize+count*elementSize > len(p) {
 		return bad("%s: %d elements do not fit in its %d-byte inline page", where, count, len(p))
 	}
