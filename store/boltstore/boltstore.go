@@ -476,8 +476,27 @@ func isCountKey(k []byte) bool {
 	return len(k) >= 1 && k[0] == 'q' || len(k) >= 2 && k[0] == 'c'
 }
 
-func addCount(b *bolt.Bucket, m *meta, d int64) error {
-	k := countKeyOf(m)
+// counter gathers the count changes of one transaction, written once at
+// its end: a batch changes the same few counters many times.
+type counter map[string]int64
+
+func (c counter) add(m *meta, d int64) { c[string(countKeyOf(m))] += d }
+
+func (c counter) flush(b *bolt.Bucket) error {
+	for k, d := range c {
+		if d == 0 {
+			continue
+		}
+		if err := addCountKey(b, []byte(k), d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func addCount(b *bolt.Bucket, m *meta, d int64) error { return addCountKey(b, countKeyOf(m), d) }
+
+func addCountKey(b *bolt.Bucket, k []byte, d int64) error {
 	var n int64
 	if v := b.Get(k); len(v) == 8 {
 		n = int64(binary.BigEndian.Uint64(v))
@@ -542,7 +561,7 @@ func (s *Store) CreateMany(ctx context.Context, recs []store.Record) ([]error, e
 			}
 			errs[i] = err
 		}
-		procs, mb := tx.Bucket(bucketProcs), tx.Bucket(bucketMeta)
+		procs, counts := tx.Bucket(bucketProcs), counter{}
 		for i := range recs {
 			rec := recs[i]
 			if rec.ID == "" {
@@ -565,12 +584,10 @@ func (s *Store) CreateMany(ctx context.Context, recs []store.Record) ([]error, e
 			if err := index(tx, rec.ID, &m); err != nil {
 				return err
 			}
-			if err := addCount(mb, &m, 1); err != nil {
-				return err
-			}
+			counts.add(&m, 1)
 			created++
 		}
-		return nil
+		return counts.flush(tx.Bucket(bucketMeta))
 	})
 	if err != nil {
 		return nil, wrap(err)
@@ -739,9 +756,10 @@ func (s *Store) Commit(ctx context.Context, owner string, ws []store.Write) ([]e
 	now := time.Now()
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		errs, applied, ended = nil, applied[:0], false
+		counts := counter{}
 		for i := range ws {
 			w := &ws[i]
-			werr, err := s.write(tx, owner, w, now)
+			werr, err := s.write(tx, owner, w, now, counts)
 			if err != nil {
 				return err
 			}
@@ -755,7 +773,7 @@ func (s *Store) Commit(ctx context.Context, owner string, ws []store.Write) ([]e
 			applied = append(applied, w.ID)
 			ended = ended || w.Status.Terminal()
 		}
-		return nil
+		return counts.flush(tx.Bucket(bucketMeta))
 	})
 	if err != nil {
 		return nil, wrap(err)
@@ -776,8 +794,8 @@ func (s *Store) Commit(ctx context.Context, owner string, ws []store.Write) ([]e
 	return errs, nil
 }
 
-func (s *Store) write(tx *bolt.Tx, owner string, w *store.Write, now time.Time) (werr, err error) {
-	procs, mb := tx.Bucket(bucketProcs), tx.Bucket(bucketMeta)
+func (s *Store) write(tx *bolt.Tx, owner string, w *store.Write, now time.Time, counts counter) (werr, err error) {
+	procs := tx.Bucket(bucketProcs)
 	v := procs.Get([]byte(w.ID))
 	if v == nil {
 		return store.ErrNotFound, nil
@@ -785,7 +803,11 @@ func (s *Store) write(tx *bolt.Tx, owner string, w *store.Write, now time.Time) 
 	old, oldBlob, ok := readValue([]byte(w.ID), v)
 	if !ok {
 		// Set the damaged records aside first, so that the counts know
-		// where this one stands.
+		// where this one stands (the changes gathered so far go first).
+		if err := counts.flush(tx.Bucket(bucketMeta)); err != nil {
+			return nil, err
+		}
+		clear(counts)
 		if err := reconcile(tx); err != nil {
 			return nil, err
 		}
@@ -822,13 +844,9 @@ func (s *Store) write(tx *bolt.Tx, owner string, w *store.Write, now time.Time) 
 	if err := procs.Put([]byte(w.ID), encodeValue(m, blob)); err != nil {
 		return nil, err
 	}
-	if !bytes.Equal(countKeyOf(&old), countKeyOf(&m)) {
-		if err := addCount(mb, &old, -1); err != nil {
-			return nil, err
-		}
-		if err := addCount(mb, &m, 1); err != nil {
-			return nil, err
-		}
+	if old.status != m.status || old.quar != m.quar || old.version != m.version {
+		counts.add(&old, -1)
+		counts.add(&m, 1)
 	}
 	return nil, nil
 }
