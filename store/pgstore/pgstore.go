@@ -1,42 +1,3 @@
-// Package pgstore keeps processes in PostgreSQL (through jackc/pgx/v5), so
-// that several runner processes on several machines can share them.
-//
-// One table holds every process: its id, revision, status, due time (Unix
-// nanoseconds, NULL when never due), lease owner and end, quarantine reason
-// and encoded state. A partial index on (due, id) serves Claim and NextDue.
-// Claim leases rows with UPDATE ... FOR UPDATE SKIP LOCKED, so concurrent
-// runners never block on each other's rows nor receive the same one. A
-// lease is the row's owner and lease end, columns no index covers, so a
-// claim is a heap-only (HOT) update that touches no index (the table keeps
-// free space in its pages for that); a row whose lease has ended can be
-// claimed again, which is how a dead runner's processes are taken over.
-// Commit writes a whole batch in one UPDATE statement. Create and outside writes send a
-// NOTIFY that Watch turns into wake-ups, so idle runners sleep instead of
-// polling.
-//
-// Statements that change several rows (Commit, Renew, Release) first lock
-// them in id order, so that two of them never wait for each other in a
-// cycle. A statement that PostgreSQL still aborts as the victim of a
-// deadlock (SQLSTATE 40P01), with a transaction of another program say, or
-// for a serialization failure (40001, under a stricter default isolation
-// level) is run again a few times after a short pause before its error is
-// returned.
-//
-// Watch does not take connections from the pool: the store listens on one
-// connection of its own, opened with the pool's connection settings (and
-// its BeforeConnect and AfterConnect hooks) when the first Watch starts and
-// closed when the last one ends, and every Watch shares it. A pool of any
-// size therefore serves runners with any number of workers, and the
-// database sees one more session per store while anyone watches.
-//
-// Create the schema with Migrate (idempotent, safe to run from several
-// processes at once) before using the store. All values travel as query
-// parameters; the only text put into SQL is the schema and table names,
-// quoted as identifiers once, in New.
-//
-// Due times and lease ends come from the runners' clocks (store.Claim.Now),
-// so the machines sharing a database should keep their clocks in sync
-// (NTP); a skew shortens or lengthens leases by as much.
 package pgstore
 
 import (
@@ -45,14 +6,17 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/stepflow-io/go-stepflow/codec"
 	"github.com/stepflow-io/go-stepflow/stepflow"
 	"github.com/stepflow-io/go-stepflow/store"
 )
@@ -67,13 +31,15 @@ type Options struct {
 
 // Store is a store.Store in a PostgreSQL table.
 type Store struct {
-	pool    *pgxpool.Pool
-	ownPool bool
-	schema  string
-	table   string // quoted schema.table
-	channel string // notification channel, quoted
+	pool     *pgxpool.Pool
+	ownPool  bool
+	schema   string
+	tableRaw string
+	table    string // quoted schema.table
+	// chanRaw and endRaw name the notification channels of Watch and
+	// WatchEnded.
 	chanRaw string
-	idx     string // quoted index name
+	endRaw  string
 	q       queries
 
 	// done ends the listening goroutine when the store is closed.
@@ -82,9 +48,10 @@ type Store struct {
 
 	mu     sync.Mutex
 	closed bool
-	// watchers are the channels of the Watch calls in progress; lis is
-	// the listening goroutine that serves them, nil when nobody watches.
-	watchers map[chan struct{}]struct{}
+	// watchers are the channels of the Watch and WatchEnded calls in
+	// progress; lis is the listening goroutine that serves them, nil when
+	// nobody watches.
+	watchers map[chan struct{}]watchKind
 	lis      *listener
 	// listeners counts listening goroutines still running, including
 	// ones being replaced; Close waits for them to close their
@@ -92,22 +59,9 @@ type Store struct {
 	listeners sync.WaitGroup
 }
 
-// listener is one run of the listening goroutine.
-type listener struct {
-	cancel context.CancelFunc
-	// ready is closed once the goroutine listens for the first time, or
-	// gives up.
-	ready     chan struct{}
-	readyOnce sync.Once
-	// listening is true while its connection listens; guarded by
-	// Store.mu.
-	listening bool
-}
-
-func (l *listener) setReady() { l.readyOnce.Do(func() { close(l.ready) }) }
-
 type queries struct {
-	create, load, claim, commit, classify, renew, release, nextDue, count, list string
+	create, load, claim, claimVersions, commit, classify, renew, release, nextDue, nextDueVersions,
+	count, list, del, deleteEnded string
 }
 
 var _ store.Store = (*Store)(nil)
@@ -128,6 +82,23 @@ func Open(ctx context.Context, dsn string, opts *Options) (*Store, error) {
 	return s, nil
 }
 
+// nowNanos is the database's clock in Unix nanoseconds (to the
+// microsecond), for records and writes that bring no time.
+const nowNanos = `(extract(epoch FROM statement_timestamp()) * 1000000000)::bigint`
+
+// ended is the SQL condition of an ended process: a terminal status, not
+// quarantined. The index of DeleteEnded has it as its predicate, and its
+// query repeats it word for word so that the planner sees it applies.
+var ended = fmt.Sprintf(`quarantine = '' AND status IN (%d, %d, %d)`, stepflow.Done, stepflow.Failed, stepflow.Canceled)
+
+// terminal is the SQL condition of a terminal status.
+var terminal = fmt.Sprintf(`status IN (%d, %d, %d)`, stepflow.Done, stepflow.Failed, stepflow.Canceled)
+
+// columns are the columns of a record as load and list read them: the due
+// time of a leased record is its lease's end.
+const columns = `id, revision, status, CASE WHEN owner <> '' THEN lease_until ELSE due END, owner, quarantine, blob,
+	version, position, error_kind, updated`
+
 // New returns a store using pool, which the caller keeps owning.
 func New(pool *pgxpool.Pool, opts *Options) *Store {
 	var o Options
@@ -141,28 +112,45 @@ func New(pool *pgxpool.Pool, opts *Options) *Store {
 		o.Table = "stepflow_processes"
 	}
 	t := pgx.Identifier{o.Schema, o.Table}.Sanitize()
-	chanRaw := o.Schema + "." + o.Table
-	if len(chanRaw) > 63 {
-		chanRaw = chanRaw[:63]
-	}
-	s := &Store{pool: pool, schema: o.Schema, table: t, chanRaw: chanRaw, channel: pgx.Identifier{chanRaw}.Sanitize(),
-		idx: pgx.Identifier{o.Table + "_due"}.Sanitize()}
+	// PostgreSQL cuts identifiers, channel names included, to 63 bytes.
+	base := o.Schema + "." + o.Table
+	s := &Store{pool: pool, schema: o.Schema, tableRaw: o.Table, table: t,
+		chanRaw: truncate(base, 63), endRaw: truncate(base, 63-len(".ended")) + ".ended"}
 	s.done, s.stop = context.WithCancel(context.Background())
-	r := strings.NewReplacer("{t}", t)
+	r := strings.NewReplacer("{t}", t, "{now}", nowNanos, "{ended}", ended, "{terminal}", terminal, "{columns}", columns)
 	s.q = queries{
+		// The batch comes sorted by id, so that two batches sharing ids
+		// insert them in the same order and do not deadlock on the
+		// primary key. The notification is sent when a row was inserted.
 		create: r.Replace(`WITH ins AS (
-			INSERT INTO {t} (id, revision, status, due, owner, lease_until, quarantine, blob)
-			VALUES ($1, 1, $2, $3, '', 0, $4, $5) ON CONFLICT (id) DO NOTHING RETURNING id)
-			SELECT pg_notify($6, '') FROM ins`),
-		load: r.Replace(`SELECT revision, status, CASE WHEN owner <> '' THEN lease_until ELSE due END, owner, quarantine, blob
-			FROM {t} WHERE id = $1`),
+			INSERT INTO {t} (id, revision, status, due, owner, lease_until, quarantine, blob, version, flow, position, error_kind, updated)
+			SELECT u.id, 1, u.status, u.due, '', 0, u.quarantine, u.blob, u.version, u.flow, u.position, u.error_kind, COALESCE(u.updated, {now})
+			FROM unnest($1::text[], $2::smallint[], $3::bigint[], $4::text[], $5::bytea[], $6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[])
+				AS u(id, status, due, quarantine, blob, version, flow, position, error_kind, updated)
+			ON CONFLICT (id) DO NOTHING RETURNING id),
+			n AS (SELECT pg_notify($11, '') FROM (SELECT 1 FROM ins LIMIT 1) x)
+			SELECT id FROM ins WHERE (SELECT count(*) FROM n) >= 0`),
+		load: r.Replace(`SELECT {columns} FROM {t} WHERE id = $1`),
 		claim: r.Replace(`WITH c AS (
 			SELECT id, due FROM {t} WHERE due <= $1 AND (owner = '' OR lease_until <= $1)
 			ORDER BY due, id LIMIT $2 FOR UPDATE SKIP LOCKED)
 			UPDATE {t} AS p SET owner = $3, lease_until = $4 FROM c WHERE p.id = c.id
-			RETURNING p.id, c.due, p.revision, p.status, p.quarantine, p.blob`),
-		// Commit, Renew and Release lock their rows in id order first:
-		// the CTE l locks them as it emits them, sorted, and the
+			RETURNING p.id, c.due, p.revision, p.status, p.quarantine, p.blob, p.version, p.position, p.error_kind, p.updated`),
+		// A claim for some versions reads, for each version, its earliest
+		// due rows from the (version, due, id) index, and keeps the
+		// earliest of them all. Each range is read only as far as the
+		// limit, so due processes of other versions, however many, cost
+		// nothing. A row locked here and then left out by the outer
+		// limit is unlocked when the statement ends.
+		claimVersions: r.Replace(`WITH c AS (
+			SELECT x.id, x.due FROM unnest($5::text[]) AS v(version) CROSS JOIN LATERAL (
+				SELECT id, due FROM {t} WHERE version = v.version AND due <= $1 AND (owner = '' OR lease_until <= $1)
+				ORDER BY due, id LIMIT $2 FOR UPDATE SKIP LOCKED) AS x
+			ORDER BY x.due, x.id LIMIT $2)
+			UPDATE {t} AS p SET owner = $3, lease_until = $4 FROM c WHERE p.id = c.id
+			RETURNING p.id, c.due, p.revision, p.status, p.quarantine, p.blob, p.version, p.position, p.error_kind, p.updated`),
+		// Commit, Renew, Release and Delete lock their rows in id order
+		// first: the CTE l locks them as it emits them, sorted, and the
 		// uncorrelated subquery reading it all is a one-time filter, which
 		// the executor evaluates before the UPDATE fetches its first row.
 		// The UPDATE itself keeps the plan it would have alone (joining it
@@ -171,75 +159,76 @@ func New(pool *pgxpool.Pool, opts *Options) *Store {
 		// own plan (the order of the batch for one, of an index or of the
 		// heap for another), and a commit and a renewal of the same rows
 		// deadlock.
-		commit: r.Replace(`WITH l AS (SELECT 1 FROM {t} WHERE id = ANY($1) ORDER BY id FOR UPDATE)
-			UPDATE {t} AS p SET revision = p.revision + 1, status = u.status, due = u.due,
-			owner = '', lease_until = 0, quarantine = u.quarantine, blob = COALESCE(u.blob, p.blob)
-			FROM unnest($1::text[], $2::bigint[], $3::smallint[], $4::bigint[], $5::text[], $6::bytea[])
-				AS u(id, rev, status, due, quarantine, blob)
-			WHERE (SELECT count(*) FROM l) >= 0
-				AND p.id = u.id AND p.revision = u.rev AND ($7 = '' OR p.owner = $7)
-			RETURNING p.id`),
+		//
+		// The statement notifies Watch when it applied a write from
+		// outside a runner ($12 = '') and WatchEnded when it applied a
+		// terminal status, each at most once.
+		commit: r.Replace(`WITH l AS (SELECT 1 FROM {t} WHERE id = ANY($1) ORDER BY id FOR UPDATE),
+			w AS (UPDATE {t} AS p SET revision = p.revision + 1, status = u.status, due = u.due,
+				owner = '', lease_until = 0, quarantine = u.quarantine, blob = COALESCE(u.blob, p.blob),
+				version = CASE WHEN u.version = '' THEN p.version ELSE u.version END,
+				flow = CASE WHEN u.version = '' THEN p.flow ELSE u.flow END,
+				position = CASE WHEN u.blob IS NULL THEN p.position ELSE u.position END,
+				error_kind = CASE WHEN u.blob IS NULL THEN p.error_kind ELSE u.error_kind END,
+				updated = COALESCE(u.updated, {now})
+				FROM unnest($1::text[], $2::bigint[], $3::smallint[], $4::bigint[], $5::text[], $6::bytea[],
+					$7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[])
+					AS u(id, rev, status, due, quarantine, blob, version, flow, position, error_kind, updated)
+				WHERE (SELECT count(*) FROM l) >= 0
+					AND p.id = u.id AND p.revision = u.rev AND ($12 = '' OR p.owner = $12)
+				RETURNING p.id, p.status),
+			n AS (SELECT pg_notify($13, '') FROM (SELECT 1 FROM w WHERE $12 = '' LIMIT 1) AS a
+				UNION ALL SELECT pg_notify($14, '') FROM (SELECT 1 FROM w WHERE {terminal} LIMIT 1) AS b)
+			SELECT id FROM w WHERE (SELECT count(*) FROM n) >= 0`),
 		classify: r.Replace(`SELECT id, revision FROM {t} WHERE id = ANY($1)`),
 		renew: r.Replace(`WITH l AS (SELECT 1 FROM {t} WHERE id = ANY($1) AND owner = $2 AND owner <> '' ORDER BY id FOR UPDATE)
 			UPDATE {t} SET lease_until = $3
 			WHERE (SELECT count(*) FROM l) >= 0 AND id = ANY($1) AND owner = $2 AND owner <> '' RETURNING id`),
-		release: r.Replace(`WITH l AS (SELECT 1 FROM {t} WHERE id = ANY($1) AND owner = $2 AND owner <> '' ORDER BY id FOR UPDATE)
-			UPDATE {t} SET owner = '', lease_until = 0, due = LEAST(due, $3)
-			WHERE (SELECT count(*) FROM l) >= 0 AND id = ANY($1) AND owner = $2 AND owner <> ''`),
+		release: r.Replace(`WITH l AS (SELECT 1 FROM {t} WHERE id = ANY($1) AND owner = $2 AND owner <> '' ORDER BY id FOR UPDATE),
+			r AS (UPDATE {t} SET owner = '', lease_until = 0, due = LEAST(due, $3)
+				WHERE (SELECT count(*) FROM l) >= 0 AND id = ANY($1) AND owner = $2 AND owner <> '')
+			SELECT pg_notify($4, '')`),
 		// The earliest due unleased row comes from the index (skipping the
 		// few leased rows); the earliest lease end needs a scan, which only
 		// idle runners pay.
 		nextDue: r.Replace(`SELECT LEAST(
 			(SELECT due FROM {t} WHERE due IS NOT NULL AND owner = '' ORDER BY due, id LIMIT 1),
 			(SELECT min(lease_until) FROM {t} WHERE owner <> '' AND due IS NOT NULL))`),
-		count: r.Replace(`SELECT status, quarantine <> '', count(*) FROM {t} GROUP BY 1, 2`),
-		list: r.Replace(`SELECT id, revision, status, CASE WHEN owner <> '' THEN lease_until ELSE due END, owner, quarantine, blob FROM {t}
-			WHERE id > $1 AND ($2::smallint IS NULL OR (quarantine = '' AND status = $2)) AND (NOT $3 OR quarantine <> '')
-			ORDER BY id LIMIT $4`),
+		nextDueVersions: r.Replace(`SELECT LEAST(
+			(SELECT min(x.due) FROM unnest($1::text[]) AS v(version) CROSS JOIN LATERAL (
+				SELECT due FROM {t} WHERE version = v.version AND due IS NOT NULL AND owner = '' ORDER BY due, id LIMIT 1) AS x),
+			(SELECT min(lease_until) FROM {t} WHERE owner <> '' AND due IS NOT NULL AND version = ANY($1)))`),
+		count: r.Replace(`SELECT version, status, quarantine <> '', count(*) FROM {t} GROUP BY 1, 2, 3`),
+		list:  r.Replace(`SELECT {columns} FROM {t}`),
+		del: r.Replace(`WITH l AS (SELECT 1 FROM {t} WHERE id = ANY($1) ORDER BY id FOR UPDATE),
+			d AS (DELETE FROM {t} WHERE (SELECT count(*) FROM l) >= 0 AND id = ANY($1) RETURNING 1),
+			c AS (SELECT count(*) AS n FROM d)
+			SELECT n, (SELECT count(*) FROM (SELECT pg_notify($2, '') WHERE n > 0) AS x) FROM c`),
+		// Oldest first from the _ended index. The rows are locked with
+		// SKIP LOCKED: the statement never waits for a row, so it cannot
+		// deadlock with statements that lock in id order, and a row a
+		// runner is writing is left for the next call.
+		deleteEnded: r.Replace(`WITH d AS (SELECT id FROM {t} WHERE {ended} AND updated < $1
+				ORDER BY updated, id LIMIT $2 FOR UPDATE SKIP LOCKED)
+			DELETE FROM {t} AS p USING d WHERE p.id = d.id`),
 	}
 	return s
 }
 
+// truncate cuts s to at most n bytes, at a character boundary, as
+// PostgreSQL cuts identifiers.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
 // Pool returns the connection pool.
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
-
-// migrationLock is the advisory lock key that serializes Migrate calls
-// across processes ("stepflow" in ASCII).
-const migrationLock = 0x73746570666c6f77
-
-// Migrate creates the schema, table and index if they do not exist. It is
-// idempotent and may run concurrently from several processes.
-func (s *Store) Migrate(ctx context.Context) error {
-	r := strings.NewReplacer("{s}", pgx.Identifier{s.schema}.Sanitize(), "{t}", s.table, "{idx}", s.idx)
-	stmts := []string{
-		`CREATE SCHEMA IF NOT EXISTS {s}`,
-		`CREATE TABLE IF NOT EXISTS {t} (
-			id         text PRIMARY KEY,
-			revision   bigint NOT NULL,
-			status     smallint NOT NULL,
-			due        bigint,
-			owner      text NOT NULL DEFAULT '',
-			lease_until bigint NOT NULL DEFAULT 0,
-			quarantine text NOT NULL DEFAULT '',
-			blob       bytea NOT NULL) WITH (fillfactor = 70)`,
-		`CREATE INDEX IF NOT EXISTS {idx} ON {t} (due, id) WHERE due IS NOT NULL`,
-	}
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(migrationLock)); err != nil {
-			return err
-		}
-		for _, q := range stmts {
-			if _, err := tx.Exec(ctx, r.Replace(q)); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("stepflow/pgstore: migrate: %w", err)
-	}
-	return nil
-}
 
 func (s *Store) check() error {
 	s.mu.Lock()
@@ -250,7 +239,8 @@ func (s *Store) check() error {
 	return nil
 }
 
-func dueParam(t time.Time) *int64 {
+// nanos is t in Unix nanoseconds, nil when t is zero.
+func nanos(t time.Time) *int64 {
 	if t.IsZero() {
 		return nil
 	}
@@ -265,29 +255,25 @@ func dueTime(n *int64) time.Time {
 	return time.Unix(0, *n).UTC()
 }
 
-// Create implements store.Store.
+// scanRecord reads a row of columns.
+func scanRecord(rows pgx.CollectableRow) (store.Record, error) {
+	var r store.Record
+	var st int16
+	var due *int64
+	var upd int64
+	err := rows.Scan(&r.ID, &r.Revision, &st, &due, &r.Owner, &r.Quarantine, &r.Blob, &r.Version, &r.Position, &r.ErrorKind, &upd)
+	r.Status, r.Due, r.Updated = stepflow.Status(st), dueTime(due), time.Unix(0, upd).UTC()
+	return r, err
+}
+
+// Create implements store.Store: it is CreateMany of one record.
 func (s *Store) Create(ctx context.Context, rec store.Record) error {
-	if rec.ID == "" {
-		return store.ErrInvalid
-	}
-	if err := s.check(); err != nil {
-		return err
-	}
-	due := store.NormalizeDue(rec.Status, rec.Quarantine, rec.Due)
-	blob := rec.Blob
-	if blob == nil {
-		blob = []byte{}
-	}
-	var tag pgconn.CommandTag
-	err := retry(ctx, func() (err error) {
-		tag, err = s.pool.Exec(ctx, s.q.create, rec.ID, int16(rec.Status), dueParam(due), rec.Quarantine, blob, s.chanRaw)
-		return err
-	})
+	errs, err := s.CreateMany(ctx, []store.Record{rec})
 	if err != nil {
-		return fmt.Errorf("stepflow/pgstore: create %q: %w", rec.ID, err)
+		return err
 	}
-	if tag.RowsAffected() == 0 {
-		return store.ErrExists
+	if errs != nil {
+		return errs[0]
 	}
 	return nil
 }
@@ -297,21 +283,22 @@ func (s *Store) Load(ctx context.Context, id string) (store.Record, error) {
 	if err := s.check(); err != nil {
 		return store.Record{}, err
 	}
-	r := store.Record{ID: id}
-	var st int16
-	var due *int64
-	err := s.pool.QueryRow(ctx, s.q.load, id).Scan(&r.Revision, &st, &due, &r.Owner, &r.Quarantine, &r.Blob)
+	rows, err := s.pool.Query(ctx, s.q.load, id)
+	if err != nil {
+		return store.Record{}, fmt.Errorf("stepflow/pgstore: load %q: %w", id, err)
+	}
+	r, err := pgx.CollectExactlyOneRow(rows, scanRecord)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return store.Record{}, store.ErrNotFound
 	}
 	if err != nil {
 		return store.Record{}, fmt.Errorf("stepflow/pgstore: load %q: %w", id, err)
 	}
-	r.Status, r.Due = stepflow.Status(st), dueTime(due)
 	return r, nil
 }
 
-// Claim implements store.Store.
+// Claim implements store.Store. A claim that names versions reads only
+// their due rows (see the package documentation).
 func (s *Store) Claim(ctx context.Context, c store.Claim) ([]store.Record, error) {
 	if err := store.CheckClaim(c); err != nil {
 		return nil, err
@@ -324,10 +311,17 @@ func (s *Store) Claim(ctx context.Context, c store.Claim) ([]store.Record, error
 		rec store.Record
 		due int64
 	}
+	q, args := s.q.claim, []any{c.Now.UnixNano(), c.Limit, c.Owner, until.UnixNano()}
+	if len(c.Versions) > 0 {
+		// Each version once: a version named twice would have its rows
+		// read, and counted against the limit, twice.
+		vs := slices.Compact(slices.Sorted(slices.Values(c.Versions)))
+		q, args = s.q.claimVersions, append(args, vs)
+	}
 	var got []claimed
 	err := retry(ctx, func() error {
 		got = got[:0]
-		rows, err := s.pool.Query(ctx, s.q.claim, c.Now.UnixNano(), c.Limit, c.Owner, until.UnixNano())
+		rows, err := s.pool.Query(ctx, q, args...)
 		if err != nil {
 			return err
 		}
@@ -335,10 +329,12 @@ func (s *Store) Claim(ctx context.Context, c store.Claim) ([]store.Record, error
 		for rows.Next() {
 			var x claimed
 			var st int16
-			if err := rows.Scan(&x.rec.ID, &x.due, &x.rec.Revision, &st, &x.rec.Quarantine, &x.rec.Blob); err != nil {
+			var upd int64
+			if err := rows.Scan(&x.rec.ID, &x.due, &x.rec.Revision, &st, &x.rec.Quarantine, &x.rec.Blob,
+				&x.rec.Version, &x.rec.Position, &x.rec.ErrorKind, &upd); err != nil {
 				return err
 			}
-			x.rec.Status, x.rec.Owner, x.rec.Due = stepflow.Status(st), c.Owner, until
+			x.rec.Status, x.rec.Owner, x.rec.Due, x.rec.Updated = stepflow.Status(st), c.Owner, until, time.Unix(0, upd).UTC()
 			got = append(got, x)
 		}
 		return rows.Err()
@@ -361,7 +357,8 @@ func (s *Store) Claim(ctx context.Context, c store.Claim) ([]store.Record, error
 }
 
 // Commit implements store.Store: the whole batch is one UPDATE statement,
-// hence one transaction and one WAL flush.
+// hence one transaction and one WAL flush, which also sends the batch's
+// notifications.
 func (s *Store) Commit(ctx context.Context, owner string, ws []store.Write) ([]error, error) {
 	if err := s.check(); err != nil {
 		return nil, err
@@ -369,23 +366,34 @@ func (s *Store) Commit(ctx context.Context, owner string, ws []store.Write) ([]e
 	if len(ws) == 0 {
 		return nil, nil
 	}
-	ids := make([]string, len(ws))
-	revs := make([]int64, len(ws))
-	sts := make([]int16, len(ws))
-	dues := make([]*int64, len(ws))
-	quar := make([]string, len(ws))
-	blobs := make([][]byte, len(ws))
+	n := len(ws)
+	ids := make([]string, n)
+	revs := make([]int64, n)
+	sts := make([]int16, n)
+	dues := make([]*int64, n)
+	quar := make([]string, n)
+	blobs := make([][]byte, n)
+	vers := make([]string, n)
+	flows := make([]string, n)
+	pos := make([]string, n)
+	kinds := make([]string, n)
+	upds := make([]*int64, n)
 	for i := range ws {
 		w := &ws[i]
 		ids[i], revs[i], sts[i], quar[i], blobs[i] = w.ID, int64(w.Revision), int16(w.Status), w.Quarantine, w.Blob
-		dues[i] = dueParam(store.NormalizeDue(w.Status, w.Quarantine, w.Due))
+		dues[i] = nanos(store.NormalizeDue(w.Status, w.Quarantine, w.Due))
+		vers[i], pos[i], kinds[i], upds[i] = w.Version, w.Position, w.ErrorKind, nanos(w.Updated)
+		if w.Version != "" {
+			flows[i] = codec.FlowName(w.Version)
+		}
 	}
-	done := make(map[string]bool, len(ws))
+	done := make(map[string]bool, n)
 	// The statement is its own transaction: when it fails nothing of it
 	// was written, and it can run again as a whole.
 	err := retry(ctx, func() error {
 		clear(done)
-		rows, err := s.pool.Query(ctx, s.q.commit, ids, revs, sts, dues, quar, blobs, owner)
+		rows, err := s.pool.Query(ctx, s.q.commit, ids, revs, sts, dues, quar, blobs, vers, flows, pos, kinds, upds,
+			owner, s.chanRaw, s.endRaw)
 		if err != nil {
 			return err
 		}
@@ -401,11 +409,6 @@ func (s *Store) Commit(ctx context.Context, owner string, ws []store.Write) ([]e
 	})
 	if err != nil {
 		return nil, fmt.Errorf("stepflow/pgstore: commit: %w", err)
-	}
-	if owner == "" && len(done) > 0 {
-		if _, err := s.pool.Exec(ctx, `SELECT pg_notify($1, '')`, s.chanRaw); err != nil {
-			return nil, fmt.Errorf("stepflow/pgstore: notify: %w", err)
-		}
 	}
 	if len(done) == len(ws) {
 		return nil, nil
@@ -499,189 +502,29 @@ func (s *Store) Release(ctx context.Context, owner string, ids []string, now tim
 		return err
 	}
 	err := retry(ctx, func() error {
-		_, err := s.pool.Exec(ctx, s.q.release, ids, owner, now.UnixNano())
+		_, err := s.pool.Exec(ctx, s.q.release, ids, owner, now.UnixNano(), s.chanRaw)
 		return err
 	})
 	if err != nil {
 		return fmt.Errorf("stepflow/pgstore: release: %w", err)
 	}
-	if _, err := s.pool.Exec(ctx, `SELECT pg_notify($1, '')`, s.chanRaw); err != nil {
-		return fmt.Errorf("stepflow/pgstore: notify: %w", err)
-	}
 	return nil
 }
 
 // NextDue implements store.Store.
-func (s *Store) NextDue(ctx context.Context) (time.Time, bool, error) {
+func (s *Store) NextDue(ctx context.Context, versions []string) (time.Time, bool, error) {
 	if err := s.check(); err != nil {
 		return time.Time{}, false, err
 	}
+	q, args := s.q.nextDue, []any(nil)
+	if len(versions) > 0 {
+		q, args = s.q.nextDueVersions, []any{versions}
+	}
 	var due *int64
-	if err := s.pool.QueryRow(ctx, s.q.nextDue).Scan(&due); err != nil {
+	if err := s.pool.QueryRow(ctx, q, args...).Scan(&due); err != nil {
 		return time.Time{}, false, fmt.Errorf("stepflow/pgstore: next due: %w", err)
 	}
 	return dueTime(due), due != nil, nil
-}
-
-// Watch implements store.Store. Every Watch shares one listening
-// connection of the store's own, outside the pool (see the package
-// documentation), which the store opens with the first Watch and closes
-// when the last one ends, and which LISTENs on the store's channel. Each
-// channel receives one wake-up when it is added to a listening connection
-// and each time the store starts listening again after losing its
-// connection, since notifications sent in between may have been missed.
-// Watch returns once the store listens, or after at most 5 seconds when
-// the database cannot be reached (the store keeps trying, once a second,
-// and wakes every watcher when it succeeds).
-func (s *Store) Watch(ctx context.Context) <-chan struct{} {
-	ch := make(chan struct{}, 1)
-	s.mu.Lock()
-	if s.closed || ctx.Err() != nil {
-		s.mu.Unlock()
-		close(ch)
-		return ch
-	}
-	if s.watchers == nil {
-		s.watchers = map[chan struct{}]struct{}{}
-	}
-	s.watchers[ch] = struct{}{}
-	if s.lis == nil {
-		s.startListening()
-	}
-	l := s.lis
-	if l.listening {
-		send(ch)
-	}
-	s.mu.Unlock()
-	context.AfterFunc(ctx, func() { s.unwatch(ch) })
-
-	// Return once listening, so that nothing created after Watch returns
-	// is missed; but not later than a few seconds when the database is
-	// unreachable.
-	t := time.NewTimer(5 * time.Second)
-	defer t.Stop()
-	select {
-	case <-l.ready:
-	case <-ctx.Done():
-	case <-t.C:
-	}
-	return ch
-}
-
-// unwatch ends the Watch of ch, and stops listening after the last one.
-func (s *Store) unwatch(ch chan struct{}) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.watchers[ch]; !ok {
-		return // Close ended it
-	}
-	delete(s.watchers, ch)
-	close(ch)
-	if len(s.watchers) == 0 && s.lis != nil {
-		s.lis.cancel()
-		s.lis = nil
-	}
-}
-
-// startListening starts a listening goroutine. s.mu is held.
-func (s *Store) startListening() {
-	ctx, cancel := context.WithCancel(s.done)
-	l := &listener{cancel: cancel, ready: make(chan struct{})}
-	s.lis = l
-	s.listeners.Add(1)
-	go func() {
-		defer s.listeners.Done()
-		defer l.setReady()
-		defer cancel()
-		for ctx.Err() == nil {
-			_ = s.listen(ctx, l)
-			s.mu.Lock()
-			l.listening = false
-			s.mu.Unlock()
-			if ctx.Err() != nil {
-				return
-			}
-			// The connection failed or could not be opened: try again
-			// shortly.
-			t := time.NewTimer(time.Second)
-			select {
-			case <-ctx.Done():
-			case <-t.C:
-			}
-			t.Stop()
-		}
-	}()
-}
-
-// wake sends a wake-up to every watcher, if l still serves them; with
-// started, l has just started listening.
-func (s *Store) wake(l *listener, started bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.lis != l {
-		return
-	}
-	if started {
-		l.listening = true
-	}
-	for ch := range s.watchers {
-		send(ch)
-	}
-}
-
-func send(ch chan struct{}) {
-	select {
-	case ch <- struct{}{}:
-	default:
-	}
-}
-
-// listen opens a connection, LISTENs on it and turns notifications into
-// wake-ups until the connection fails or ctx is done.
-func (s *Store) listen(ctx context.Context, l *listener) error {
-	conn, err := s.connect(ctx)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = conn.Close(cctx)
-	}()
-	if _, err := conn.Exec(ctx, "LISTEN "+s.channel); err != nil {
-		return err
-	}
-	// Notifications sent before this point were missed: wake everyone.
-	s.wake(l, true)
-	l.setReady()
-	for {
-		if _, err := conn.WaitForNotification(ctx); err != nil {
-			return err
-		}
-		s.wake(l, false)
-	}
-}
-
-// connect opens a connection outside the pool with the pool's settings.
-func (s *Store) connect(ctx context.Context) (*pgx.Conn, error) {
-	cfg := s.pool.Config() // a copy
-	cc := cfg.ConnConfig
-	if cfg.BeforeConnect != nil {
-		if err := cfg.BeforeConnect(ctx, cc); err != nil {
-			return nil, err
-		}
-	}
-	conn, err := pgx.ConnectConfig(ctx, cc)
-	if err != nil {
-		return nil, err
-	}
-	if cfg.AfterConnect != nil {
-		if err := cfg.AfterConnect(ctx, conn); err != nil {
-			_ = conn.Close(ctx)
-			return nil, err
-		}
-	}
-	return conn, nil
 }
 
 // Count implements store.Store.
@@ -689,32 +532,43 @@ func (s *Store) Count(ctx context.Context) (store.Counts, error) {
 	if err := s.check(); err != nil {
 		return store.Counts{}, err
 	}
-	c := store.Counts{ByStatus: map[stepflow.Status]int{}}
+	c := store.Counts{ByStatus: map[stepflow.Status]int{}, ByVersion: map[string]store.VersionCounts{}}
 	rows, err := s.pool.Query(ctx, s.q.count)
 	if err != nil {
-		return c, fmt.Errorf("stepflow/pgstore: count: %w", err)
+		return store.Counts{}, fmt.Errorf("stepflow/pgstore: count: %w", err)
 	}
+	defer rows.Close()
 	for rows.Next() {
+		var version string
 		var st int16
 		var q bool
 		var n int
-		if err := rows.Scan(&st, &q, &n); err != nil {
-			rows.Close()
-			return c, fmt.Errorf("stepflow/pgstore: count: %w", err)
+		if err := rows.Scan(&version, &st, &q, &n); err != nil {
+			return store.Counts{}, fmt.Errorf("stepflow/pgstore: count: %w", err)
+		}
+		vc := c.ByVersion[version]
+		if vc.ByStatus == nil {
+			vc.ByStatus = map[stepflow.Status]int{}
 		}
 		if q {
 			c.Quarantined += n
+			vc.Quarantined += n
 		} else {
 			c.ByStatus[stepflow.Status(st)] += n
+			vc.ByStatus[stepflow.Status(st)] += n
 		}
+		c.ByVersion[version] = vc
 	}
 	if err := rows.Err(); err != nil {
-		return c, fmt.Errorf("stepflow/pgstore: count: %w", err)
+		return store.Counts{}, fmt.Errorf("stepflow/pgstore: count: %w", err)
 	}
 	return c, nil
 }
 
-// List implements store.Store.
+// List implements store.Store. The statement names only the conditions f
+// sets, each a plain comparison of an indexed column with a parameter, so
+// that the planner picks the index that fits (see the package
+// documentation).
 func (s *Store) List(ctx context.Context, f store.Filter) ([]store.Record, error) {
 	if err := s.check(); err != nil {
 		return nil, err
@@ -723,35 +577,146 @@ func (s *Store) List(ctx context.Context, f store.Filter) ([]store.Record, error
 	if limit <= 0 {
 		limit = store.DefaultListLimit
 	}
-	var st *int16
-	if f.Status != nil {
-		v := int16(*f.Status)
-		st = &v
-	}
-	rows, err := s.pool.Query(ctx, s.q.list, f.After, st, f.Quarantined, limit)
+	q, args := s.listQuery(f, limit)
+	// The unnamed statement, which PostgreSQL plans for the values at
+	// hand: a plan made once for any value (the generic plan of a
+	// prepared statement) reads the table in id order looking for a
+	// value it takes for a common one, which for a rare one means the
+	// whole table.
+	rows, err := s.pool.Query(ctx, q, append([]any{pgx.QueryExecModeCacheDescribe}, args...)...)
 	if err != nil {
 		return nil, fmt.Errorf("stepflow/pgstore: list: %w", err)
 	}
-	var out []store.Record
-	for rows.Next() {
-		var r store.Record
-		var st int16
-		var due *int64
-		if err := rows.Scan(&r.ID, &r.Revision, &st, &due, &r.Owner, &r.Quarantine, &r.Blob); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("stepflow/pgstore: list: %w", err)
-		}
-		r.Status, r.Due = stepflow.Status(st), dueTime(due)
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := pgx.CollectRows(rows, scanRecord)
+	if err != nil {
 		return nil, fmt.Errorf("stepflow/pgstore: list: %w", err)
 	}
 	return out, nil
 }
 
-// Close implements store.Store. It ends every Watch, closes the listening
-// connection, and closes the pool when Open created it.
+// listQuery builds List's statement for f, which keeps exactly the records
+// store.Match keeps.
+func (s *Store) listQuery(f store.Filter, limit int) (string, []any) {
+	var b strings.Builder
+	b.WriteString(s.q.list)
+	var args []any
+	conds := 0
+	and := func(cond string, vals ...any) {
+		if conds == 0 {
+			b.WriteString(" WHERE ")
+		} else {
+			b.WriteString(" AND ")
+		}
+		conds++
+		// Each $ in cond takes the next value.
+		for _, part := range strings.SplitAfter(cond, "$") {
+			b.WriteString(part)
+			if strings.HasSuffix(part, "$") {
+				args = append(args, vals[0])
+				vals = vals[1:]
+				b.WriteString(strconv.Itoa(len(args)))
+			}
+		}
+	}
+	if f.After != "" {
+		and("id > $", f.After)
+	}
+	if f.IDPrefix != "" {
+		and("id >= $", f.IDPrefix)
+		if end, ok := prefixEnd(f.IDPrefix); ok {
+			and("id < $", end)
+		}
+	}
+	if f.Status != nil {
+		and("quarantine = '' AND status = $", int16(*f.Status))
+	}
+	if f.Quarantined {
+		and("quarantine <> ''")
+	}
+	if f.Flow != "" {
+		and("flow = $", f.Flow)
+	}
+	if f.Version != "" {
+		// The flow too, so that the _flow index serves the version in id
+		// order.
+		and("flow = $ AND version = $", codec.FlowName(f.Version), f.Version)
+	}
+	if f.ErrorKind != "" {
+		and("error_kind = $", f.ErrorKind)
+	}
+	if f.Position != "" {
+		// The path itself, or a path below it: one that starts with
+		// path + "/", that is, at or after path + "/" and before path +
+		// "0" ('0' follows '/') in bytewise order.
+		// The first condition is the predicate of the _position index,
+		// which leaves out the many processes that stand nowhere.
+		and("position <> '' AND (position = $ OR (position >= $ AND position < $))", f.Position, f.Position+"/", f.Position+"0")
+	}
+	args = append(args, limit)
+	fmt.Fprintf(&b, " ORDER BY id LIMIT $%d", len(args))
+	return b.String(), args
+}
+
+// prefixEnd returns the least string greater than every string that
+// starts with p, in bytewise (and so code point) order, and false when
+// there is none. It stays valid UTF-8, as PostgreSQL requires of text.
+func prefixEnd(p string) (string, bool) {
+	rs := []rune(p)
+	for i := len(rs) - 1; i >= 0; i-- {
+		r := rs[i] + 1
+		if r == 0xD800 { // surrogates are not characters
+			r = 0xE000
+		}
+		if r <= unicode.MaxRune {
+			rs[i] = r
+			return string(rs[:i+1]), true
+		}
+	}
+	return "", false
+}
+
+// Delete implements store.Store. It locks the rows in id order, as Commit
+// does, and notifies WatchEnded when it removed any.
+func (s *Store) Delete(ctx context.Context, ids []string) (int, error) {
+	if err := s.check(); err != nil {
+		return 0, err
+	}
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	var n, notified int
+	err := retry(ctx, func() error {
+		return s.pool.QueryRow(ctx, s.q.del, ids, s.endRaw).Scan(&n, &notified)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("stepflow/pgstore: delete: %w", err)
+	}
+	return n, nil
+}
+
+// DeleteEnded implements store.Store, with one statement that reads the
+// _ended index oldest first.
+func (s *Store) DeleteEnded(ctx context.Context, before time.Time, limit int) (int, error) {
+	if limit <= 0 {
+		return 0, fmt.Errorf("%w: limit %d", store.ErrInvalid, limit)
+	}
+	if err := s.check(); err != nil {
+		return 0, err
+	}
+	var n int64
+	err := retry(ctx, func() error {
+		tag, err := s.pool.Exec(ctx, s.q.deleteEnded, before.UnixNano(), limit)
+		n = tag.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("stepflow/pgstore: delete ended: %w", err)
+	}
+	return int(n), nil
+}
+
+// Close implements store.Store. It ends every Watch and WatchEnded, closes
+// the listening connection, and closes the pool when Open created it.
 func (s *Store) Close() error {
 	s.mu.Lock()
 	if s.closed {

@@ -85,7 +85,7 @@ func TestWatchersShareOneConnection(t *testing.T) {
 
 	cctx, ccancel := context.WithTimeout(ctx, 5*time.Second)
 	defer ccancel()
-	require.NoError(t, s.Create(cctx, store.Record{ID: "p", Status: stepflow.Running, Blob: []byte("x")}))
+	require.NoError(t, s.Create(cctx, store.Record{ID: "p", Version: "test/v1", Status: stepflow.Running, Blob: []byte("x")}))
 	for i, ch := range chans {
 		waitWake(t, ch, fmt.Sprintf("watcher %d, after Create", i))
 	}
@@ -119,7 +119,7 @@ func TestWatchReconnects(t *testing.T) {
 	waitWake(t, b, "b, after the session was killed")
 	require.Eventually(t, func() bool { return listeners(t, pool, channel) == 1 }, 10*time.Second, 20*time.Millisecond)
 
-	require.NoError(t, s.Create(ctx, store.Record{ID: "p", Status: stepflow.Running, Blob: []byte("x")}))
+	require.NoError(t, s.Create(ctx, store.Record{ID: "p", Version: "test/v1", Status: stepflow.Running, Blob: []byte("x")}))
 	waitWake(t, a, "a, after Create")
 	waitWake(t, b, "b, after Create")
 }
@@ -153,7 +153,7 @@ func TestCommitAndRenewDoNotDeadlock(t *testing.T) {
 	ids := make([]string, n)
 	for i := range ids {
 		ids[i] = fmt.Sprintf("p%03d", i)
-		require.NoError(t, s.Create(ctx, store.Record{ID: ids[i], Status: stepflow.Running, Due: t0, Blob: []byte("v0")}))
+		require.NoError(t, s.Create(ctx, store.Record{ID: ids[i], Version: "test/v1", Status: stepflow.Running, Due: t0, Blob: []byte("v0")}))
 	}
 	rounds := 0
 	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); rounds++ {
@@ -248,6 +248,13 @@ func TestDeadlockVictimIsRetried(t *testing.T) {
 		{"release", func(ctx context.Context, s *pgstore.Store) error {
 			return s.Release(ctx, "o", []string{"a", "b"}, t0)
 		}},
+		{"delete", func(ctx context.Context, s *pgstore.Store) error {
+			n, err := s.Delete(ctx, []string{"a", "b"})
+			if err == nil && n != 2 {
+				err = fmt.Errorf("deleted %d", n)
+			}
+			return err
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			// PostgreSQL aborts the transaction whose deadlock check
@@ -277,7 +284,7 @@ func deadlockOnce(t *testing.T, t0 time.Time, call func(ctx context.Context, s *
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	for _, id := range []string{"a", "b"} {
-		require.NoError(t, s.Create(ctx, store.Record{ID: id, Status: stepflow.Running, Due: t0, Blob: []byte(id)}))
+		require.NoError(t, s.Create(ctx, store.Record{ID: id, Version: "test/v1", Status: stepflow.Running, Due: t0, Blob: []byte(id)}))
 	}
 	recs, err := s.Claim(ctx, store.Claim{Owner: "o", Now: t0, Limit: 2, Lease: time.Hour})
 	require.NoError(t, err)
