@@ -145,20 +145,7 @@ func TestRunToTheEnd(t *testing.T) {
 // file: every deployment ends, and no step runs more than twice.
 func TestKillAndResume(t *testing.T) {
 	const n = 150
-	dir := t.TempDir()
-	db, logPath := filepath.Join(dir, "deploy.db"), filepath.Join(dir, "steps.log")
-	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), "DEPLOY_CHILD_DB="+db, "DEPLOY_CHILD_N="+strconv.Itoa(n), "DEPLOY_CHILD_LOG="+logPath)
-	var childOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &childOut, &childOut
-	require.NoError(t, cmd.Start())
-	deadline := time.Now().Add(60 * time.Second)
-	for len(readKeys(t, logPath)) < n*2 {
-		require.True(t, time.Now().Before(deadline), "child made no progress")
-		time.Sleep(10 * time.Millisecond)
-	}
-	require.NoError(t, cmd.Process.Kill())
-	_ = cmd.Wait()
+	db, logPath := killMidRun(t, n)
 	first := readKeys(t, logPath)
 
 	var out bytes.Buffer
@@ -207,20 +194,7 @@ func TestRunOnPostgres(t *testing.T) {
 // failed deployment was rolled back by the second flow.
 func TestUpgradeToV2(t *testing.T) {
 	const n = 150
-	dir := t.TempDir()
-	db, logPath := filepath.Join(dir, "deploy.db"), filepath.Join(dir, "steps.log")
-	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), "DEPLOY_CHILD_DB="+db, "DEPLOY_CHILD_N="+strconv.Itoa(n), "DEPLOY_CHILD_LOG="+logPath)
-	var childOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &childOut, &childOut
-	require.NoError(t, cmd.Start())
-	deadline := time.Now().Add(60 * time.Second)
-	for len(readKeys(t, logPath)) < n*2 {
-		require.True(t, time.Now().Before(deadline), "child made no progress: %s", childOut.String())
-		time.Sleep(10 * time.Millisecond)
-	}
-	require.NoError(t, cmd.Process.Kill())
-	_ = cmd.Wait()
+	db, _ := killMidRun(t, n)
 
 	var out bytes.Buffer
 	cfg := testConfig(db, n, &out)
@@ -274,4 +248,26 @@ func TestUpgradeToV2OnPostgres(t *testing.T) {
 	sum, err := run(t.Context(), cfg)
 	require.NoError(t, err, out.String())
 	checkUpgraded(t, sum, n, out.String())
+}
+
+// killMidRun runs n deployments of deploy/v1 in a child process on a new
+// bbolt file and kills it with SIGKILL once 2n steps have run; it returns
+// the file and the log of step calls.
+func killMidRun(t *testing.T, n int) (db, logPath string) {
+	t.Helper()
+	dir := t.TempDir()
+	db, logPath = filepath.Join(dir, "deploy.db"), filepath.Join(dir, "steps.log")
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), "DEPLOY_CHILD_DB="+db, "DEPLOY_CHILD_N="+strconv.Itoa(n), "DEPLOY_CHILD_LOG="+logPath)
+	var childOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &childOut, &childOut
+	require.NoError(t, cmd.Start())
+	deadline := time.Now().Add(60 * time.Second)
+	for len(readKeys(t, logPath)) < n*2 {
+		require.True(t, time.Now().Before(deadline), "child made no progress: %s", childOut.String())
+		time.Sleep(10 * time.Millisecond)
+	}
+	require.NoError(t, cmd.Process.Kill())
+	_ = cmd.Wait()
+	return db, logPath
 }

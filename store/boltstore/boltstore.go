@@ -1038,18 +1038,9 @@ func (s *Store) Delete(ctx context.Context, ids []string) (int, error) {
 		return 0, err
 	}
 	n := 0
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		n = 0
-		for _, id := range ids {
-			ok, err := remove(tx, id)
-			if err != nil {
-				return err
-			}
-			if ok {
-				n++
-			}
-		}
-		return nil
+	err := s.db.Update(func(tx *bolt.Tx) (err error) {
+		n, err = removeAll(tx, ids)
+		return err
 	})
 	if err != nil {
 		return 0, wrap(err)
@@ -1062,6 +1053,22 @@ func (s *Store) Delete(ctx context.Context, ids []string) (int, error) {
 		s.notifyLocked(s.ended)
 	}
 	s.mu.Unlock()
+	return n, nil
+}
+
+// removeAll removes the records of ids that exist and returns how many it
+// removed.
+func removeAll(tx *bolt.Tx, ids []string) (int, error) {
+	n := 0
+	for _, id := range ids {
+		ok, err := remove(tx, id)
+		if err != nil {
+			return n, err
+		}
+		if ok {
+			n++
+		}
+	}
 	return n, nil
 }
 
@@ -1099,8 +1106,7 @@ func (s *Store) DeleteEnded(ctx context.Context, before time.Time, limit int) (i
 	}
 	cut := before.UnixNano()
 	n := 0
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		n = 0
+	err := s.db.Update(func(tx *bolt.Tx) (err error) {
 		var ids []string
 		cur := tx.Bucket(bucketEnded).Cursor()
 		for k, _ := cur.First(); k != nil && len(ids) < limit; k, _ = cur.Next() {
@@ -1113,16 +1119,8 @@ func (s *Store) DeleteEnded(ctx context.Context, before time.Time, limit int) (i
 			}
 			ids = append(ids, id)
 		}
-		for _, id := range ids {
-			ok, err := remove(tx, id)
-			if err != nil {
-				return err
-			}
-			if ok {
-				n++
-			}
-		}
-		return nil
+		n, err = removeAll(tx, ids)
+		return err
 	})
 	if err != nil {
 		return 0, wrap(err)
