@@ -365,15 +365,17 @@ func (p *Processes[S]) forget(id string) {
 }
 
 // positionOf returns where st stands for the store's index (see
-// store.Record.Position): the node path where it failed, else its first
-// position, and the kind of its failure. It reuses old, the stored
+// store.Record.Position): the node path where it failed or needs a person,
+// the first position of a waiting process, and the kind of its failure. It reuses old, the stored
 // position, when it is the same, so that a poll allocates no string; buf
 // is scratch.
 func positionOf[S any](st *stepflow.State[S], buf []byte, old string) (pos, kind string) {
 	if (st.Status == stepflow.Failed || st.Status == stepflow.NeedsAttention) && st.Err != nil {
 		return stepflow.NodePath(st.Err.Path), st.Err.Kind
 	}
-	if st.Status.Terminal() {
+	if st.Status != stepflow.Waiting {
+		// Ended, or running: a running process moves on at once, and an
+		// index of its position would be rewritten at every step.
 		return "", ""
 	}
 	buf = appendFirstPosition(buf[:0], &st.Root)

@@ -59,8 +59,9 @@ type Record struct {
 	// Status mirrors the state's status, for Count and List.
 	Status stepflow.Status
 	// Position is where the process stands, for people and filters: the
-	// path where it failed, else its first position ("" when it has
-	// ended well or not started). ErrorKind is the kind of its failure
+	// node path where it failed or needs a person, or where it waits
+	// (runners leave it "" for a running process, which moves on at once,
+	// and for one that has ended well). ErrorKind is the kind of its failure
 	// (stepflow.Failure.Kind) when it failed or needs attention. Stores
 	// index both, so that "every deploy process that failed at
 	// shouldDeploy/rollout" is found without reading every state.

@@ -364,7 +364,7 @@ func tally(ctx context.Context, s store.Store) (counts, error) {
 			case !rec.Status.Terminal():
 				pos := rec.Position
 				if pos == "" {
-					pos = "(starting)"
+					pos = "(running)"
 				}
 				c.at[pos]++
 			}
