@@ -46,7 +46,7 @@ func New(namespace string) *Collector {
 	}
 	return &Collector{
 		steps: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Name: "step_duration_seconds",
-			Help: "Duration of calls of user code (steps and predicates), by flow version, node path and outcome.",
+			Help:    "Duration of calls of user code (steps and predicates), by flow version, node path and outcome.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10)}, []string{"version", "path", "outcome"}),
 		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "transitions_total",
 			Help: "Saved Applies that changed a process's status, by flow version and new status."}, []string{"version", "status"}),
