@@ -438,9 +438,11 @@ func (r *Runner) putBatch(b *batch) {
 // version no flow of this runner applies (it cannot be claimed, unless a
 // store misbehaves) is quarantined rather than guessed at.
 func (r *Runner) split(b *batch) {
+	r.hostMu.RLock()
+	defer r.hostMu.RUnlock()
 	for i := range b.recs {
 		rec := &b.recs[i]
-		h := r.hostOf(rec.Version)
+		h := r.byVersion[rec.Version]
 		j := 0
 		for j < len(b.parts) && b.parts[j].h != h {
 			j++
