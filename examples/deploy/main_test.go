@@ -264,7 +264,11 @@ func killMidRun(t *testing.T, n int) (db, logPath string) {
 	require.NoError(t, cmd.Start())
 	deadline := time.Now().Add(60 * time.Second)
 	for len(readKeys(t, logPath)) < n*2 {
-		require.True(t, time.Now().Before(deadline), "child made no progress: %s", childOut.String())
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait() // the output is read only once the child is gone
+			t.Fatalf("child made no progress: %s", childOut.String())
+		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	require.NoError(t, cmd.Process.Kill())
