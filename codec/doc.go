@@ -23,5 +23,6 @@
 // that names a key twice in one object is refused as ErrCorrupt: with
 // encoding/json the last one would win, and a state has one meaning. Keys
 // of the envelope and of the state object, which encoding/json matches
-// without regard to case, are compared without regard to case.
+// without regard to case, are compared without regard to case; so are the
+// keys that name fields of a frame, a failure, a record or a signal.
 package codec

@@ -399,25 +399,33 @@ func (r *reader) anyInt() (int64, bool) {
 	return int64(binary.BigEndian.Uint64(p)), true
 }
 
+// sample returns a new value of t with every field set: strings to str,
+// bools to true, maps to m, numbers to n. The plans check themselves
+// against their library on it.
+func sample(t reflect.Type, fields []plainField, str string, m map[string]string, n int64) reflect.Value {
+	full := reflect.New(t)
+	for _, f := range fields {
+		v := unsafe.Add(full.UnsafePointer(), f.off)
+		switch f.kind {
+		case reflect.String:
+			*(*string)(v) = str
+		case reflect.Bool:
+			*(*bool)(v) = true
+		case reflect.Map:
+			*(*map[string]string)(v) = m
+		default:
+			f.setInt(v, n)
+		}
+	}
+	return full
+}
+
 // agrees checks the plan against msgpack itself on the zero value and on
 // one with every field set, in case msgpack was taught another encoding
 // for the type (msgpack.Register); it reports whether both give the same
 // bytes and read them back to the same values.
 func (p *plainData) agrees(t reflect.Type) bool {
-	full := reflect.New(t)
-	for _, f := range p.fields {
-		v := unsafe.Add(full.UnsafePointer(), f.off)
-		switch f.kind {
-		case reflect.String:
-			*(*string)(v) = "s"
-		case reflect.Bool:
-			*(*bool)(v) = true
-		case reflect.Map:
-			*(*map[string]string)(v) = map[string]string{"b": "2", "a": ""}
-		default:
-			f.setInt(v, 1000)
-		}
-	}
+	full := sample(t, p.fields, "s", map[string]string{"b": "2", "a": ""}, 1000)
 	for _, v := range []reflect.Value{reflect.New(t), full} {
 		var buf bytes.Buffer
 		enc := msgpack.NewEncoder(&buf)
