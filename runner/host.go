@@ -121,7 +121,22 @@ func (b *procBatch[S]) advance(ctx context.Context, k int, now time.Time, w *sto
 		ctx = stepflow.WithIntentSaved(ctx, *st)
 	}
 	from, steps, version := st.Status, st.Steps, st.Version
-	next, err := p.eng.apply(ctx, *st)
+	if m := p.r.opts.Metrics; m != nil && m.Claimed != nil {
+		due := rec.Updated
+		if st.WakeAt.After(due) {
+			due = st.WakeAt
+		}
+		m.Claimed(version, max(now.Sub(due), 0))
+	}
+	var next stepflow.State[S]
+	var err error
+	if t := p.r.opts.Tracer; t != nil {
+		tctx := t.ApplyStart(ctx, rec.ID, version, from)
+		next, err = p.eng.apply(tctx, *st)
+		t.ApplyEnd(tctx, next.Status, err)
+	} else {
+		next, err = p.eng.apply(ctx, *st)
+	}
 	if err != nil && !isStepError(err) {
 		// Apply returned its input: the state does not fit the flow
 		// (an unknown path, a version it cannot migrate). Nothing else

@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strconv"
@@ -56,6 +57,9 @@ type Options struct {
 	Cache int
 	// Metrics receives measurements; nil means none.
 	Metrics *Metrics
+	// Tracer follows every Apply the runner makes (a tracing adapter
+	// such as observe/steptrace); nil means none.
+	Tracer ApplyTracer
 	// Retention, when positive, deletes processes that ended (done,
 	// failed or canceled, not quarantined) longer than Retention ago: Run
 	// deletes them in batches of RetentionBatch, every RetentionEvery.
@@ -152,6 +156,25 @@ type Metrics struct {
 	Migrated func(id, from, to string)
 	// Deleted is called after the retention of Run deleted processes.
 	Deleted func(n int)
+	// Claimed is called for every claimed process that is applied, with
+	// how late it was picked up: the time from when it became due (its
+	// wake time, or its last write for one that was running) to the
+	// Apply. A lag that grows says the runners do not keep up.
+	Claimed func(version string, lag time.Duration)
+}
+
+// ApplyTracer follows the Applies of a runner, for tracing. Both methods
+// are called from the worker goroutines, possibly concurrently.
+type ApplyTracer interface {
+	// ApplyStart is called before the runner applies process id, stored
+	// under version with status from. The context it returns is the
+	// Apply's: the calls of user code it makes get contexts derived from
+	// it.
+	ApplyStart(ctx context.Context, id, version string, from stepflow.Status) context.Context
+	// ApplyEnd is called after that Apply with the context ApplyStart
+	// returned, the process's new status and the Apply's error (a
+	// *stepflow.StepError when a step failed the process).
+	ApplyEnd(ctx context.Context, to stepflow.Status, err error)
 }
 
 // Transition is one saved Apply, for Metrics.Applied.
