@@ -28,6 +28,16 @@ type host interface {
 	// retryable says what still makes a quarantined record unusable, and
 	// sets rec.Status to its state's status when it is usable.
 	retryable(rec *store.Record) error
+
+	// The rest serves the Runner's methods that know a process by its id
+	// only (byid.go): examine reads a loaded record of this flow, and the
+	// others are the typed methods of Processes themselves.
+	examine(rec store.Record) Inspection
+	Signal(ctx context.Context, id, name string, payload []byte) error
+	Cancel(ctx context.Context, id, reason string) error
+	Redrive(ctx context.Context, id string) error
+	Resolve(ctx context.Context, id string, how stepflow.Resolution) error
+	Migrate(ctx context.Context, id string) error
 }
 
 // hostBatch is the typed part of one Step for one flow: record k of the

@@ -187,17 +187,24 @@ func (p *Processes[S]) load(ctx context.Context, id string) (stepflow.State[S], 
 	if err != nil {
 		return stepflow.State[S]{}, rec, fmt.Errorf("stepflow/runner: process %q: %w", id, err)
 	}
+	st, err := p.decode(&rec)
+	return st, rec, err
+}
+
+// decode reads the state of a loaded record. A quarantined record gives a
+// *QuarantineError, and the state too when its bytes still decode.
+func (p *Processes[S]) decode(rec *store.Record) (stepflow.State[S], error) {
 	if rec.Flow() != p.Name() {
-		return stepflow.State[S]{}, rec, fmt.Errorf("stepflow/runner: process %q: %w: it is a process of %s, not of flow %q", id, ErrOtherFlow, rec.Version, p.Name())
+		return stepflow.State[S]{}, fmt.Errorf("stepflow/runner: process %q: %w: it is a process of %s, not of flow %q", rec.ID, ErrOtherFlow, rec.Version, p.Name())
 	}
 	st, derr := codec.Decode[S](rec.Blob, p.r.opts.Codec)
 	if rec.Quarantine != "" {
-		return st, rec, &QuarantineError{ID: id, Reason: rec.Quarantine}
+		return st, &QuarantineError{ID: rec.ID, Reason: rec.Quarantine}
 	}
 	if derr != nil {
-		return st, rec, fmt.Errorf("stepflow/runner: process %q: %w", id, derr)
+		return st, fmt.Errorf("stepflow/runner: process %q: %w", rec.ID, derr)
 	}
-	return st, rec, nil
+	return st, nil
 }
 
 // Describe explains a process: every node's status, why it is where it is,
