@@ -11,12 +11,17 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestNoHeavyDependencies keeps pgx, OpenTelemetry and Kubernetes out of
-// the runner, the store interface and the embedded store: only programs
-// that choose pgstore compile pgx.
+// TestNoHeavyDependencies keeps pgx, OpenTelemetry, Prometheus and
+// Kubernetes out of the core, the runner, the store interface and the
+// embedded store: only programs that choose pgstore compile pgx, and only
+// those that choose an adapter compile its library.
 func TestNoHeavyDependencies(t *testing.T) {
 	goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
 	for _, pkg := range []string{
+		"github.com/stepflow-io/go-stepflow/stepflow",
+		"github.com/stepflow-io/go-stepflow/combinators",
+		"github.com/stepflow-io/go-stepflow/codec",
+		"github.com/stepflow-io/go-stepflow/observe",
 		"github.com/stepflow-io/go-stepflow/runner",
 		"github.com/stepflow-io/go-stepflow/store",
 		"github.com/stepflow-io/go-stepflow/store/boltstore",
@@ -24,8 +29,8 @@ func TestNoHeavyDependencies(t *testing.T) {
 		out, err := exec.Command(goTool, "list", "-deps", pkg).CombinedOutput()
 		require.NoError(t, err, string(out))
 		deps := string(out)
-		assert.Contains(t, deps, "github.com/stepflow-io/go-stepflow/stepflow", "the listing is real")
-		for _, banned := range []string{"github.com/jackc/", "go.opentelemetry.io/", "k8s.io/"} {
+		assert.Contains(t, deps, pkg, "the listing is real")
+		for _, banned := range []string{"github.com/jackc/", "go.opentelemetry.io/", "github.com/prometheus/", "k8s.io/"} {
 			assert.False(t, strings.Contains(deps, banned), "%s depends on %s", pkg, banned)
 		}
 	}

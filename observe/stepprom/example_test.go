@@ -59,6 +59,7 @@ func Example() {
 		fmt.Println(l)
 	}
 	// Output:
+	// stepflow_claim_lag_seconds version=greet/v1 count=4
 	// stepflow_commit_duration_seconds outcome=ok count=2
 	// stepflow_deleted_total 0
 	// stepflow_processes status=failed version=greet/v1 2

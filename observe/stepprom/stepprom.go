@@ -1,6 +1,7 @@
 // Package stepprom exports Prometheus metrics of a stepflow runner: step
 // calls and their latency, saved transitions, quarantines, migrations,
-// commits, and the number of processes per flow version and status, read
+// commits, claim lag (how late due processes are picked up), and the
+// number of processes per flow version and status, read
 // from the store at each scrape so that it is right after a restart.
 // Every series carries the flow version ("version"); step series also the
 // node path ("path").
@@ -30,6 +31,7 @@ type Collector struct {
 	deleted     prometheus.Counter
 	commits     *prometheus.HistogramVec
 	refused     prometheus.Counter
+	lag         *prometheus.HistogramVec
 	processes   *prometheus.Desc
 
 	// runner is read at each scrape for the process counts; nil before
@@ -60,6 +62,9 @@ func New(namespace string) *Collector {
 			Help: "Duration of store transactions of the runner, by outcome.", Buckets: prometheus.ExponentialBuckets(0.0005, 4, 9)}, []string{"outcome"}),
 		refused: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "writes_refused_total",
 			Help: "Writes the store refused (a revision conflict or a lost lease): their steps run again."}),
+		lag: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Name: "claim_lag_seconds",
+			Help:    "How late due processes were picked up: from their wake time (or last write, for running ones) to their Apply, by flow version. A growing lag says the runners do not keep up.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 10)}, []string{"version"}),
 		processes: prometheus.NewDesc(prometheus.BuildFQName(namespace, "", "processes"),
 			"Processes in the store, by flow version and status (quarantined: status \"quarantined\").", []string{"version", "status"}, nil),
 		timeout: 5 * time.Second,
@@ -98,6 +103,7 @@ func (c *Collector) Hooks() *runner.Metrics {
 		Quarantined: func(_, version string, _ error) { c.quarantined.WithLabelValues(version).Inc() },
 		Migrated:    func(_, from, to string) { c.migrated.WithLabelValues(from, to).Inc() },
 		Deleted:     func(n int) { c.deleted.Add(float64(n)) },
+		Claimed:     func(version string, lag time.Duration) { c.lag.WithLabelValues(version).Observe(lag.Seconds()) },
 		Committed: func(_, refused int, d time.Duration, err error) {
 			outcome := "ok"
 			if err != nil {
@@ -118,6 +124,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	c.deleted.Describe(ch)
 	c.commits.Describe(ch)
 	c.refused.Describe(ch)
+	c.lag.Describe(ch)
 	ch <- c.processes
 }
 
@@ -132,6 +139,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	c.deleted.Collect(ch)
 	c.commits.Collect(ch)
 	c.refused.Collect(ch)
+	c.lag.Collect(ch)
 	if c.runner == nil {
 		return
 	}

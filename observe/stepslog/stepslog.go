@@ -15,20 +15,21 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/stepflow-io/go-stepflow/observe"
 	"github.com/stepflow-io/go-stepflow/runner"
 	"github.com/stepflow-io/go-stepflow/stepflow"
 )
 
-// Attribute keys.
+// Attribute keys (see package observe).
 const (
-	KeyVersion  = "stepflow.version"
-	KeyProcess  = "stepflow.process"
-	KeyPath     = "stepflow.path"
-	KeyKind     = "stepflow.kind"
-	KeyAttempt  = "stepflow.attempt"
-	KeyDuration = "stepflow.duration"
-	KeyStatus   = "stepflow.status"
-	KeyFrom     = "stepflow.from"
+	KeyVersion  = observe.KeyVersion
+	KeyProcess  = observe.KeyProcess
+	KeyPath     = observe.KeyPath
+	KeyKind     = observe.KeyKind
+	KeyAttempt  = observe.KeyAttempt
+	KeyDuration = observe.KeyDuration
+	KeyStatus   = observe.KeyStatus
+	KeyFrom     = observe.KeyFrom
 )
 
 // Interceptor logs every call of user code: at Debug when it succeeds, at
