@@ -19,8 +19,7 @@ import (
 // a service; here the gathered values are printed.
 func Example() {
 	metrics := stepprom.New("")
-	flow := stepflow.Must(stepflow.NewWithOptions("greet/v1",
-		&stepflow.Options{Interceptors: []stepflow.Interceptor{metrics.Interceptor()}},
+	flow := stepflow.Must(stepflow.New("greet/v1",
 		combinators.Do("hello", func(context.Context, *struct{}) error { return nil }),
 		combinators.Do("charge", func(context.Context, *struct{}) error { return errors.New("card declined") }),
 	))

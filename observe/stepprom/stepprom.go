@@ -20,9 +20,10 @@ import (
 	"github.com/stepflow-io/go-stepflow/stepflow"
 )
 
-// Collector holds the metrics. Register it with a prometheus.Registerer,
-// install Hooks as runner.Options.Metrics (or call its fields from yours)
-// and Interceptor on the flows.
+// Collector holds the metrics. Register it with a prometheus.Registerer
+// and install Hooks as runner.Options.Metrics (or call its fields from
+// yours); programs that call Flow.Apply themselves add Interceptor to
+// their flows instead, for the step metrics.
 type Collector struct {
 	steps       *prometheus.HistogramVec
 	transitions *prometheus.CounterVec
@@ -78,23 +79,30 @@ func (c *Collector) Watch(r *runner.Runner) *Collector {
 	return c
 }
 
-// Interceptor times every call of user code.
+// Interceptor times every call of user code, for programs that call
+// Flow.Apply without a runner: a runner with Hooks times them already.
 func (c *Collector) Interceptor() stepflow.Interceptor {
 	return func(ctx context.Context, call stepflow.Call, next func(context.Context) error) error {
 		start := time.Now()
 		err := next(ctx)
-		outcome := "ok"
-		if err != nil {
-			outcome = "error"
-		}
-		c.steps.WithLabelValues(call.Version, call.Path, outcome).Observe(time.Since(start).Seconds())
+		c.step(call, time.Since(start), err)
 		return err
 	}
 }
 
-// Hooks returns the runner hooks that feed the collector.
+func (c *Collector) step(call stepflow.Call, d time.Duration, err error) {
+	outcome := "ok"
+	if err != nil {
+		outcome = "error"
+	}
+	c.steps.WithLabelValues(call.Version, call.Path, outcome).Observe(d.Seconds())
+}
+
+// Hooks returns the runner hooks that feed the collector: every metric
+// but the process counts, which Watch adds.
 func (c *Collector) Hooks() *runner.Metrics {
 	return &runner.Metrics{
+		Step: c.step,
 		Applied: func(t runner.Transition) {
 			if t.From != t.To {
 				c.transitions.WithLabelValues(t.Version, t.To.String()).Inc()
