@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/stepflow-io/go-stepflow/combinators"
 	"github.com/stepflow-io/go-stepflow/runner"
@@ -188,4 +189,37 @@ func ExampleRegisterVersions() {
 	// deploy/v2 done [build canary rolloutAll]
 	// migrated: 2
 	// cleanup/v1 done: 1
+}
+
+// ExampleChild starts a process of another flow from a step and waits for
+// its end: an order ships through a shipment process of its own, whose id
+// is derived from the order's.
+func ExampleChild() {
+	type shipment struct{ Item, Tracking string }
+	type order struct{ Item, Tracking string }
+	r, _ := runner.New(store.NewMemory(), nil)
+	shipments, _ := runner.Register(r, stepflow.Must(stepflow.New("shipment/v1",
+		combinators.Do("book", func(_ context.Context, s *shipment) error { s.Tracking = "TRK-" + s.Item; return nil }),
+	)))
+	orders, _ := runner.Register(r, stepflow.Must(stepflow.New("order/v1",
+		runner.Child("ship", shipments,
+			func(o *order) (shipment, error) { return shipment{Item: o.Item}, nil },
+			func(o *order, res runner.ChildResult[shipment]) error {
+				o.Tracking = res.Data.Tracking
+				return nil
+			},
+			combinators.Every(10*time.Millisecond), // look at the child often (for the example)
+		),
+	)))
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	go func() { _ = r.Run(ctx) }()
+	_ = orders.Start(ctx, "order-7", order{Item: "lamp"})
+	o, _ := orders.Wait(ctx, "order-7")
+	s, _ := shipments.State(ctx, "order-7/ship")
+	fmt.Println(o.Status, o.Data.Tracking)
+	fmt.Println(s.ID, s.Status)
+	// Output:
+	// done TRK-lamp
+	// order-7/ship done
 }

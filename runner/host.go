@@ -35,6 +35,8 @@ type host interface {
 	examine(rec store.Record) Inspection
 	Signal(ctx context.Context, id, name string, payload []byte) error
 	Cancel(ctx context.Context, id, reason string) error
+	// cancelOne cancels the process but not its children.
+	cancelOne(ctx context.Context, id, reason string) error
 	Redrive(ctx context.Context, id string) error
 	Resolve(ctx context.Context, id string, how stepflow.Resolution) error
 	Migrate(ctx context.Context, id string) error

@@ -261,7 +261,18 @@ func (p *Processes[S]) Signal(ctx context.Context, id, name string, payload []by
 // the process at that moment, that runner's save is refused (the revision
 // changed) and its result dropped; the step it ran may still have had its
 // effect.
+//
+// Processes the process started with Child nodes are canceled too, with
+// theirs.
 func (p *Processes[S]) Cancel(ctx context.Context, id, reason string) error {
+	if err := p.cancelOne(ctx, id, reason); err != nil {
+		return err
+	}
+	return p.r.cancelChildren(ctx, id, reason)
+}
+
+// cancelOne cancels the process alone, not its children.
+func (p *Processes[S]) cancelOne(ctx context.Context, id, reason string) error {
 	return p.update(ctx, "cancel", id, func(st stepflow.State[S]) (stepflow.State[S], error) {
 		if st.Terminal() {
 			return st, errUnchanged
