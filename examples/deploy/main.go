@@ -6,6 +6,15 @@
 //	go run ./examples/deploy -n 200 -db deploy.db # keep the store; run again to resume
 //	go run ./examples/deploy -store postgres://user:pass@host/db
 //	go run ./examples/deploy -db deploy.db -flow v2 # the next release: deploy/v2
+//	go run ./examples/deploy -http localhost:8080   # browse the processes in the console
+//	go run ./examples/deploy -metrics localhost:9090 # Prometheus metrics at /metrics
+//
+// With -http the operator console (package console) serves the processes
+// during the run and after the summary, with the runner still running, until
+// interrupted: list the failed deployments, read why one failed, cancel or
+// redrive one, or all those a filter matches. The stepflow command (go run
+// ./cmd/stepflow -addr localhost:8080 list -status failed) does the same from
+// a shell.
 //
 // Kill it (Ctrl-C, or kill -9) and run it again with the same -db or
 // -store: it picks up where it stopped; nothing that was saved is redone.
@@ -51,10 +60,15 @@ type config struct {
 	Latency  time.Duration
 	Workers  int
 	Progress time.Duration
+	HTTP     string // console address; "" for none
+	Metrics  string // Prometheus address; "" for none
 	Terminal bool
 	Out      io.Writer
 	// Step, when set, is told about every step call (tests record them).
 	Step func(stepflow.Call)
+	// Served, when set, is called once the summary is printed while the
+	// console serves (tests browse it, then cancel the run's context).
+	Served func(*servers)
 }
 
 func main() {
@@ -69,6 +83,8 @@ func main() {
 	flag.DurationVar(&cfg.Latency, "latency", 0, "mean simulated API latency, spent inside steps")
 	flag.IntVar(&cfg.Workers, "workers", 1, "runner goroutines")
 	flag.DurationVar(&cfg.Progress, "progress", 0, "progress interval (default 200ms on a terminal, 1s otherwise)")
+	flag.StringVar(&cfg.HTTP, "http", "", "serve the operator console at this address (e.g. localhost:8080) during the run and after it, until interrupted")
+	flag.StringVar(&cfg.Metrics, "metrics", "", "serve Prometheus metrics at this address, under /metrics")
 	flag.Parse()
 	if fi, err := os.Stdout.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
 		cfg.Terminal = true
@@ -159,6 +175,7 @@ func run(ctx context.Context, cfg config) (*summary, error) {
 		},
 		Migrated: func(_, _, _ string) { migrated.Add(1) },
 	}
+	collector := withMetrics(&cfg, metrics)
 	r, err := runner.New(st, &runner.Options{
 		Workers: cfg.Workers, Metrics: metrics, Lease: 10 * time.Second,
 		OnError: func(err error) { fmt.Fprintln(cfg.Out, "runner error (retrying):", err) },
@@ -177,6 +194,17 @@ func run(ctx context.Context, cfg config) (*summary, error) {
 	rollbacks, err := runner.Register(r, rollbackFlow)
 	if err != nil {
 		return nil, err
+	}
+	srv, err := serve(&cfg, r, collector)
+	if err != nil {
+		return nil, err
+	}
+	defer srv.close()
+	if srv.ConsoleAddr != "" {
+		fmt.Fprintf(cfg.Out, "console: http://%s/\n", srv.ConsoleAddr)
+	}
+	if srv.MetricsAddr != "" {
+		fmt.Fprintf(cfg.Out, "metrics: http://%s/metrics\n", srv.MetricsAddr)
 	}
 
 	start := time.Now()
@@ -238,9 +266,11 @@ func run(ctx context.Context, cfg config) (*summary, error) {
 		case <-tick.C:
 		}
 	}
-	stopRun()
-	if err := <-runErr; err != nil {
-		return nil, err
+	if srv.console == nil {
+		stopRun()
+		if err := <-runErr; err != nil {
+			return nil, err
+		}
 	}
 	p.done()
 
@@ -258,6 +288,19 @@ func run(ctx context.Context, cfg config) (*summary, error) {
 	sum.Calls = calls
 	mu.Unlock()
 	sum.print(cfg.Out, cfg.Flow)
+	if srv.console != nil {
+		// The console goes on serving, and the runner on running what
+		// an operator changes there, until interrupted.
+		fmt.Fprintf(cfg.Out, "\nconsole: http://%s/ (interrupt to stop)\n", srv.ConsoleAddr)
+		if cfg.Served != nil {
+			cfg.Served(srv)
+		}
+		<-ctx.Done()
+		stopRun()
+		if err := <-runErr; err != nil {
+			return sum, err
+		}
+	}
 	return sum, nil
 }
 
