@@ -1,0 +1,157 @@
+package console
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/stepflow-io/go-stepflow/stepflow"
+	"github.com/stepflow-io/go-stepflow/store"
+)
+
+// statusNames lists the names of stepflow.Status, in their order.
+func statusNames() []string {
+	var out []string
+	for s := stepflow.Status(0); s.Valid(); s++ {
+		out = append(out, s.String())
+	}
+	return out
+}
+
+// storeFilter checks f and returns the store's filter for it.
+func storeFilter(f Filter) (store.Filter, error) {
+	sf := store.Filter{Flow: f.Flow, Version: f.Version, Quarantined: f.Quarantined, IDPrefix: f.IDPrefix,
+		Position: strings.Trim(f.Position, "/"), ErrorKind: f.ErrorKind}
+	if f.Status != "" {
+		var s stepflow.Status
+		if err := s.UnmarshalText([]byte(f.Status)); err != nil {
+			return sf, badRequest("status %q: want one of %s", f.Status, strings.Join(statusNames(), ", "))
+		}
+		sf.Status = &s
+	}
+	return sf, nil
+}
+
+// accessFlow is the flow a filter restricts to, for Access: its flow, or
+// the flow of its version; "" for every flow.
+func accessFlow(flow, version string) string {
+	if flow != "" {
+		return flow
+	}
+	if version != "" {
+		return flowOf(version)
+	}
+	return ""
+}
+
+// listQuery is a parsed list request.
+type listQuery struct {
+	Filter
+	After string
+	Limit int
+}
+
+func (c *Console) parseList(q url.Values) (listQuery, error) {
+	f, err := FilterFromQuery(q)
+	if err != nil {
+		return listQuery{}, badRequest("%v", err)
+	}
+	lq := listQuery{Filter: f, After: q.Get("after"), Limit: c.opts.PageSize}
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > MaxPageSize {
+			return lq, badRequest("limit %q: want 1 to %d", s, MaxPageSize)
+		}
+		lq.Limit = n
+	}
+	return lq, nil
+}
+
+// list returns one page of processes, served by the store's List: one
+// query, one more record than the page to know whether another follows.
+func (c *Console) list(ctx context.Context, lq listQuery) (ListResponse, error) {
+	sf, err := storeFilter(lq.Filter)
+	if err != nil {
+		return ListResponse{}, err
+	}
+	sf.After, sf.Limit = lq.After, lq.Limit+1
+	recs, err := c.r.Store().List(ctx, sf)
+	if err != nil {
+		return ListResponse{}, err
+	}
+	resp := ListResponse{Processes: make([]ProcessSummary, 0, min(len(recs), lq.Limit))}
+	for i := range recs[:min(len(recs), lq.Limit)] {
+		resp.Processes = append(resp.Processes, summary(&recs[i]))
+	}
+	if len(recs) > lq.Limit {
+		resp.Next = recs[lq.Limit-1].ID
+	}
+	return resp, nil
+}
+
+func summary(rec *store.Record) ProcessSummary {
+	return ProcessSummary{ID: rec.ID, Flow: rec.Flow(), Version: rec.Version, Status: rec.Status.String(),
+		Position: rec.Position, ErrorKind: rec.ErrorKind, Quarantine: rec.Quarantine, Due: rec.Due,
+		Updated: rec.Updated, Revision: rec.Revision, Owner: rec.Owner}
+}
+
+// counts returns the store's counts, of one flow's versions when flow is
+// not "".
+func (c *Console) counts(ctx context.Context, flow string) (CountsResponse, error) {
+	sc, err := c.r.Counts(ctx)
+	if err != nil {
+		return CountsResponse{}, err
+	}
+	out := CountsResponse{ByStatus: map[string]int{}, ByVersion: map[string]VersionCounts{}}
+	for v, vc := range sc.ByVersion {
+		if flow != "" && flowOf(v) != flow {
+			continue
+		}
+		c := VersionCounts{Total: vc.Total(), ByStatus: map[string]int{}, Quarantined: vc.Quarantined}
+		for s, n := range vc.ByStatus {
+			c.ByStatus[s.String()] += n
+			out.ByStatus[s.String()] += n
+		}
+		out.ByVersion[v] = c
+		out.Total += c.Total
+		out.Quarantined += c.Quarantined
+	}
+	return out, nil
+}
+
+// apiList serves GET /api/processes.
+func (c *Console) apiList(w http.ResponseWriter, req *http.Request) {
+	q := req.URL.Query()
+	if err := c.authorize(req, Access{Action: ActionList, Flow: accessFlow(q.Get("flow"), q.Get("version"))}); err != nil {
+		c.fail(w, req, err)
+		return
+	}
+	lq, err := c.parseList(q)
+	if err != nil {
+		c.fail(w, req, err)
+		return
+	}
+	resp, err := c.list(req.Context(), lq)
+	if err != nil {
+		c.fail(w, req, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// apiCounts serves GET /api/counts.
+func (c *Console) apiCounts(w http.ResponseWriter, req *http.Request) {
+	flow := req.URL.Query().Get("flow")
+	if err := c.authorize(req, Access{Action: ActionList, Flow: flow}); err != nil {
+		c.fail(w, req, err)
+		return
+	}
+	resp, err := c.counts(req.Context(), flow)
+	if err != nil {
+		c.fail(w, req, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
