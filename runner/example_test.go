@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/stepflow-io/go-stepflow/combinators"
@@ -222,4 +223,46 @@ func ExampleChild() {
 	// Output:
 	// done TRK-lamp
 	// order-7/ship done
+}
+
+// ExampleLimited lets at most two deployments touch a cluster at once,
+// whichever runner process runs them: the third waits for a slot, first
+// come, first served.
+func ExampleLimited() {
+	type deploy struct{ Cluster string }
+	var mu sync.Mutex
+	var log []string
+	note := func(what string) func(context.Context, *deploy) error {
+		return func(ctx context.Context, _ *deploy) error {
+			call, _ := stepflow.CallFrom(ctx)
+			mu.Lock()
+			log = append(log, call.ID+" "+what)
+			mu.Unlock()
+			return nil
+		}
+	}
+	flow := stepflow.Must(stepflow.New("deploy/v1",
+		runner.Limited("rollout", "cluster", func(d *deploy) (string, error) { return d.Cluster, nil },
+			combinators.Do("apply", note("applies")),
+			combinators.Do("verify", note("verified")),
+		),
+	))
+	r, _ := runner.New(store.NewMemory(), &runner.Options{Limits: map[string]runner.Limit{
+		"cluster": {Capacity: 2}, // at most 2 holders per cluster
+	}})
+	deploys, _ := runner.Register(r, flow)
+	ctx := context.Background()
+	for _, id := range []string{"d1", "d2", "d3"} {
+		_ = deploys.Start(ctx, id, deploy{Cluster: "eu-1"})
+	}
+	_, _ = r.Step(ctx) // d1 and d2 take the two slots; d3 waits
+	d3, _ := deploys.Describe(ctx, "d3")
+	fmt.Println("d3:", d3.Status, d3.Positions)
+	for n := 1; n > 0; { // until nothing is due: d3 asks again after LimitPoll
+		n, _ = r.Step(ctx)
+	}
+	fmt.Println(log)
+	// Output:
+	// d3: waiting [rollout/use/acquire]
+	// [d1 applies d2 applies d1 verified d2 verified]
 }

@@ -33,6 +33,8 @@ type Lease struct {
 	// so a running step's lease normally lasts longer; past Until without
 	// renewal, another runner may have claimed the process.
 	Until time.Time
+
+	r *Runner // the runner, for the nodes that need it (Limited)
 }
 
 // leaseKey is the context key of the *Lease a runner passes to Apply.
@@ -51,5 +53,7 @@ func LeaseFrom(ctx context.Context) (Lease, bool) {
 	if !ok || l == nil {
 		return Lease{}, false
 	}
-	return *l, true
+	out := *l
+	out.r = nil
+	return out, true
 }

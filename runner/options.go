@@ -55,6 +55,9 @@ type Options struct {
 	// by the cost of a decode. An entry costs about 400 bytes plus the
 	// decoded data. Default 131072; negative disables the cache.
 	Cache int
+	// Limits are the rules of the classes of limited resources that
+	// Limited nodes name (see Limit). Default none.
+	Limits map[string]Limit
 	// Metrics receives measurements; nil means none.
 	Metrics *Metrics
 	// Tracer follows every Apply the runner makes (a tracing adapter
@@ -106,6 +109,11 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.Cache == 0 {
 		o.Cache = DefaultCache
+	}
+	for class, l := range o.Limits {
+		if err := l.check(class); err != nil {
+			return o, err
+		}
 	}
 	if o.Retention < 0 {
 		return o, fmt.Errorf("%w: negative retention %s", ErrInvalidOptions, o.Retention)

@@ -80,6 +80,8 @@ func (e *QuarantineError) Is(target error) bool { return target == ErrQuarantine
 type Runner struct {
 	store store.Store
 	opts  Options
+	// limiter grants the slots of Limited nodes (limits.go).
+	limiter store.Limiter
 
 	running atomic.Bool
 
@@ -117,7 +119,7 @@ func New(st store.Store, opts *Options) (*Runner, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Runner{store: st, opts: o, held: map[*batch]struct{}{}, intents: map[string]uint64{},
+	return &Runner{store: st, opts: o, limiter: limiterOf(st), held: map[*batch]struct{}{}, intents: map[string]uint64{},
 		byName: map[string]host{}, byVersion: map[string]host{}}, nil
 }
 
@@ -183,6 +185,9 @@ func (r *Runner) Delete(ctx context.Context, ids ...string) (int, error) {
 	if err != nil {
 		return n, fmt.Errorf("stepflow/runner: delete: %w", err)
 	}
+	if err := r.releaseSlotsOf(ctx, ids); err != nil {
+		return n, fmt.Errorf("stepflow/runner: delete: %w", err)
+	}
 	r.hostMu.RLock()
 	for _, h := range r.hosts {
 		for _, id := range ids {
@@ -246,6 +251,9 @@ func (r *Runner) Run(ctx context.Context) error {
 	wg.Go(func() { r.renewLoop(renewCtx) })
 	if r.opts.Retention > 0 {
 		wg.Go(func() { r.retentionLoop(ctx) })
+	}
+	if len(r.opts.Limits) > 0 {
+		wg.Go(func() { r.sweepLoop(ctx) })
 	}
 	var workers sync.WaitGroup
 	errs := make([]error, r.opts.Workers)
@@ -502,7 +510,7 @@ func (r *Runner) Step(ctx context.Context) (int, error) {
 	// not. The value is the batch's lease, which the loop below points at
 	// each process in turn: one context serves the whole batch.
 	base := context.WithoutCancel(ctx)
-	b.lease = Lease{Owner: r.opts.Owner}
+	b.lease = Lease{Owner: r.opts.Owner, r: r}
 	actx := context.WithValue(base, leaseKey{}, &b.lease)
 	if r.opts.Clock != nil {
 		actx = stepflow.WithClock(actx, r.opts.Clock)

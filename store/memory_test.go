@@ -195,3 +195,7 @@ func BenchmarkMemoryClaimCommit(b *testing.B) {
 		})
 	}
 }
+
+func TestMemoryLimiter(t *testing.T) {
+	storetest.RunLimiter(t, func(*testing.T) store.Limiter { return store.NewMemoryLimiter() })
+}

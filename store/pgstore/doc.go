@@ -70,6 +70,13 @@
 // All values travel as query parameters; the only text put into SQL is the
 // schema, table and index names, quoted as identifiers once, in New.
 //
+// The store is also a store.Limiter, so that the slots of limited
+// resources (runner.Limited) are shared by every runner process: one row
+// per holder and per waiter in a table named after the processes table
+// with "_limits", and the times of recent grants of resources with a rate
+// in "_limit_grants". Migrate creates both; each decision about a
+// resource takes a transaction advisory lock on its name.
+//
 // # Migrate and upgrades
 //
 // Create the schema with Migrate before using the store. Migrate is

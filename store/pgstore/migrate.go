@@ -151,13 +151,15 @@ func (s *Store) migrate(ctx context.Context, conn *pgx.Conn) error {
 		}
 	}
 
-	// 3. The indexes, built after the rows are filled in.
+	// 3. The indexes, built after the rows are filled in, and the tables
+	// of limited resources.
 	ddl = ddl[:0]
 	for _, ix := range s.indexes() {
 		if !slices.Contains(st.indexes, ix.name) {
 			ddl = append(ddl, `CREATE INDEX IF NOT EXISTS `+pgx.Identifier{ix.name}.Sanitize()+` ON {t} `+ix.def)
 		}
 	}
+	ddl = append(ddl, s.limitTables()...)
 	return execAll(ctx, conn, r, ddl)
 }
 

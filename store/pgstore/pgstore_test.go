@@ -69,6 +69,10 @@ func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store { return newStore(t) })
 }
 
+func TestLimiterConformance(t *testing.T) {
+	storetest.RunLimiter(t, func(t *testing.T) store.Limiter { return newStore(t) })
+}
+
 // TestMigrateIsIdempotent: Migrate on an up-to-date table changes nothing
 // and takes no table lock, so it does not wait for the transactions of
 // running runners (here one that writes a row and stays open), nor make
