@@ -65,6 +65,8 @@ func joinActions(as []Action) string {
 
 // act runs a change on a process, through the runner's methods by id.
 func (c *Console) act(ctx context.Context, rec *store.Record, ch change) error {
+	// Whatever happens, the counts may have changed.
+	defer c.cache.invalidate()
 	if ch.action != ActionDelete {
 		if _, ok := c.r.Flows()[rec.Flow()]; !ok {
 			return fmt.Errorf("%s %q: %w: %q", ch.action, rec.ID, runner.ErrUnknownFlow, rec.Flow())

@@ -206,6 +206,10 @@ type CountsResponse struct {
 	Quarantined int `json:"quarantined"`
 	// ByVersion has the same counts per flow version.
 	ByVersion map[string]VersionCounts `json:"by_version"`
+	// AsOf is when the store counted them: the console keeps counts for
+	// up to Options.CountsMaxAge (counting is a scan of the whole store
+	// on some stores), and counts again after its own actions.
+	AsOf time.Time `json:"as_of"`
 }
 
 // VersionCounts counts the processes of one flow version.

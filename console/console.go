@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/stepflow-io/go-stepflow/codec"
 	"github.com/stepflow-io/go-stepflow/runner"
@@ -46,6 +47,13 @@ type Options struct {
 	// http.CrossOriginProtection.AddTrustedOrigin). Default none: only
 	// same-origin browser requests and non-browser clients may POST.
 	TrustedOrigins []string
+	// CountsMaxAge is how long the console keeps the store's counts (of
+	// the list page and GET /api/counts) before it asks the store again;
+	// its own actions make it ask at the next request. Counting reads
+	// every record on some stores (PostgreSQL), so that a list page
+	// would otherwise cost a scan of the whole store. Default 5s;
+	// negative counts at every request.
+	CountsMaxAge time.Duration
 	// Title names the console in its pages. Default "stepflow".
 	Title string
 }
@@ -56,6 +64,7 @@ const (
 	MaxPageSize      = 1000
 	DefaultBulkBatch = 100
 	DefaultBulkLimit = 10000
+	DefaultCountsAge = 5 * time.Second
 )
 
 // maxBody bounds the body of a POST.
@@ -84,6 +93,7 @@ type Console struct {
 	opts  Options
 	h     http.Handler
 	pages *pages
+	cache countCache
 }
 
 // New returns a console over r, which must have its flows registered:
@@ -114,6 +124,9 @@ func New(r *runner.Runner, opts *Options) (*Console, error) {
 	}
 	if o.BulkLimit == 0 {
 		o.BulkLimit = DefaultBulkLimit
+	}
+	if o.CountsMaxAge == 0 {
+		o.CountsMaxAge = DefaultCountsAge
 	}
 	if o.Title == "" {
 		o.Title = "stepflow"

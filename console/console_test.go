@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -405,4 +406,35 @@ func TestNewRefusesBadOptions(t *testing.T) {
 	}
 	_, err := console.New(nil, nil)
 	assert.Error(t, err)
+}
+
+// Counts are kept for Options.CountsMaxAge, and counted again after the
+// console's own actions.
+func TestCountsAreKept(t *testing.T) {
+	fx := newFixture(t)
+	c := fx.console(t, &console.Options{Actions: true, CountsMaxAge: time.Hour})
+	first := decode[console.CountsResponse](t, do(t, c, http.MethodGet, "/api/counts", nil))
+	assert.Equal(t, 3, first.ByStatus["waiting"])
+	assert.False(t, first.AsOf.IsZero())
+
+	// A change made elsewhere shows only once the counts are old...
+	require.NoError(t, fx.deploys.Cancel(t.Context(), idWaiting, "elsewhere"))
+	kept := decode[console.CountsResponse](t, do(t, c, http.MethodGet, "/api/counts?flow=deploy", nil))
+	assert.Equal(t, 1, kept.ByStatus["waiting"], "the kept counts")
+	assert.Equal(t, first.AsOf, kept.AsOf)
+	page := do(t, c, http.MethodGet, "/", nil).body
+	assert.Equal(t, "waiting 3", mustID(t, page, "count-waiting"))
+	assert.Equal(t, first.AsOf.Format(time.RFC3339), mustID(t, page, "counts-as-of"))
+
+	// ... or once the console itself has acted.
+	require.Equal(t, http.StatusOK, do(t, c, http.MethodPost, "/api/processes/"+idBill+"/cancel", map[string]string{"reason": "x"}).status)
+	after := decode[console.CountsResponse](t, do(t, c, http.MethodGet, "/api/counts", nil))
+	assert.Equal(t, 1, after.ByStatus["waiting"], "both cancellations counted")
+	assert.Equal(t, 2, after.ByStatus["canceled"])
+
+	// A negative age counts at every request.
+	fresh := fx.console(t, &console.Options{CountsMaxAge: -1})
+	decode[console.CountsResponse](t, do(t, fresh, http.MethodGet, "/api/counts", nil))
+	require.NoError(t, fx.deploys.Redrive(t.Context(), idFailed))
+	assert.Zero(t, decode[console.CountsResponse](t, do(t, fresh, http.MethodGet, "/api/counts", nil)).ByStatus["failed"])
 }

@@ -6,7 +6,10 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
+	"github.com/stepflow-io/go-stepflow/runner"
 	"github.com/stepflow-io/go-stepflow/stepflow"
 	"github.com/stepflow-io/go-stepflow/store"
 )
@@ -100,11 +103,11 @@ func summary(rec *store.Record) ProcessSummary {
 // counts returns the store's counts, of one flow's versions when flow is
 // not "".
 func (c *Console) counts(ctx context.Context, flow string) (CountsResponse, error) {
-	sc, err := c.r.Counts(ctx)
+	sc, at, err := c.cache.get(ctx, c.r, c.opts.CountsMaxAge)
 	if err != nil {
 		return CountsResponse{}, err
 	}
-	out := CountsResponse{ByStatus: map[string]int{}, ByVersion: map[string]VersionCounts{}}
+	out := CountsResponse{ByStatus: map[string]int{}, ByVersion: map[string]VersionCounts{}, AsOf: at.UTC()}
 	for v, vc := range sc.ByVersion {
 		if flow != "" && flowOf(v) != flow {
 			continue
@@ -154,4 +157,54 @@ func (c *Console) apiCounts(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, resp)
+}
+
+// countCache keeps the store's counts for a while: a store may count by
+// reading every record (pgstore's Count is a scan of its table, about
+// 100 ms for 100,000 processes), which a list page must not pay at each
+// request.
+type countCache struct {
+	mu sync.Mutex
+	c  store.Counts
+	at time.Time // when c was counted; zero when there is none
+	// stale is set by the console's own actions: the next request counts
+	// again.
+	stale bool
+	// counting is set while a request counts: the others meanwhile use
+	// the counts at hand rather than count too.
+	counting bool
+}
+
+// get returns the counts, counting again when they are older than
+// maxAge (never kept when maxAge is negative).
+func (cc *countCache) get(ctx context.Context, r *runner.Runner, maxAge time.Duration) (store.Counts, time.Time, error) {
+	cc.mu.Lock()
+	have := !cc.at.IsZero() && maxAge >= 0
+	if have && (cc.counting || !cc.stale && time.Since(cc.at) < maxAge) {
+		defer cc.mu.Unlock()
+		return cc.c, cc.at, nil
+	}
+	cc.counting = true
+	cc.mu.Unlock()
+
+	at := time.Now()
+	sc, err := r.Counts(ctx)
+
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	cc.counting = false
+	if err != nil {
+		return sc, at, err
+	}
+	if at.After(cc.at) {
+		cc.c, cc.at, cc.stale = sc, at, false
+	}
+	return sc, at, nil
+}
+
+// invalidate makes the next request count again.
+func (cc *countCache) invalidate() {
+	cc.mu.Lock()
+	cc.stale = true
+	cc.mu.Unlock()
 }
