@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"slices"
 	"strings"
 
 	"github.com/stepflow-io/go-stepflow/runner"
@@ -38,9 +37,18 @@ func newChange(action Action, name string, payload []byte, reason, how string) (
 		ch.how = r
 	case ActionCancel, ActionRedrive, ActionRetry, ActionMigrate, ActionDelete:
 	default:
-		return ch, badRequest("no such action %q: want one of %s", action, joinActions(Changes))
+		return ch, badRequest("no such action %q: want one of %s", action, joinActions(ChangeActions))
 	}
 	return ch, nil
+}
+
+// isChange reports whether a names an action on one process.
+func isChange(a Action) bool {
+	switch a {
+	case ActionSignal, ActionCancel, ActionRedrive, ActionResolve, ActionRetry, ActionMigrate, ActionDelete:
+		return true
+	}
+	return false
 }
 
 func resolution(how string) (stepflow.Resolution, error) {
@@ -99,9 +107,9 @@ func (c *Console) act(ctx context.Context, rec *store.Record, ch change) error {
 // prepare loads the process an action by id is about and asks Authorize;
 // the record's flow is "" when it does not exist.
 func (c *Console) prepare(req *http.Request, action Action) (store.Record, error) {
-	if !slices.Contains(Changes, action) {
+	if !isChange(action) {
 		return store.Record{}, &apiError{status: http.StatusNotFound, code: CodeNotFound,
-			msg: fmt.Sprintf("no such action %q: want one of %s", action, joinActions(Changes))}
+			msg: fmt.Sprintf("no such action %q: want one of %s", action, joinActions(ChangeActions))}
 	}
 	id := req.PathValue("id")
 	rec, lerr := c.r.Store().Load(req.Context(), id)

@@ -35,9 +35,9 @@ const (
 // BulkPrefix starts the name of a bulk action: "bulk-cancel".
 const BulkPrefix = "bulk-"
 
-// Changes lists the actions that change processes, in the order pages
-// show them.
-var Changes = []Action{ActionSignal, ActionCancel, ActionRedrive, ActionResolve, ActionRetry, ActionMigrate, ActionDelete}
+// ChangeActions lists the actions that change processes, in the order
+// pages show them.
+var ChangeActions = []Action{ActionSignal, ActionCancel, ActionRedrive, ActionResolve, ActionRetry, ActionMigrate, ActionDelete}
 
 // Bulk returns the bulk form of a changing action: "cancel" gives
 // "bulk-cancel".
@@ -196,7 +196,8 @@ type ListResponse struct {
 }
 
 // CountsResponse is the body of GET /api/counts: how many processes the
-// store holds (of the flow asked for, when one is).
+// store holds, of the flow and version asked for (query parameters flow
+// and version; the other parameters of a Filter are ignored).
 type CountsResponse struct {
 	// Total counts every process, quarantined ones included.
 	Total int `json:"total"`
@@ -373,7 +374,7 @@ type ActionResponse struct {
 // BulkRequest is the body of POST /api/bulk: one action on every
 // process a filter matches.
 type BulkRequest struct {
-	// Action is one of Changes.
+	// Action is one of ChangeActions.
 	Action Action `json:"action"`
 	Filter Filter `json:"filter"`
 	// Reason of a cancel; Name and Payload of a signal; How of a

@@ -54,6 +54,7 @@ func TestAuthorizeIsAskedWhatEachRequestAsks(t *testing.T) {
 		{"GET", "/api/processes?status=nonsense", nil, console.Access{Action: console.ActionList}},
 		{"GET", "/api/counts", nil, console.Access{Action: console.ActionList}},
 		{"GET", "/api/counts?flow=billing", nil, console.Access{Action: console.ActionList, Flow: "billing"}},
+		{"GET", "/api/counts?version=billing/v1", nil, console.Access{Action: console.ActionList, Flow: "billing"}},
 		{"GET", "/api/processes/" + idFailed, nil, console.Access{Action: console.ActionRead, Flow: "deploy", ID: idFailed}},
 		{"GET", "/api/processes/" + idStranger, nil, console.Access{Action: console.ActionRead, Flow: "stranger", ID: idStranger}},
 		{"GET", "/api/processes/nobody", nil, console.Access{Action: console.ActionRead, ID: "nobody"}},

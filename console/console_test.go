@@ -143,6 +143,10 @@ func TestCounts(t *testing.T) {
 	assert.Equal(t, 4, deploys.Total)
 	assert.Equal(t, []string{"deploy/v1"}, slices.Collect(maps.Keys(deploys.ByVersion)))
 	assert.Equal(t, 1, deploys.ByStatus["waiting"])
+
+	pays := decode[console.CountsResponse](t, do(t, c, http.MethodGet, "/api/counts?version=pay/v1&status=done", nil))
+	assert.Equal(t, 1, pays.Total, "by version; the status is no filter of counts")
+	assert.Equal(t, map[string]int{"needs-attention": 1}, pays.ByStatus)
 }
 
 func nodeOf(t *testing.T, d console.ProcessDetail, path string) console.Node {

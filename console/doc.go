@@ -33,7 +33,7 @@
 //
 //	GET  /api/processes?flow=&version=&status=&quarantined=true&id_prefix=&position=&error_kind=&after=&limit=
 //	     -> ListResponse: one page, ordered by id; Next is the cursor of the next page
-//	GET  /api/counts?flow=                      -> CountsResponse
+//	GET  /api/counts?flow=&version=             -> CountsResponse
 //	GET  /api/processes/{id}                    -> ProcessDetail
 //	POST /api/processes/{id}/{action}           -> ActionResponse
 //	     signal {"name", "payload"}, cancel {"reason"}, redrive, resolve {"how"}, retry, migrate, delete

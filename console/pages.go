@@ -169,7 +169,7 @@ func (c *Console) listPage(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	ctx := req.Context()
-	counts, err := c.counts(ctx, accessFlow(lq.Flow, lq.Version))
+	counts, err := c.counts(ctx, lq.Flow, lq.Version)
 	if err != nil {
 		c.fail(w, req, err)
 		return
@@ -264,7 +264,7 @@ func (c *Console) processPage(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	flash := ""
-	if a := Action(req.URL.Query().Get("done")); slices.Contains(Changes, a) {
+	if a := Action(req.URL.Query().Get("done")); isChange(a) {
 		flash = "Done: " + string(a) + "."
 	}
 	c.renderProcess(w, req, http.StatusOK, pi, flash, "")
@@ -374,7 +374,7 @@ func bulkRequest(v url.Values) (BulkRequest, error) {
 
 func (c *Console) bulkData(req *http.Request, b *BulkRequest) bulkPage {
 	d := bulkPage{page: c.page(req, "Bulk action"), Filter: b.Filter, Action: b.Action, Reason: b.Reason, Name: b.Name,
-		Payload: string(b.Payload), How: b.How, Choices: Changes, Statuses: statusNames(),
+		Payload: string(b.Payload), How: b.How, Choices: slices.Clone(ChangeActions), Statuses: statusNames(),
 		Resolutions: []string{ResolveSucceeded, ResolveFailed, ResolveRetry}}
 	d.Flows, d.Versions = c.flowNames(accessFlow(b.Filter.Flow, b.Filter.Version))
 	d.ListHref = d.Root

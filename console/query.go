@@ -101,15 +101,15 @@ func summary(rec *store.Record) ProcessSummary {
 }
 
 // counts returns the store's counts, of one flow's versions when flow is
-// not "".
-func (c *Console) counts(ctx context.Context, flow string) (CountsResponse, error) {
+// not "", of one version when version is not "".
+func (c *Console) counts(ctx context.Context, flow, version string) (CountsResponse, error) {
 	sc, at, err := c.cache.get(ctx, c.r, c.opts.CountsMaxAge)
 	if err != nil {
 		return CountsResponse{}, err
 	}
 	out := CountsResponse{ByStatus: map[string]int{}, ByVersion: map[string]VersionCounts{}, AsOf: at.UTC()}
 	for v, vc := range sc.ByVersion {
-		if flow != "" && flowOf(v) != flow {
+		if flow != "" && flowOf(v) != flow || version != "" && v != version {
 			continue
 		}
 		c := VersionCounts{Total: vc.Total(), ByStatus: map[string]int{}, Quarantined: vc.Quarantined}
@@ -146,12 +146,13 @@ func (c *Console) apiList(w http.ResponseWriter, req *http.Request) {
 
 // apiCounts serves GET /api/counts.
 func (c *Console) apiCounts(w http.ResponseWriter, req *http.Request) {
-	flow := req.URL.Query().Get("flow")
-	if err := c.authorize(req, Access{Action: ActionList, Flow: flow}); err != nil {
+	q := req.URL.Query()
+	flow, version := q.Get("flow"), q.Get("version")
+	if err := c.authorize(req, Access{Action: ActionList, Flow: accessFlow(flow, version)}); err != nil {
 		c.fail(w, req, err)
 		return
 	}
-	resp, err := c.counts(req.Context(), flow)
+	resp, err := c.counts(req.Context(), flow, version)
 	if err != nil {
 		c.fail(w, req, err)
 		return
