@@ -22,7 +22,9 @@
 //  6. Read a process with Processes.State, wait for its end with Wait,
 //     change it with Signal, Cancel, Redrive, Resolve or Migrate, and watch
 //     the totals with Runner.Counts or Options.Metrics. Alert on errors
-//     matching ErrStalled in Options.OnError.
+//     matching ErrStalled in Options.OnError. A program that knows a
+//     process by its id only (an operator console) uses the Runner's
+//     methods of the same names, and Inspect to read it.
 //
 // # Scheduling
 //
