@@ -108,8 +108,7 @@ func (c *Console) act(ctx context.Context, rec *store.Record, ch change) error {
 // the record's flow is "" when it does not exist.
 func (c *Console) prepare(req *http.Request, action Action) (store.Record, error) {
 	if !isChange(action) {
-		return store.Record{}, &apiError{status: http.StatusNotFound, code: CodeNotFound,
-			msg: fmt.Sprintf("no such action %q: want one of %s", action, joinActions(ChangeActions))}
+		return store.Record{}, c.unknown(req, fmt.Sprintf("no such action %q: want one of %s", action, joinActions(ChangeActions)))
 	}
 	id := req.PathValue("id")
 	rec, lerr := c.r.Store().Load(req.Context(), id)

@@ -165,7 +165,7 @@ func New(r *runner.Runner, opts *Options) (*Console, error) {
 	mux.HandleFunc("POST /api/processes/{id}/{action}", c.apiAction)
 	mux.HandleFunc("POST /api/bulk", c.apiBulk)
 	mux.HandleFunc("/", func(w http.ResponseWriter, req *http.Request) {
-		c.fail(w, req, &apiError{status: http.StatusNotFound, code: CodeNotFound, msg: "no such page: " + req.Method + " " + req.URL.Path})
+		c.fail(w, req, c.unknown(req, "no such page: "+req.Method+" "+req.URL.Path))
 	})
 	c.h = cop.Handler(mux)
 	return c, nil
@@ -255,11 +255,22 @@ func (c *Console) authorize(req *http.Request, a Access) error {
 		}
 	}
 	if a.Action.Changes() && !c.opts.Actions {
-		return &apiError{status: http.StatusForbidden, code: CodeActionsDisabled,
-			msg: "actions are disabled: this console only reads (enable them with console.Options.Actions)"}
+		return actionsDisabled
 	}
 	return nil
 }
+
+// unknown is the error for a request of no route: 404, except that with
+// actions off every POST is refused as such.
+func (c *Console) unknown(req *http.Request, msg string) *apiError {
+	if !c.opts.Actions && req.Method != http.MethodGet && req.Method != http.MethodHead {
+		return actionsDisabled
+	}
+	return &apiError{status: http.StatusNotFound, code: CodeNotFound, msg: msg}
+}
+
+var actionsDisabled = &apiError{status: http.StatusForbidden, code: CodeActionsDisabled,
+	msg: "actions are disabled: this console only reads (enable them with console.Options.Actions)"}
 
 // isAPI reports whether the request is one of the JSON API.
 func isAPI(req *http.Request) bool {

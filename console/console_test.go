@@ -377,6 +377,8 @@ func TestActionsOffRefuseEveryPost(t *testing.T) {
 		{"/api/processes/" + idDone + "/delete", nil},
 		{"/api/processes/nobody/delete", nil},
 		{"/api/bulk", map[string]any{"action": "cancel", "filter": map[string]string{"flow": "deploy"}}},
+		{"/api/processes/" + idWaiting + "/explode", nil},
+		{"/api/nowhere", nil},
 	}
 	for _, p := range posts {
 		r := do(t, c, http.MethodPost, p.path, p.body)
