@@ -277,3 +277,30 @@ func ExampleSucceed() {
 	fmt.Println(st.Status)
 	// Output: done
 }
+
+// ExampleGraph runs tasks by their dependencies, as a µTask template's
+// steps do: "report" needs "c" and "d"; "c" needs "a"; "d" needs "a" and
+// "b". "c" runs as soon as "a" is done, without waiting for the slow "b".
+func ExampleGraph() {
+	type release struct{ Log []string }
+	task := func(name string) stepflow.Node[release] {
+		return combinators.Do(name, func(_ context.Context, r *release) error {
+			r.Log = append(r.Log, name)
+			return nil
+		})
+	}
+	slow := combinators.Sequence("b", combinators.Sleep[release]("wait", time.Hour), task("b-done"))
+	f := stepflow.Must(stepflow.New("release/v1",
+		combinators.Graph("steps",
+			combinators.After(task("a")),
+			combinators.After(slow),
+			combinators.After(task("c"), "a"),
+			combinators.After(task("d"), "a", "b"),
+			combinators.After(task("report"), "c", "d"),
+		),
+	))
+	st := runToEnd(f, f.Start(release{}))
+	fmt.Println(st.Status, st.Data.Log)
+	// Output:
+	// done [a c b-done d report]
+}

@@ -191,3 +191,29 @@ func itemIndexIn(path, node string) int {
 	}
 	return -1
 }
+
+func (n *GraphNode[S]) Explain(f *stepflow.Frame) stepflow.Explanation {
+	e := stepflow.Explanation{Children: map[int]stepflow.NodeStatus{}}
+	if len(f.Payload) < len(n.tasks) {
+		return e
+	}
+	var done, running, waiting int
+	for i, s := range f.Payload[:len(n.tasks)] {
+		switch s {
+		case taskDone:
+			e.Children[i] = stepflow.NodeDone
+			done++
+		case taskFailed:
+			e.Children[i] = stepflow.NodeFailed
+		case taskSkipped:
+			e.Children[i] = stepflow.NodeSkipped
+		case taskRunning:
+			running++
+		default:
+			e.Children[i] = stepflow.NodePending
+			waiting++
+		}
+	}
+	e.Waiting = fmt.Sprintf("%d of %d tasks done, %d running, %d waiting for their needs", done, len(n.tasks), running, waiting)
+	return e
+}

@@ -342,6 +342,37 @@ func (c *Cursor[S]) EnterAll(idx []int) {
 	c.owned = true
 }
 
+// EnterMore makes the given children active too, with fresh frames,
+// keeping the frames of the children already active; the frames stay in
+// flow order. Nodes that start children one by one as they become ready
+// (combinators.Graph) use it. idx must be in flow order and name children
+// that are not active.
+func (c *Cursor[S]) EnterMore(idx []int) {
+	if len(idx) == 0 {
+		return
+	}
+	c.mutable()
+	old := c.f.Children
+	s := c.x.frames(len(old) + len(idx))
+	k, j := 0, 0
+	for n := range s {
+		take := j >= len(idx)
+		if !take && k < len(old) {
+			i, ok := c.n.childIndex(old[k].Name)
+			take = !ok || i < idx[j]
+		}
+		if take {
+			s[n] = old[k]
+			k++
+		} else {
+			s[n] = Frame{Name: c.n.children[idx[j]].info.Name}
+			j++
+		}
+	}
+	c.f.Children = s
+	c.owned = true
+}
+
 // ClearChildren leaves no child active.
 func (c *Cursor[S]) ClearChildren() {
 	if len(c.f.Children) == 0 {

@@ -386,6 +386,9 @@ func tree[S any](st *State[S], nodes []NodeState) string {
 		if n.Meta.Description != "" {
 			fmt.Fprintf(&b, " - %s", n.Meta.Description)
 		}
+		if len(n.Needs) > 0 {
+			fmt.Fprintf(&b, " after %s", strings.Join(n.Needs, ", "))
+		}
 		var parts []string
 		if n.Chosen != "" {
 			parts = append(parts, "took "+n.Chosen)

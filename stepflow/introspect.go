@@ -20,6 +20,9 @@ type NodeInfo struct {
 	// Branch names the branch of its parent (a Case or Switch) the node
 	// belongs to; empty elsewhere.
 	Branch string
+	// Needs names the siblings the node waits for, when its parent runs
+	// its children by their dependencies (Dependent, e.g. a Graph).
+	Needs []string
 	// Meta is what Annotate attached to the node.
 	Meta Meta
 }
@@ -46,6 +49,9 @@ func (c *compiled[S]) nodeInfo() NodeInfo {
 	ni := NodeInfo{Info: c.info, Path: c.path, Depth: c.depth, Meta: c.meta}
 	if b, ok := c.parent.node.(Brancher); ok {
 		ni.Branch = b.BranchOf(c.index)
+	}
+	if d, ok := c.parent.node.(Dependent); ok {
+		ni.Needs = d.Needs(c.index)
 	}
 	for _, k := range c.children {
 		ni.Children = append(ni.Children, k.info.Name)
@@ -145,6 +151,14 @@ type Description struct {
 	Why string
 	// Tree is a readable rendering of the flow with each node's status.
 	Tree string
+}
+
+// Dependent is implemented by nodes whose children start when the siblings
+// they need are done, rather than in flow order (combinators.Graph): Needs
+// names the siblings child i needs. Nodes reports them, and Mermaid and the
+// console draw them as edges.
+type Dependent interface {
+	Needs(i int) []string
 }
 
 // Brancher is implemented by nodes whose children form named branches, of
@@ -281,7 +295,13 @@ func (f *Flow[S]) mermaid(nodes []NodeState) string {
 			} else {
 				fmt.Fprintf(&b, "%s%s[\"%s\"]\n", indent, ids[k], label)
 			}
-			if i > 0 && c.info.Kind != "parallel" {
+			if d, ok := c.node.(Dependent); ok {
+				for _, need := range d.Needs(i) {
+					if j, ok := c.childIndex(need); ok {
+						fmt.Fprintf(&b, "%s%s --> %s\n", indent, ids[c.children[j]], ids[k])
+					}
+				}
+			} else if i > 0 && c.info.Kind != "parallel" {
 				fmt.Fprintf(&b, "%s%s --> %s\n", indent, ids[c.children[i-1]], ids[k])
 			}
 		}
