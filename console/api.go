@@ -263,7 +263,9 @@ type Failure struct {
 	// Path of the node that failed.
 	Path string `json:"path"`
 	// Kind classifies it: "error", "panic", "timeout", "canceled"...
-	Kind    string `json:"kind"`
+	Kind string `json:"kind"`
+	// Message says what went wrong, without repeating the path
+	// (stepflow.Failure.Detail).
 	Message string `json:"message"`
 	// Attempt at which it failed (1 for the first try), 0 if unknown.
 	Attempt uint32    `json:"attempt,omitempty"`
@@ -333,6 +335,9 @@ type Node struct {
 	// belongs to; Chosen the branch a case or switch took.
 	Branch string `json:"branch,omitempty"`
 	Chosen string `json:"chosen,omitempty"`
+	// Needs names the siblings the node starts after, when its parent
+	// runs its children by their dependencies (a graph).
+	Needs []string `json:"needs,omitempty"`
 	// Items are a ForEach's items, once it has its list.
 	Items []Item `json:"items,omitempty"`
 	// Description and Tags are what the flow's author attached to the

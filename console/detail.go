@@ -116,7 +116,7 @@ func failure(f *stepflow.Failure) *Failure {
 	if f == nil {
 		return nil
 	}
-	return &Failure{Path: f.Path, Kind: f.Kind, Message: f.Message, Attempt: f.Attempt, At: f.At}
+	return &Failure{Path: f.Path, Kind: f.Kind, Message: f.Detail(), Attempt: f.Attempt, At: f.At}
 }
 
 func description(d *stepflow.Description) *Description {
@@ -131,7 +131,7 @@ func description(d *stepflow.Description) *Description {
 func node(n *stepflow.NodeState) Node {
 	out := Node{Path: n.Path, Name: n.Name, Depth: n.Depth, Kind: n.Kind, Detail: n.Detail, Status: n.Status.String(),
 		Attempts: n.Attempts, Calls: n.Calls, FirstStart: n.FirstStart, LastEnd: n.LastEnd, LastError: failure(n.LastError),
-		WakeAt: n.WakeAt, Waiting: n.Waiting, Branch: n.Branch, Chosen: n.Chosen,
+		WakeAt: n.WakeAt, Waiting: n.Waiting, Branch: n.Branch, Needs: n.Needs, Chosen: n.Chosen,
 		Description: n.Meta.Description, Tags: n.Meta.Tags}
 	for _, it := range n.Items {
 		out.Items = append(out.Items, Item{Index: it.Index, Status: it.Status.String()})

@@ -403,7 +403,7 @@ func tree[S any](st *State[S], nodes []NodeState) string {
 			parts = append(parts, itemSummary(n.Items))
 		}
 		if n.LastError != nil && (n.Status == NodeFailed || n.Status == NodeWaiting || n.Status == NodeActive) {
-			parts = append(parts, "error: "+n.LastError.Message)
+			parts = append(parts, "error: "+n.LastError.Detail())
 		}
 		if len(parts) > 0 {
 			b.WriteString(": ")

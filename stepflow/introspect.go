@@ -209,7 +209,7 @@ func why[S any](st *State[S], d *Description) string {
 		return "the flow completed"
 	case Failed:
 		if st.Err != nil {
-			return fmt.Sprintf("failed at %s (%s): %s", st.Err.Path, st.Err.Kind, st.Err.Message)
+			return fmt.Sprintf("failed at %s (%s): %s", st.Err.Path, st.Err.Kind, st.Err.Detail())
 		}
 		return "failed"
 	case Canceled:

@@ -3,6 +3,7 @@ package stepflow
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -233,7 +234,19 @@ func (f *Failure) String() string {
 	if f == nil {
 		return "<nil>"
 	}
-	return fmt.Sprintf("%s at %s: %s", f.Kind, f.Path, f.Message)
+	return fmt.Sprintf("%s at %s: %s", f.Kind, f.Path, f.Detail())
+}
+
+// Detail is Message without what a text that also shows Path and Kind
+// would say twice: the "stepflow: " prefix, and the `step "PATH" ` that
+// the engine's own errors (a timeout, a panic) start with. A timeout at
+// "deploy/rollout" gives "timed out after 6s (started ...)".
+func (f *Failure) Detail() string {
+	m := strings.TrimPrefix(f.Message, "stepflow: ")
+	if rest, ok := strings.CutPrefix(m, "step "+strconv.Quote(f.Path)+" "); ok {
+		return rest
+	}
+	return m
 }
 
 // Record is one completed step or decision in State.Record.
