@@ -17,7 +17,7 @@ FUZZSMOKE ?= 300000x
 FUZZSMOKE_FuzzOpen ?= 20000x
 export FUZZSMOKE_FuzzOpen
 
-.PHONY: all test test/race test/386 runs386 test/unit vet lint verify bench fuzz fuzz/smoke fuzz/run
+.PHONY: all test test/race test/386 runs386 test/unit vet lint verify bench fuzz fuzz/smoke fuzz/run envtest-assets
 
 all: verify test
 
@@ -79,3 +79,7 @@ fuzz/run:
 	    $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $$n $$pkg || exit 1; \
 	  done; \
 	done
+
+## envtest-assets: build etcd and kube-apiserver for the envtest tests (once per machine; prints KUBEBUILDER_ASSETS).
+envtest-assets:
+	@bash .ci/envtest-assets.sh
