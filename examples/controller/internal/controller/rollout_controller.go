@@ -9,6 +9,8 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -269,7 +271,17 @@ func (r *RolloutReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 // broken records a process that cannot go on: Failed=True with reason and
 // msg, the stored state untouched, and no requeue, since trying again
 // cannot help. A new spec starts a new rollout.
+//
+// It is reported once per generation: a status that already says so is
+// left alone, even if msg differs in details. (A decoder's message may
+// name a byte offset, which moves when the API server rewrites the stored
+// bytes; writing it again would only cost a write and a reconcile.)
 func (r *RolloutReconciler) broken(ctx context.Context, ro *v1alpha1.Rollout, reason, msg string) (ctrl.Result, error) {
+	if c := meta.FindStatusCondition(ro.Status.Conditions, v1alpha1.ConditionFailed); c != nil &&
+		ro.Status.Phase == phaseUnreadable && ro.Status.ObservedGeneration == ro.Generation &&
+		c.Status == metav1.ConditionTrue && c.Reason == reason && c.ObservedGeneration == ro.Generation {
+		return ctrl.Result{}, nil
+	}
 	logf.FromContext(ctx).Info("rollout cannot go on; leaving its state for a person to inspect", "reason", reason, "message", msg)
 	status := ro.Status.DeepCopy()
 	setBrokenStatus(status, ro.Generation, reason, msg, r.now(ctx))
