@@ -64,6 +64,17 @@ type ForEachNode[S any] struct {
 	body    []stepflow.Node[S]
 	conc    int
 	waitAll bool
+	gor     concurrent[S]
+}
+
+// Goroutines returns a copy whose items' calls of one Apply run at the
+// same time, in up to limit goroutines (Concurrency says how many items
+// are in progress at once). Each item works on its own copy of the data,
+// merged back in item order as Parallel.Goroutines describes.
+func (n *ForEachNode[S]) Goroutines(limit int, merge func(dst, src *S)) *ForEachNode[S] {
+	cp := *n
+	cp.gor = concurrent[S]{limit: limit, merge: merge}
+	return &cp
 }
 
 // WaitAll returns a copy that runs every item to its end, failed or not,
@@ -91,7 +102,7 @@ func (n *ForEachNode[S]) Info() stepflow.Info {
 	if n.waitAll {
 		d += ", wait all"
 	}
-	return stepflow.Info{Name: n.name, Kind: "foreach", Detail: d, Leaf: true, Instances: true}
+	return stepflow.Info{Name: n.name, Kind: "foreach", Detail: n.gor.detail(d), Leaf: true, Instances: true}
 }
 
 func (n *ForEachNode[S]) Children() []stepflow.Node[S] { return n.body }
@@ -107,7 +118,7 @@ func (n *ForEachNode[S]) Check() []string {
 	if n.conc < 1 {
 		p = append(p, fmt.Sprintf("concurrency %d must be at least 1", n.conc))
 	}
-	return p
+	return append(p, n.gor.check()...)
 }
 
 func (n *ForEachNode[S]) Advance(c *stepflow.Cursor[S]) stepflow.Result {
@@ -137,20 +148,32 @@ func (n *ForEachNode[S]) Advance(c *stepflow.Cursor[S]) stepflow.Result {
 	turns := share(c)
 	res := stepflow.Complete()
 	added := 0 // items started by this loop get no budget until the next Apply
-	for j := 0; j < c.Instances(); {
-		ic := c.Instance(j)
-		idx, ok := instanceIndex(ic.Frame().Name, total)
-		if !ok {
-			return c.Invalid("bad instance frame %q", ic.Frame().Name)
-		}
-		ic.SetItem(itemAt(f.Payload, idx))
-		ic.AddIteration(uint32(idx))
-		turns.give(c, j >= c.Instances()-added)
-		r := ic.Sequence(0, len(n.body))
+	// With Goroutines, the items in progress take their turns at once, and
+	// the loop below reads their results in item order.
+	var pre []stepflow.Result
+	inProgress := c.Instances()
+	if n.gor.on() && inProgress > 1 {
+		var calls int
+		pre, calls = n.gor.run(c, turns.budget, inProgress, func(fk *stepflow.Cursor[S], j int) stepflow.Result {
+			return n.advanceItem(fk.Instance(j), f.Payload, total)
+		})
 		if c.Aborted() {
 			return stepflow.Continue()
 		}
-		turns.took(c)
+		turns.ran = turns.ran || calls > 0
+	}
+	for j, k := 0, 0; j < c.Instances(); k++ {
+		var r stepflow.Result
+		if k < len(pre) {
+			r = pre[k]
+		} else {
+			turns.give(c, j >= c.Instances()-added)
+			r = n.advanceItem(c.Instance(j), f.Payload, total)
+			if c.Aborted() {
+				return stepflow.Continue()
+			}
+			turns.took(c)
+		}
 		failed := r.Outcome == stepflow.OutcomeFail
 		if failed && n.waitAll && !errors.Is(r.Err, stepflow.ErrCanceled) {
 			// The item has ended: keep its failure and go on.
@@ -186,6 +209,17 @@ func (n *ForEachNode[S]) Advance(c *stepflow.Cursor[S]) stepflow.Result {
 		f.Payload = nil
 	}
 	return res
+}
+
+// advanceItem advances the body of the item whose instance ic is over.
+func (n *ForEachNode[S]) advanceItem(ic *stepflow.Cursor[S], payload []byte, total int) stepflow.Result {
+	idx, ok := instanceIndex(ic.Peek().Name, total)
+	if !ok {
+		return ic.Invalid("bad instance frame %q", ic.Peek().Name)
+	}
+	ic.SetItem(itemAt(payload, idx))
+	ic.AddIteration(uint32(idx))
+	return ic.Sequence(0, len(n.body))
 }
 
 // Redrive resumes a failed ForEach at the item that failed when items run

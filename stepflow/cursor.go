@@ -29,6 +29,8 @@ type Cursor[S any] struct {
 	inInst   bool // f is an instance frame of n (see Instance)
 	fOwned   bool // f is private to the new state
 	ownScope bool // sc is this cursor's own
+	// forkBudget is the budget a fork was made with (Fork).
+	forkBudget int32
 }
 
 // scope is what a node passes down to the calls made below it: the retry
