@@ -304,3 +304,29 @@ func ExampleGraph() {
 	// Output:
 	// done [a c b-done d report]
 }
+
+// ExampleParallelNode_Goroutines checks three regions at the same time,
+// as users of engines with asynchronous or parallel steps expect for slow
+// API calls: each branch fills its own field of its own copy of the data,
+// and the copies are merged back in branch order.
+func ExampleParallelNode_Goroutines() {
+	type health struct{ US, EU, AP string }
+	probe := func(name string, set func(*health)) stepflow.Node[health] {
+		return combinators.Do(name, func(_ context.Context, h *health) error {
+			time.Sleep(10 * time.Millisecond) // a slow API call
+			set(h)
+			return nil
+		})
+	}
+	f := stepflow.Must(stepflow.New("health/v1",
+		combinators.Parallel("regions",
+			probe("us", func(h *health) { h.US = "ok" }),
+			probe("eu", func(h *health) { h.EU = "ok" }),
+			probe("ap", func(h *health) { h.AP = "degraded" }),
+		).Goroutines(3, nil),
+	))
+	st, _ := f.Apply(context.Background(), f.Start(health{}))
+	fmt.Println(st.Status, st.Data)
+	// Output:
+	// done {ok ok degraded}
+}
