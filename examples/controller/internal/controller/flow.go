@@ -111,6 +111,18 @@ const (
 type steps struct {
 	client client.Client
 	scheme *runtime.Scheme
+	// live reads from the API server itself, where client may read from a
+	// manager's informer cache (see Options.APIReader). Nil means client.
+	live client.Reader
+}
+
+// apiReader returns the reader that sees every write the API server has
+// acknowledged, the controller's own included.
+func (s *steps) apiReader() client.Reader {
+	if s.live == nil {
+		return s.client
+	}
+	return s.live
 }
 
 // newFlow compiles the rollout flow (see the Path constants for its
@@ -208,10 +220,23 @@ func (s *steps) applyDeployment(ctx context.Context, p *Plan) error {
 // deploymentAvailable reports whether the Deployment runs the planned
 // template on every replica. A failed read is a poll that said "not yet":
 // the wait's own timeout bounds how long that can go on.
+//
+// The polls read from the client, which in a manager is the informer
+// cache: cheap, and a stale answer only delays the rollout by one poll.
+// Not so a stale "not found". The first poll runs in the reconcile that
+// created the Deployment, a moment after the create, and the cache learns
+// of a new object only when the watch event arrives (it may not even have
+// listed Deployments before this reconcile). So "not found" is checked
+// against the API server before it fails the rollout; only a Deployment
+// the API server does not have either was really deleted.
 func (s *steps) deploymentAvailable(ctx context.Context, p *Plan) (bool, error) {
 	var d appsv1.Deployment
 	key := types.NamespacedName{Namespace: p.Namespace, Name: deploymentName(p)}
-	if err := s.client.Get(ctx, key, &d); err != nil {
+	err := s.client.Get(ctx, key, &d)
+	if apierrors.IsNotFound(err) {
+		err = s.apiReader().Get(ctx, key, &d)
+	}
+	if err != nil {
 		if apierrors.IsNotFound(err) {
 			return false, stepflow.Permanent(fmt.Errorf("deployment %s was deleted during the rollout", key))
 		}
@@ -230,14 +255,16 @@ func (s *steps) deploymentAvailable(ctx context.Context, p *Plan) (bool, error) 
 // order; a finalizer is where a controller puts cleanups that must happen
 // in order, or that the garbage collector cannot do at all (records in
 // systems outside the cluster). Objects the Rollout does not control are
-// left alone. It is idempotent.
+// left alone. It is idempotent. It reads through the API reader: an
+// object the cache has not seen yet (the rollout created it a moment
+// before the Rollout was deleted) must be deleted all the same.
 func (s *steps) teardown(ctx context.Context, p *Plan) error {
 	objs := []client.Object{
 		&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: p.Namespace, Name: deploymentName(p)}},
 		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: p.Namespace, Name: configMapName(p)}},
 	}
 	for _, obj := range objs {
-		err := s.client.Get(ctx, client.ObjectKeyFromObject(obj), obj)
+		err := s.apiReader().Get(ctx, client.ObjectKeyFromObject(obj), obj)
 		if apierrors.IsNotFound(err) {
 			continue
 		}

@@ -64,6 +64,16 @@ type Options struct {
 	// versions.Migration.Source instead of a compiled flow.
 	Older      []*stepflow.Flow[Plan]
 	Migrations []*versions.Migration[Plan]
+	// APIReader reads from the API server itself, for the few reads that
+	// must see the controller's own latest writes: the client of a manager
+	// reads from its informer cache, which learns of an object some time
+	// after it was created. The steps use it to make sure that a
+	// Deployment they cannot find in the cache is really gone before they
+	// fail the rollout, and to find what the teardown deletes. Nil means
+	// the manager's API reader (mgr.GetAPIReader()) once SetupWithManager
+	// has registered the reconciler, and before that the reconciler's own
+	// client (a fake client in tests, which has no cache).
+	APIReader client.Reader
 }
 
 // Defaults for Options.
@@ -155,7 +165,7 @@ func NewRolloutReconciler(c client.Client, scheme *runtime.Scheme, opts *Options
 		o = *opts
 	}
 	o = o.withDefaults()
-	s := &steps{client: c, scheme: scheme}
+	s := &steps{client: c, scheme: scheme, live: o.APIReader}
 	f, err := newFlow(s, o)
 	if err != nil {
 		return nil, err
@@ -180,7 +190,14 @@ func (r *RolloutReconciler) Flow() *stepflow.Flow[Plan] { return r.flow }
 // Deployment could not wake the process earlier anyway (Apply leaves a
 // waiting state alone until its WakeAt). Once a rollout is Done, the
 // controller leaves the Deployment to its own controller.
+//
+// Unless Options.APIReader was set, the steps read through the manager's
+// API reader where the informer cache could mislead them (see
+// Options.APIReader).
 func (r *RolloutReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.opts.APIReader == nil {
+		r.steps.live = mgr.GetAPIReader()
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.Rollout{}).
 		Named("rollout").
