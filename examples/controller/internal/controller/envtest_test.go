@@ -510,6 +510,42 @@ func TestEnvtestFirstRolloutReadsItsOwnCreate(t *testing.T) {
 	assert.Equal(t, "waiting", writes[0].phase, "writes: %+v", writes)
 }
 
+// Deleting a Rollout mid-flight cancels its process: the cleanup deletes
+// the Deployment and the ConfigMap, and only then is the finalizer
+// released. (Deletion bumps metadata.generation, which the fake client
+// does not do.) Nothing else would delete them here: envtest runs no
+// garbage collector.
+func TestEnvtestDeletionTearsDown(t *testing.T) {
+	c := cluster(t)
+	ns := newNamespace(t, c)
+	run := startController(t, ns, nil)
+	ro := createRollout(t, c, ns)
+	bystander := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web-settings"}}
+	require.NoError(t, c.Create(context.Background(), bystander))
+
+	ro = waitRollout(t, c, client.ObjectKeyFromObject(ro), "waiting for its Deployment", waitingOrEnded)
+	require.Equal(t, "waiting", ro.Status.Phase)
+	deploymentOf(t, c, ns)
+
+	require.NoError(t, c.Delete(context.Background(), ro))
+	waitGone(t, c, &v1alpha1.Rollout{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web"}})
+
+	// The finalizer went last, so the teardown is complete by now.
+	err := c.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: "web"}, &appsv1.Deployment{})
+	assert.True(t, apierrors.IsNotFound(err), "the Deployment was deleted: %v", err)
+	err = c.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: "web-config"}, &corev1.ConfigMap{})
+	assert.True(t, apierrors.IsNotFound(err), "the ConfigMap was deleted: %v", err)
+	assert.NoError(t, c.Get(context.Background(), client.ObjectKeyFromObject(bystander), &corev1.ConfigMap{}), "objects the Rollout does not control stay")
+
+	var phases []string
+	for _, w := range run.statusWrites() {
+		if w.err == nil {
+			phases = append(phases, w.phase)
+		}
+	}
+	assert.Equal(t, "canceled", phases[len(phases)-1], "the canceled process was recorded before the object went: %v", phases)
+}
+
 // A spec change mid-rollout abandons the process of the old spec and rolls
 // out the new one.
 func TestEnvtestSpecChangeMidRollout(t *testing.T) {

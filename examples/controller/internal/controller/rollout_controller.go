@@ -322,18 +322,36 @@ func (r *RolloutReconciler) load(ctx context.Context, ro *v1alpha1.Rollout) (st 
 		log.Info("spec changed; starting a new rollout", "from", s.ObservedGeneration, "to", ro.Generation, "abandoned", s.Phase)
 		return start()
 	}
-	st, err = r.codec.Decode(s.State.Raw)
+	st, known, err := r.stored(ro)
+	if err != nil {
+		return st, false, err
+	}
+	if !known {
+		log.Info("state of a flow version this controller does not know; starting a new rollout", "stored", st.Version, "flow", r.flow.Version())
+		return start()
+	}
+	return st, false, nil
+}
+
+// stored decodes and checks the process in the status, whatever generation
+// of the spec it rolls out. known is false when there is no process, or
+// when it is of a flow version the controller does not know; err says why
+// a stored process cannot be read.
+func (r *RolloutReconciler) stored(ro *v1alpha1.Rollout) (st stepflow.State[Plan], known bool, err error) {
+	if ro.Status.State == nil || len(ro.Status.State.Raw) == 0 {
+		return st, false, nil
+	}
+	st, err = r.codec.Decode(ro.Status.State.Raw)
 	if err != nil {
 		return st, false, err
 	}
 	if !slices.Contains(r.reg.Versions(), st.Version) {
-		log.Info("state of a flow version this controller does not know; starting a new rollout", "stored", st.Version, "flow", r.flow.Version())
-		return start()
+		return st, false, nil
 	}
 	if err := r.reg.Validate(st); err != nil {
 		return st, false, err
 	}
-	return st, false, nil
+	return st, true, nil
 }
 
 // advance applies st while it is runnable, at most MaxSteps times. It
@@ -381,16 +399,25 @@ func (r *RolloutReconciler) advance(ctx context.Context, st stepflow.State[Plan]
 // process that has ended, or one whose state cannot be read, has nothing
 // to run: the finalizer goes at once, and the garbage collector removes
 // the Rollout's objects through their owner references.
+//
+// The process is the stored one, whatever generation of the spec it rolls
+// out. The API server bumps metadata.generation when it sets the deletion
+// timestamp, so a deleted Rollout never matches its observedGeneration:
+// read as a spec change, as Reconcile does, that would start a new process
+// instead of canceling the running one, and release the object with its
+// teardown skipped.
 func (r *RolloutReconciler) finalize(ctx context.Context, ro *v1alpha1.Rollout) (ctrl.Result, error) {
 	log := logf.FromContext(ctx)
 	if !controllerutil.ContainsFinalizer(ro, Finalizer) {
 		return ctrl.Result{}, nil
 	}
-	st, fresh, err := r.load(ctx, ro)
+	st, known, err := r.stored(ro)
 	switch {
 	case err != nil:
 		log.Info("deleting a rollout whose state is unreadable; no cleanup runs", "error", err.Error())
-	case !fresh && !st.Terminal():
+	case !known:
+		log.Info("deleting a rollout without a process this controller can cancel; no cleanup runs", "stored", st.Version)
+	case !st.Terminal():
 		if !st.Canceling() {
 			if st, err = r.reg.Cancel(st, "the Rollout is being deleted"); err != nil {
 				return ctrl.Result{}, fmt.Errorf("cancel rollout: %w", err)

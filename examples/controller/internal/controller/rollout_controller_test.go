@@ -281,6 +281,11 @@ func TestReconcileDeletionTearsDown(t *testing.T) {
 
 	require.NoError(t, e.base.Delete(e.ctx, e.rollout()))
 	require.False(t, e.rollout().DeletionTimestamp.IsZero(), "the finalizer holds the object")
+	// The API server bumps metadata.generation when it marks an object for
+	// deletion; the fake client does not, so the test does.
+	ro := e.rollout()
+	ro.Generation++
+	require.NoError(t, e.base.Update(e.ctx, ro))
 
 	assert.Equal(t, ctrl.Result{}, e.mustReconcile())
 
