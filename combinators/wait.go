@@ -114,6 +114,29 @@ func (n *waitNode[S]) Check() []string {
 	return p
 }
 
+// PollFunc lets Apply poll the wait without walking the tree to it (see
+// stepflow.PollNode).
+func (n *waitNode[S]) PollFunc() func(context.Context, *S) (bool, error) { return n.pred }
+
+// PollNext says when to poll next after a false answer at now, for a frame
+// that Advance would simply poll: polled before, due, not timed out.
+func (n *waitNode[S]) PollNext(f *stepflow.Frame, now time.Time) (time.Time, bool) {
+	if f.Since.IsZero() || f.Until.IsZero() || now.Before(f.Until) || n.p.timeout > 0 && now.Sub(f.Since) >= n.p.timeout {
+		return time.Time{}, false
+	}
+	return n.nextPoll(f, now, f.Count+1), true
+}
+
+// nextPoll is when to poll after the polls-th poll answered false at now.
+func (n *waitNode[S]) nextPoll(f *stepflow.Frame, now time.Time, polls uint32) time.Time {
+	next := now.Add(n.p.delay(polls))
+	if n.p.timeout > 0 {
+		// Wake exactly at the deadline rather than after it.
+		next = minTime(next, f.Since.Add(n.p.timeout))
+	}
+	return next
+}
+
 func (n *waitNode[S]) Advance(c *stepflow.Cursor[S]) stepflow.Result {
 	f := c.Frame()
 	now := c.Now()
@@ -141,11 +164,7 @@ func (n *waitNode[S]) Advance(c *stepflow.Cursor[S]) stepflow.Result {
 		return stepflow.Complete()
 	}
 	c.Record("false", nil)
-	next := now.Add(n.p.delay(f.Count))
-	if n.p.timeout > 0 {
-		// Wake exactly at the deadline rather than after it.
-		next = minTime(next, f.Since.Add(n.p.timeout))
-	}
+	next := n.nextPoll(f, now, f.Count)
 	f.Until = next
 	return stepflow.WaitUntil(next)
 }

@@ -41,11 +41,20 @@ func (f *Flow[S]) Apply(ctx context.Context, prev State[S]) (State[S], error) {
 	if prev.Status == Waiting && !prev.WakeAt.IsZero() && Now(ctx).Before(prev.WakeAt) {
 		return prev, nil
 	}
-	if prev.Status == Running && prev.Intent == "" && prev.Root.Branch == "" && !f.noStraight {
-		if p := f.stepAt(&prev.Root); p != nil {
-			// prev is this call's own copy: the next state is made in it.
-			err := f.applyStep(ctx, &prev, p)
-			return prev, err
+	if prev.Intent == "" && prev.Root.Branch == "" && !f.noStraight {
+		switch prev.Status {
+		case Running:
+			if p := f.stepAt(&prev.Root); p != nil {
+				// prev is this call's own copy: the next state is made in it.
+				err := f.applyStep(ctx, &prev, p)
+				return prev, err
+			}
+		case Waiting:
+			if c, depth := f.pollAt(&prev.Root); c != nil {
+				if done, err := f.applyPoll(ctx, &prev, c, depth); done {
+					return prev, err
+				}
+			}
 		}
 	}
 	var next State[S]
@@ -133,6 +142,110 @@ func (f *Flow[S]) applyStep(ctx context.Context, st *State[S], p *stepPlan[S]) e
 	return nil
 }
 
+// pollAt returns the polling node at the position of a waiting state whose
+// frames lead through Sequential nodes to it (see PollNode), and its
+// depth, or nil.
+func (f *Flow[S]) pollAt(root *Frame) (*compiled[S], int) {
+	n, fr, depth := f.root, root, 0
+	for len(fr.Children) == 1 {
+		fr = &fr.Children[0]
+		depth++
+		i, ok := n.childIndex(fr.Name)
+		if !ok {
+			return nil, 0
+		}
+		k := n.children[i]
+		switch {
+		case k.poller != nil && len(fr.Children) == 0:
+			return k, depth
+		case !k.info.Sequential:
+			return nil, 0
+		}
+		n = k
+	}
+	return nil, 0
+}
+
+// applyPoll is Apply for a waiting state positioned at the polling node c,
+// depth frames down, below Sequential nodes only, making the next state in
+// st, Apply's own copy of its input. When the poll is due and the
+// predicate answers false, it copies the frames down to c's, in one block,
+// and counts the poll there, giving the state that walking the tree would
+// give. Any other answer is handed to the general path with the outcome of
+// the call. done is false when the frame is not one for a plain poll (the
+// general path then does whatever the node does).
+func (f *Flow[S]) applyPoll(ctx context.Context, st *State[S], c *compiled[S], depth int) (done bool, err error) {
+	e := envOf(ctx)
+	// The leaf's frame is in a children slice (depth >= 1): a pointer to
+	// it given to the node does not make st escape.
+	leaf := &st.Root.Children[0]
+	for range depth - 1 {
+		leaf = &leaf.Children[0]
+	}
+	now := readClock(e.clock)
+	next, ok := c.poller.PollNext(leaf, now)
+	if !ok || ctx.Err() != nil {
+		return false, nil
+	}
+	x := f.pool.Get().(*exec[S])
+	x.interceptors = e.interceptors
+	x.data = st.Data
+	if f.clone != nil {
+		x.data = f.clone(&x.data)
+	}
+	cc := x.newCallCtx()
+	*cc = callCtx{parent: ctx, info: &c.first, id: st.ID, seq: st.Steps}
+	rec := f.opts.Record > 0
+	var start, end time.Time
+	if rec {
+		start = readClock(e.clock)
+	}
+	x.cond, x.condOK = c.poller.PollFunc(), false
+	if x.condRun == nil {
+		x.condRun = x.runCond
+	}
+	err = x.call(cc, x.condRun, c.path)
+	answer := x.condOK
+	x.cond = nil
+	if rec {
+		end = readClock(e.clock)
+	}
+	if err != nil || answer {
+		// The general path takes over with the call's outcome, at the
+		// time already read.
+		x.nowT, x.nowSet = now, true
+		x.replayed, x.replayErr, x.replayStart, x.replayEnd, x.replayOK = c, err, start, end, answer
+		prev := *st
+		return true, x.run(ctx, &prev, 1, st)
+	}
+	block := make([]Frame, depth)
+	fr := &st.Root
+	for i := range block {
+		block[i] = fr.Children[0]
+		fr.Children = block[i : i+1]
+		fr = &block[i]
+	}
+	fr.Count++
+	fr.Until = next
+	st.Data = x.data
+	st.Steps++
+	st.WakeAt = next
+	if rec {
+		x.recBuf[0] = Record{Seq: st.Steps, Path: c.path, Outcome: "false", Attempt: 1, Start: start, End: end}
+		st.Record = appendBounded(st.Record, x.recBuf[:1], f.opts.Record)
+	}
+	var zero S
+	x.data, x.interceptors = zero, nil
+	f.pool.Put(x)
+	return true, nil
+}
+
+// runCond is condRun: it calls the predicate in progress.
+func (x *exec[S]) runCond(ctx context.Context, d *S) (err error) {
+	x.condOK, err = x.cond(ctx, d)
+	return err
+}
+
 // stepPlan is what Apply needs to run a step whose ancestors are all
 // Sequential without walking the tree (see applyStep).
 //
@@ -159,6 +272,9 @@ type stepPlan[S any] struct {
 // planSteps gives a plan to every step that applyStep can run.
 func (f *Flow[S]) planSteps() {
 	for _, c := range f.order {
+		if pn, ok := c.node.(PollNode[S]); ok && pn.PollFunc() != nil && f.straightDown(c) {
+			c.poller = pn
+		}
 		sn, ok := c.node.(StepNode[S])
 		if !ok || sn.StepFunc() == nil || !f.straightDown(c) {
 			continue
@@ -361,6 +477,12 @@ type exec[S any] struct {
 	slab []callCtx
 	// chain is the call in progress through the interceptors.
 	chain chain[S]
+	// cond is the predicate RunCond is calling, condOK its answer, and
+	// condRun the function Run calls for it: made once per exec, so that
+	// a predicate's call allocates nothing.
+	cond    func(context.Context, *S) (bool, error)
+	condOK  bool
+	condRun func(context.Context, *S) error
 }
 
 // applyState is what one Apply sets up and reads; it is zeroed, in one
@@ -390,6 +512,7 @@ type applyState[S any] struct {
 	// returns instead of calling it again.
 	replayed               *compiled[S]
 	replayErr              error
+	replayOK               bool // the predicate's answer, for a replayed poll
 	replayStart, replayEnd time.Time
 	recs                   []Record
 	nscopes                int

@@ -172,3 +172,40 @@ func BenchmarkApplyForEach(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkApplyPoll is a poll of a WaitFor whose predicate answers "not
+// yet", the operation a waiting process performs most: a step before it
+// and a step after it, the clock at the wake time of each poll, the state
+// kept in memory. depth=3 puts the wait two sequences deep.
+func BenchmarkApplyPoll(b *testing.B) {
+	never := func(context.Context) (bool, error) { return false, nil }
+	for _, depth := range []int{1, 3} {
+		for _, rec := range []int{0, 32} {
+			var wait stepflow.Node[stepflow.None] = combinators.Plain.WaitFor("wait", never, combinators.Every(time.Second))
+			for d := 1; d < depth; d++ {
+				wait = combinators.Sequence(fmt.Sprintf("level%d", d), wait)
+			}
+			f := stepflow.Must(stepflow.NewWithOptions("poll/v1", &stepflow.Options{Record: rec},
+				combinators.Plain.Do("before", noop), wait, combinators.Plain.Do("after", noop)))
+			b.Run(fmt.Sprintf("depth=%d/record=%d", depth, rec), func(b *testing.B) {
+				now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+				ctx := stepflow.WithClock(context.Background(), stepflow.ClockFunc(func() time.Time { return now }))
+				st := f.Start(stepflow.None{})
+				for st.Status != stepflow.Waiting { // the step, then the first poll
+					var err error
+					if st, err = f.Apply(ctx, st); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportAllocs()
+				for b.Loop() {
+					now = st.WakeAt
+					var err error
+					if st, err = f.Apply(ctx, st); err != nil || st.Status != stepflow.Waiting {
+						b.Fatal(st.Status, err)
+					}
+				}
+			})
+		}
+	}
+}

@@ -164,6 +164,7 @@ func (c *Cursor[S]) Run(fn func(context.Context, *S) error) error {
 		x.ctxChecked, x.replayed = false, nil
 		x.attempt = c.Attempt()
 		x.callStart, x.callEnd, x.callNode = x.replayStart, x.replayEnd, c.n
+		x.condOK = x.replayOK
 		return x.replayErr
 	}
 	cc, err := c.begin()
@@ -187,11 +188,14 @@ func (c *Cursor[S]) Run(fn func(context.Context, *S) error) error {
 
 // RunCond is Run for a predicate.
 func (c *Cursor[S]) RunCond(fn func(context.Context, *S) (bool, error)) (bool, error) {
-	var ok bool
-	err := c.Run(func(ctx context.Context, d *S) (e error) {
-		ok, e = fn(ctx, d)
-		return e
-	})
+	x := c.x
+	if x.condRun == nil {
+		x.condRun = x.runCond
+	}
+	x.cond, x.condOK = fn, false
+	err := c.Run(x.condRun)
+	ok := x.condOK
+	x.cond = nil
 	return ok, err
 }
 

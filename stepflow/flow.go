@@ -86,6 +86,9 @@ type compiled[S any] struct {
 	// otherwise), side by side so that a sequence's steps are in
 	// consecutive memory.
 	plans []stepPlan[S]
+	// poller is the node as a PollNode, when Apply may poll it without
+	// walking the tree (see applyPoll).
+	poller PollNode[S]
 	// fresh is the frame of this node just entered, as a one-element
 	// children slice that states share until they write to it. The fresh
 	// frames of a flow are one array in flow order (see freshFrames).

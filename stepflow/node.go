@@ -73,6 +73,26 @@ type StepNode[S any] interface {
 	StepFunc() func(context.Context, *S) error
 }
 
+// PollNode is implemented by leaf nodes that poll a predicate until it
+// holds (combinators.WaitFor). Their Advance, on a frame that is due,
+// increments Frame.Count, calls PollFunc's predicate through
+// Cursor.RunCond and, when it answers false, records "false" and waits
+// until the time PollNext gives, which it also stores in Frame.Until.
+//
+// A waiting process whose frames lead through Sequential nodes to such a
+// node is polled by Apply directly, without walking the tree: the result
+// is the state Advance would have produced. Any other answer (true, an
+// error, a panic) goes the general way with the predicate's outcome.
+type PollNode[S any] interface {
+	Node[S]
+	PollFunc() func(context.Context, *S) (bool, error)
+	// PollNext returns, for the node's frame f polled at now, when to poll
+	// next if the predicate answers false; ok is false when Advance would
+	// do anything else with the frame (not due yet, timed out, never
+	// polled before), and Apply then takes the general path.
+	PollNext(f *Frame, now time.Time) (next time.Time, ok bool)
+}
+
 // Outcome says how an Advance call ended.
 type Outcome uint8
 
