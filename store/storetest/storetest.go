@@ -61,11 +61,14 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"CountByVersion", testCountByVersion},
 		{"ListFilters", testListFilters},
 		{"ManyFlowsConcurrent", testManyFlowsConcurrent},
+		{"ListPaging", testListPaging},
+		{"ListWrites", testListWrites},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore(t)) })
 	}
 	t.Run("Model", func(t *testing.T) { testModel(t, newStore) })
+	t.Run("ListModel", func(t *testing.T) { testListModel(t, newStore) })
 }
 
 func ctxT(t *testing.T) context.Context { return t.Context() }
