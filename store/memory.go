@@ -10,14 +10,19 @@ import (
 	"time"
 
 	"github.com/stepflow-io/go-stepflow/stepflow"
+	"github.com/stepflow-io/go-stepflow/store/internal/index"
 )
 
 // Memory is a Store that keeps everything in memory, for tests and
 // benchmarks, in the way raft's MemoryStorage stands next to its Storage
 // interface. Claim and NextDue never scan the store: a runnable process
 // that a runner writes back is queued in O(1) and claimed in O(1), and
-// other due times are kept in heaps, O(log n). Blobs are kept by reference: callers must not modify
-// a slice after writing it or after reading it from the store.
+// other due times are kept in heaps, O(log n). List never scans it either:
+// it reads an index of the filtered fields (package store/internal/index),
+// at a cost that follows the records it returns, which every write keeps
+// up to date in O(log n) per field it changes. Blobs are kept by
+// reference: callers must not modify a slice after writing it or after
+// reading it from the store.
 //
 // The zero value is not ready; use NewMemory.
 type Memory struct {
@@ -25,6 +30,7 @@ type Memory struct {
 	byID   map[string]*memItem
 	scheds map[string]*scheduler // by flow version
 	counts Counts
+	ix     *index.Index // for List
 	// watchers and ended are the channels of Watch and WatchEnded.
 	watchers map[chan struct{}]struct{}
 	ended    map[chan struct{}]struct{}
@@ -46,6 +52,7 @@ func NewMemory() *Memory {
 	return &Memory{
 		byID:     map[string]*memItem{},
 		scheds:   map[string]*scheduler{},
+		ix:       index.New(),
 		watchers: map[chan struct{}]struct{}{},
 		ended:    map[chan struct{}]struct{}{},
 		now:      time.Now,
@@ -104,6 +111,7 @@ func (m *Memory) CreateMany(ctx context.Context, recs []Record) ([]error, error)
 		rec.Updated = rec.Updated.UTC()
 		it := &memItem{rec: rec}
 		m.byID[rec.ID] = it
+		m.ix.Set(rec.ID, indexFields(&it.rec))
 		m.counts.Add(&it.rec, 1)
 		m.schedule(it)
 	}
@@ -227,6 +235,7 @@ func (m *Memory) Commit(ctx context.Context, owner string, ws []Write) ([]error,
 			it.rec.Updated = m.now().UTC()
 		}
 		m.counts.Add(&it.rec, 1)
+		m.ix.Set(it.rec.ID, indexFields(&it.rec))
 		m.schedule(it)
 		wake = wake || owner == ""
 		ended = ended || w.Status.Terminal()
@@ -340,7 +349,8 @@ func (m *Memory) Count(ctx context.Context) (Counts, error) {
 	return c, nil
 }
 
-// List implements Store.
+// List implements Store. It reads the index's candidates in id order and
+// keeps those that Match, until it has f.Limit.
 func (m *Memory) List(ctx context.Context, f Filter) ([]Record, error) {
 	limit := f.Limit
 	if limit <= 0 {
@@ -352,16 +362,26 @@ func (m *Memory) List(ctx context.Context, f Filter) ([]Record, error) {
 		return nil, ErrClosed
 	}
 	var out []Record
-	for _, it := range m.byID {
-		if Match(&it.rec, f) {
+	for id := range m.ix.Candidates(indexQuery(f)) {
+		if it := m.byID[id]; it != nil && Match(&it.rec, f) {
 			out = append(out, it.rec)
+			if len(out) == limit {
+				break
+			}
 		}
 	}
-	slices.SortFunc(out, func(a, b Record) int { return cmp.Compare(a.ID, b.ID) })
-	if len(out) > limit {
-		out = out[:limit]
-	}
 	return out, nil
+}
+
+// indexFields and indexQuery translate a record and a filter for the
+// index.
+func indexFields(r *Record) index.Fields {
+	return index.Fields{Status: r.Status, Quarantined: r.Quarantine != "", Version: r.Version, Position: r.Position, ErrorKind: r.ErrorKind}
+}
+
+func indexQuery(f Filter) index.Query {
+	return index.Query{Status: f.Status, Quarantined: f.Quarantined, Flow: f.Flow, Version: f.Version, IDPrefix: f.IDPrefix,
+		Position: f.Position, ErrorKind: f.ErrorKind, After: f.After}
 }
 
 // Delete implements Store.
@@ -416,6 +436,7 @@ func (m *Memory) DeleteEnded(ctx context.Context, before time.Time, limit int) (
 func (m *Memory) remove(it *memItem) {
 	m.unschedule(it)
 	m.counts.Add(&it.rec, -1)
+	m.ix.Delete(it.rec.ID)
 	delete(m.byID, it.rec.ID)
 	if it.sched != nil {
 		it.sched.items[it.num] = &memItem{rec: Record{ID: it.rec.ID}, num: it.num}
