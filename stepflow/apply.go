@@ -51,9 +51,8 @@ func (f *Flow[S]) Apply(ctx context.Context, prev State[S]) (State[S], error) {
 			}
 		case Waiting:
 			if c, depth := f.pollAt(&prev.Root); c != nil {
-				if done, err := f.applyPoll(ctx, &prev, c, depth); done {
-					return prev, err
-				}
+				err := f.applyPoll(ctx, &prev, c, depth)
+				return prev, err
 			}
 		}
 	}
@@ -172,9 +171,9 @@ func (f *Flow[S]) pollAt(root *Frame) (*compiled[S], int) {
 // predicate answers false, it copies the frames down to c's, in one block,
 // and counts the poll there, giving the state that walking the tree would
 // give. Any other answer is handed to the general path with the outcome of
-// the call. done is false when the frame is not one for a plain poll (the
-// general path then does whatever the node does).
-func (f *Flow[S]) applyPoll(ctx context.Context, st *State[S], c *compiled[S], depth int) (done bool, err error) {
+// the call, and so is a frame that is not one for a plain poll (the
+// general path then does whatever the node does), at the time read here.
+func (f *Flow[S]) applyPoll(ctx context.Context, st *State[S], c *compiled[S], depth int) error {
 	e := envOf(ctx)
 	// The leaf's frame is in a children slice (depth >= 1): a pointer to
 	// it given to the node does not make st escape.
@@ -184,15 +183,19 @@ func (f *Flow[S]) applyPoll(ctx context.Context, st *State[S], c *compiled[S], d
 	}
 	now := readClock(e.clock)
 	next, ok := c.poller.PollNext(leaf, now)
-	if !ok || ctx.Err() != nil {
-		return false, nil
-	}
 	x := f.pool.Get().(*exec[S])
-	x.interceptors = e.interceptors
 	x.data = st.Data
 	if f.clone != nil {
 		x.data = f.clone(&x.data)
 	}
+	if !ok || ctx.Err() != nil {
+		// Not a plain poll: the general path does what the node does, at
+		// the time already read.
+		x.nowT, x.nowSet = now, true
+		prev := *st
+		return x.run(ctx, &prev, 1, st)
+	}
+	x.interceptors = e.interceptors
 	cc := x.newCallCtx()
 	*cc = callCtx{parent: ctx, info: &c.first, id: st.ID, seq: st.Steps}
 	rec := f.opts.Record > 0
@@ -204,7 +207,7 @@ func (f *Flow[S]) applyPoll(ctx context.Context, st *State[S], c *compiled[S], d
 	if x.condRun == nil {
 		x.condRun = x.runCond
 	}
-	err = x.call(cc, x.condRun, c.path)
+	err := x.call(cc, x.condRun, c.path)
 	answer := x.condOK
 	x.cond = nil
 	if rec {
@@ -216,7 +219,7 @@ func (f *Flow[S]) applyPoll(ctx context.Context, st *State[S], c *compiled[S], d
 		x.nowT, x.nowSet = now, true
 		x.replayed, x.replayErr, x.replayStart, x.replayEnd, x.replayOK = c, err, start, end, answer
 		prev := *st
-		return true, x.run(ctx, &prev, 1, st)
+		return x.run(ctx, &prev, 1, st)
 	}
 	block := make([]Frame, depth)
 	fr := &st.Root
@@ -237,7 +240,7 @@ func (f *Flow[S]) applyPoll(ctx context.Context, st *State[S], c *compiled[S], d
 	var zero S
 	x.data, x.interceptors = zero, nil
 	f.pool.Put(x)
-	return true, nil
+	return nil
 }
 
 // runCond is condRun: it calls the predicate in progress.
