@@ -543,6 +543,7 @@ func TestEnvtestDeletionTearsDown(t *testing.T) {
 			phases = append(phases, w.phase)
 		}
 	}
+	require.NotEmpty(t, phases)
 	assert.Equal(t, "canceled", phases[len(phases)-1], "the canceled process was recorded before the object went: %v", phases)
 }
 
