@@ -3,6 +3,7 @@ package runner_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -341,4 +342,51 @@ func benchStore(b *testing.B, kind string) store.Store {
 	}
 	storetest.PostgresDSN(b)
 	return newPG(b, newSchema(b))
+}
+
+// BenchmarkOneProcess is the latency of one process woken alone: an idle
+// runner (Run, one worker) and a 10-step no-op process started and waited
+// for (Processes.Wait), one at a time. It reports the median and the 95th
+// percentile of the runs besides the mean (ns/op).
+func BenchmarkOneProcess(b *testing.B) {
+	stores := map[string]func(b *testing.B) store.Store{
+		"memory": func(*testing.B) store.Store { return store.NewMemory() },
+		"bbolt":  func(b *testing.B) store.Store { return newBolt(b, "") },
+	}
+	if os.Getenv(storetest.PostgresEnv) != "" {
+		stores["postgres"] = func(b *testing.B) store.Store { return newPG(b, newSchema(b)) }
+	}
+	for _, name := range []string{"memory", "bbolt", "postgres"} {
+		open, ok := stores[name]
+		if !ok {
+			continue
+		}
+		b.Run("store="+name, func(b *testing.B) {
+			s := open(b)
+			r, ps, err := newRunner(noopFlow(b), s, &runner.Options{MaxIdle: time.Minute})
+			require.NoError(b, err)
+			ctx, stop := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- r.Run(ctx) }()
+			defer func() { stop(); <-done }()
+			var took []time.Duration
+			i := 0
+			for b.Loop() {
+				start := time.Now()
+				id := fmt.Sprintf("one-%d", i)
+				i++
+				if err := ps.Start(ctx, id, counter{}); err != nil {
+					b.Fatal(err)
+				}
+				st, err := ps.Wait(ctx, id)
+				if err != nil || st.Status != stepflow.Done {
+					b.Fatal(st.Status, err)
+				}
+				took = append(took, time.Since(start))
+			}
+			slices.Sort(took)
+			b.ReportMetric(float64(took[len(took)/2].Nanoseconds()), "ns-median")
+			b.ReportMetric(float64(took[len(took)*95/100].Nanoseconds()), "ns-p95")
+		})
+	}
 }
