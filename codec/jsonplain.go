@@ -40,15 +40,7 @@ var jsonPlainPlans sync.Map
 // jsonPlainFor returns the plan for t, or nil if t is not a plain struct
 // or encoding/json does not agree with the plan (see agrees).
 func jsonPlainFor(t reflect.Type) *jsonPlain {
-	if p, ok := jsonPlainPlans.Load(t); ok {
-		return p.(*jsonPlain)
-	}
-	p := newJSONPlain(t)
-	if p != nil && !p.agrees(t) {
-		p = nil
-	}
-	got, _ := jsonPlainPlans.LoadOrStore(t, p)
-	return got.(*jsonPlain)
+	return cachedPlan(&jsonPlainPlans, t, newJSONPlain, (*jsonPlain).agrees)
 }
 
 var jsonInterfaces = []reflect.Type{

@@ -45,15 +45,22 @@ var plainPlans sync.Map
 // plainDataFor returns the plan for t, or nil if t is not a plain struct
 // or msgpack does not agree with the plan (see agrees).
 func plainDataFor(t reflect.Type) *plainData {
-	if p, ok := plainPlans.Load(t); ok {
-		return p.(*plainData)
+	return cachedPlan(&plainPlans, t, newPlainData, (*plainData).agrees)
+}
+
+// cachedPlan returns the plan for t kept in cache, made by build and
+// checked by agrees on first use; nil when build makes none or agrees
+// refuses it.
+func cachedPlan[P any](cache *sync.Map, t reflect.Type, build func(reflect.Type) *P, agrees func(*P, reflect.Type) bool) *P {
+	if p, ok := cache.Load(t); ok {
+		return p.(*P)
 	}
-	p := newPlainData(t)
-	if p != nil && !p.agrees(t) {
+	p := build(t)
+	if p != nil && !agrees(p, t) {
 		p = nil
 	}
-	got, _ := plainPlans.LoadOrStore(t, p)
-	return got.(*plainData)
+	got, _ := cache.LoadOrStore(t, p)
+	return got.(*P)
 }
 
 // newPlainData returns the plan for t, or nil if t is not a plain struct.

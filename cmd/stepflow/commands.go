@@ -292,14 +292,19 @@ func runCounts(ctx context.Context, c *client, o *opts, e *env, args []string) e
 	return tw.Flush()
 }
 
-func runDescribe(ctx context.Context, c *client, o *opts, e *env, args []string) error {
+// oneProcess reads the one process the arguments name.
+func oneProcess(ctx context.Context, c *client, o *opts, args []string) (console.ProcessDetail, error) {
 	id, err := oneID(args)
 	if err != nil {
-		return err
+		return console.ProcessDetail{}, err
 	}
 	rctx, cancel := requestCtx(ctx, o)
 	defer cancel()
-	p, err := c.process(rctx, id)
+	return c.process(rctx, id)
+}
+
+func runDescribe(ctx context.Context, c *client, o *opts, e *env, args []string) error {
+	p, err := oneProcess(ctx, c, o, args)
 	if err != nil {
 		return err
 	}
@@ -355,13 +360,7 @@ func runDescribe(ctx context.Context, c *client, o *opts, e *env, args []string)
 }
 
 func runHistory(ctx context.Context, c *client, o *opts, e *env, args []string) error {
-	id, err := oneID(args)
-	if err != nil {
-		return err
-	}
-	rctx, cancel := requestCtx(ctx, o)
-	defer cancel()
-	p, err := c.process(rctx, id)
+	p, err := oneProcess(ctx, c, o, args)
 	if err != nil {
 		return err
 	}
