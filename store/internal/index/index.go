@@ -85,6 +85,15 @@ func New() *Index {
 	}
 }
 
+// Grow makes room for n more records, for a caller that knows how many
+// it is about to add.
+func (x *Index) Grow(n int) {
+	x.entries = slices.Grow(x.entries, n)
+	if len(x.byID) == 0 {
+		x.byID = make(map[string]int32, n)
+	}
+}
+
 // Len is the number of records in the index.
 func (x *Index) Len() int { return x.all.n }
 

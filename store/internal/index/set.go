@@ -65,12 +65,22 @@ func (s *set) insert(x *Index, num int32) {
 		s.chunks = append(s.chunks, c)
 		return
 	}
-	ci, i := s.search(x, x.entries[num].id)
-	if ci == len(s.chunks) {
-		// After every id, the usual case for new ids that grow: append
-		// to the last chunk.
-		ci = len(s.chunks) - 1
-		i = len(s.chunks[ci])
+	var ci, i int
+	last := s.chunks[len(s.chunks)-1]
+	if id := x.entries[num].id; x.entries[last[len(last)-1]].id < id {
+		// After every id, the usual case when ids grow and when an
+		// index is built in id order: append to the last chunk, or
+		// start a new one when it is full (a split would leave two
+		// half-full chunks behind ids that come in order).
+		if len(last) == chunkMax {
+			c := make([]int32, 1, chunkMax)
+			c[0] = num
+			s.chunks = append(s.chunks, c)
+			return
+		}
+		ci, i = len(s.chunks)-1, len(last)
+	} else {
+		ci, i = s.search(x, id)
 	}
 	c := slices.Insert(s.chunks[ci], i, num)
 	if len(c) <= chunkMax {
