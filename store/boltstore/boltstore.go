@@ -16,6 +16,7 @@ import (
 	"github.com/stepflow-io/go-stepflow/codec"
 	"github.com/stepflow-io/go-stepflow/stepflow"
 	"github.com/stepflow-io/go-stepflow/store"
+	listindex "github.com/stepflow-io/go-stepflow/store/internal/index"
 )
 
 var (
@@ -52,6 +53,15 @@ type Options struct {
 // Store is a store.Store in a bbolt file.
 type Store struct {
 	db *bolt.DB
+
+	// ix indexes the records for List (see list.go). ixmu guards it: held
+	// for reading by List, for writing by every write transaction of the
+	// store, from its start until the index has its changes, so that List
+	// never sees the file and the index at two different transactions.
+	// ixTx is the bbolt transaction whose state ix holds, -1 for none.
+	ixmu sync.RWMutex
+	ix   *listindex.Index
+	ixTx int
 
 	mu       sync.Mutex
 	leases   map[string]lease
@@ -231,8 +241,9 @@ func unindex(tx *bolt.Tx, id string, m *meta) error {
 // one. It then rewrites the counts that differ from the records (those of
 // a damaged record were kept under a status no longer known). It reads
 // every record: Open calls it, and Claim and Commit when they meet a
-// damaged record.
-func reconcile(tx *bolt.Tx) error {
+// damaged record. It files every record in ix, as it leaves it, when ix
+// is not nil.
+func reconcile(tx *bolt.Tx, ix *listindex.Index) error {
 	procs, mb := tx.Bucket(bucketProcs), tx.Bucket(bucketMeta)
 	type damaged struct{ id, value []byte }
 	var bad []damaged
@@ -247,6 +258,9 @@ func reconcile(tx *bolt.Tx) error {
 			bad = append(bad, damaged{bytes.Clone(k), bytes.Clone(v)})
 		}
 		counts[string(countKeyOf(&m))]++
+		if ix != nil {
+			ix.Set(string(k), fieldsOf(&m))
+		}
 	}
 	badIDs := map[string]bool{}
 	for _, d := range bad {
@@ -553,7 +567,7 @@ func (s *Store) CreateMany(ctx context.Context, recs []store.Record) ([]error, e
 	now := time.Now()
 	var errs []error
 	created := 0
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		errs, created = nil, 0
 		fail := func(i int, err error) {
 			if errs == nil {
@@ -584,6 +598,7 @@ func (s *Store) CreateMany(ctx context.Context, recs []store.Record) ([]error, e
 			if err := index(tx, rec.ID, &m); err != nil {
 				return err
 			}
+			s.ix.Set(rec.ID, fieldsOf(&m))
 			counts.add(&m, 1)
 			created++
 		}
@@ -642,7 +657,8 @@ func (s *Store) Claim(ctx context.Context, c store.Claim) ([]store.Record, error
 	if err != nil || !damaged {
 		return out, wrap(err)
 	}
-	if err := s.db.Update(reconcile); err != nil {
+	err = s.update(func(tx *bolt.Tx) error { return reconcile(tx, s.ix) })
+	if err != nil {
 		return nil, wrap(err)
 	}
 	out, _, err = s.claim(c, true)
@@ -754,7 +770,7 @@ func (s *Store) Commit(ctx context.Context, owner string, ws []store.Write) ([]e
 	var applied []string
 	ended := false
 	now := time.Now()
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		errs, applied, ended = nil, applied[:0], false
 		counts := counter{}
 		for i := range ws {
@@ -808,7 +824,7 @@ func (s *Store) write(tx *bolt.Tx, owner string, w *store.Write, now time.Time, 
 			return nil, err
 		}
 		clear(counts)
-		if err := reconcile(tx); err != nil {
+		if err := reconcile(tx, s.ix); err != nil {
 			return nil, err
 		}
 		old, oldBlob, _ = readValue([]byte(w.ID), procs.Get([]byte(w.ID)))
@@ -844,6 +860,7 @@ func (s *Store) write(tx *bolt.Tx, owner string, w *store.Write, now time.Time, 
 	if err := procs.Put([]byte(w.ID), encodeValue(m, blob)); err != nil {
 		return nil, err
 	}
+	s.ix.Set(w.ID, fieldsOf(&m))
 	if old.status != m.status || old.quar != m.quar || old.version != m.version {
 		counts.add(&old, -1)
 		counts.add(&m, 1)
@@ -992,54 +1009,14 @@ func (s *Store) Count(ctx context.Context) (store.Counts, error) {
 	return c, wrap(err)
 }
 
-// List implements store.Store.
-func (s *Store) List(ctx context.Context, f store.Filter) ([]store.Record, error) {
-	limit := f.Limit
-	if limit <= 0 {
-		limit = store.DefaultListLimit
-	}
-	var out []store.Record
-	err := s.db.View(func(tx *bolt.Tx) error {
-		cur := tx.Bucket(bucketProcs).Cursor()
-		k, v := cur.First()
-		switch {
-		case f.After != "" && f.After >= f.IDPrefix:
-			k, v = cur.Seek([]byte(f.After))
-		case f.IDPrefix != "":
-			k, v = cur.Seek([]byte(f.IDPrefix))
-		}
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		for ; k != nil && len(out) < limit; k, v = cur.Next() {
-			if f.IDPrefix != "" && !bytes.HasPrefix(k, []byte(f.IDPrefix)) && string(k) > f.IDPrefix {
-				break // past every id with the prefix
-			}
-			if v == nil {
-				continue // a nested bucket, not a record
-			}
-			m, blob, _ := readValue(k, v)
-			r := s.record(string(k), m, blob, false)
-			if store.Match(&r, f) {
-				r.Blob = bytes.Clone(blob)
-				out = append(out, r)
-			}
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	return out, wrap(err)
-}
-
 // Delete implements store.Store.
 func (s *Store) Delete(ctx context.Context, ids []string) (int, error) {
 	if err := s.checkOpen(); err != nil {
 		return 0, err
 	}
 	n := 0
-	err := s.db.Update(func(tx *bolt.Tx) (err error) {
-		n, err = removeAll(tx, ids)
+	err := s.update(func(tx *bolt.Tx) (err error) {
+		n, err = s.removeAll(tx, ids)
 		return err
 	})
 	if err != nil {
@@ -1058,10 +1035,10 @@ func (s *Store) Delete(ctx context.Context, ids []string) (int, error) {
 
 // removeAll removes the records of ids that exist and returns how many it
 // removed.
-func removeAll(tx *bolt.Tx, ids []string) (int, error) {
+func (s *Store) removeAll(tx *bolt.Tx, ids []string) (int, error) {
 	n := 0
 	for _, id := range ids {
-		ok, err := remove(tx, id)
+		ok, err := s.remove(tx, id)
 		if err != nil {
 			return n, err
 		}
@@ -1073,7 +1050,7 @@ func removeAll(tx *bolt.Tx, ids []string) (int, error) {
 }
 
 // remove deletes a record with its index entries and counts.
-func remove(tx *bolt.Tx, id string) (bool, error) {
+func (s *Store) remove(tx *bolt.Tx, id string) (bool, error) {
 	procs := tx.Bucket(bucketProcs)
 	v := procs.Get([]byte(id))
 	if v == nil {
@@ -1081,7 +1058,7 @@ func remove(tx *bolt.Tx, id string) (bool, error) {
 	}
 	m, _, ok := readValue([]byte(id), v)
 	if !ok {
-		if err := reconcile(tx); err != nil {
+		if err := reconcile(tx, s.ix); err != nil {
 			return false, err
 		}
 		m, _, _ = readValue([]byte(id), procs.Get([]byte(id)))
@@ -1092,6 +1069,7 @@ func remove(tx *bolt.Tx, id string) (bool, error) {
 	if err := addCount(tx.Bucket(bucketMeta), &m, -1); err != nil {
 		return false, err
 	}
+	s.ix.Delete(id)
 	return true, procs.Delete([]byte(id))
 }
 
@@ -1106,7 +1084,7 @@ func (s *Store) DeleteEnded(ctx context.Context, before time.Time, limit int) (i
 	}
 	cut := before.UnixNano()
 	n := 0
-	err := s.db.Update(func(tx *bolt.Tx) (err error) {
+	err := s.update(func(tx *bolt.Tx) (err error) {
 		var ids []string
 		cur := tx.Bucket(bucketEnded).Cursor()
 		for k, _ := cur.First(); k != nil && len(ids) < limit; k, _ = cur.Next() {
@@ -1119,7 +1097,7 @@ func (s *Store) DeleteEnded(ctx context.Context, before time.Time, limit int) (i
 			}
 			ids = append(ids, id)
 		}
-		n, err = removeAll(tx, ids)
+		n, err = s.removeAll(tx, ids)
 		return err
 	})
 	if err != nil {

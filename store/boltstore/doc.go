@@ -12,6 +12,23 @@
 // the file's format and the counts per flow version and status, updated in
 // the same transactions.
 //
+// # Listing
+//
+// List is served by an index kept in memory, not in the file, whose format
+// it leaves as it is (package store/internal/index): ordered sets of ids by
+// status, quarantine, flow, version, error kind and position. Open builds
+// it from the records it reads anyway; each write of the store changes it
+// with the records, under a lock that List holds while it reads, so a
+// page never mixes two states of the file. List takes the index's
+// candidates in id order, reads each by id for its current record, and
+// keeps those that pass store.Match: a page costs about as many reads as
+// it returns records, whatever the size of the file (under a millisecond
+// for 50 of 100,000 processes). The store is the file's only writer, but a
+// program may still write through DB: the index notes the bbolt
+// transaction it reflects, and the first List that finds the file at a
+// later one builds the index again. The index takes about 150 bytes of
+// memory a process.
+//
 // # Upgrades
 //
 // Open upgrades a file written by an earlier release in place, in the
@@ -87,6 +104,12 @@
 // from the due index and correct the counts; Count includes it from then
 // on (a record damaged while the store is open, and not yet met by a Claim
 // or Commit, is counted under its old status until then or the next Open).
+// List's index files it in the same way, as quarantined, under no flow
+// version, position or error kind: from Open, or from the first List after
+// the write through DB that damaged it. (Damage that no transaction wrote,
+// by a faulty disk, reaches the index once the store meets the record;
+// until then List reads the record under its old index entries, reports
+// it as quarantined and leaves it out of a filter by status.)
 // Claim never returns it. An operator repairs or retires it with a Commit
 // whose owner is "" and whose Revision is 0.
 package boltstore

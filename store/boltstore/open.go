@@ -9,6 +9,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	listindex "github.com/stepflow-io/go-stepflow/store/internal/index"
 )
 
 var (
@@ -92,6 +94,8 @@ func Open(path string, opts *Options) (*Store, error) {
 		}
 		return nil, openError(path, o.Timeout, err)
 	}
+	var ix *listindex.Index
+	var ixTx int
 	err = db.Update(func(tx *bolt.Tx) error {
 		fresh := tx.Bucket(bucketProcs) == nil
 		for _, b := range [][]byte{bucketProcs, bucketDue, bucketEnded, bucketMeta} {
@@ -111,7 +115,12 @@ func Open(path string, opts *Options) (*Store, error) {
 		if err := upgrade(tx, time.Now()); err != nil {
 			return err
 		}
-		return reconcile(tx)
+		// The index for List, of the records as reconcile leaves them,
+		// built as it reads them.
+		ix = listindex.New()
+		ix.Grow(countRecords(tx))
+		ixTx = tx.ID()
+		return reconcile(tx, ix)
 	})
 	if err != nil {
 		_ = db.Close()
@@ -121,7 +130,7 @@ func Open(path string, opts *Options) (*Store, error) {
 		}
 		return nil, fmt.Errorf("stepflow/boltstore: init %s: %w", path, err)
 	}
-	return &Store{db: db, leases: map[string]lease{}, watchers: map[chan struct{}]struct{}{}, ended: map[chan struct{}]struct{}{}}, nil
+	return &Store{db: db, ix: ix, ixTx: ixTx, leases: map[string]lease{}, watchers: map[chan struct{}]struct{}{}, ended: map[chan struct{}]struct{}{}}, nil
 }
 
 // openChecked opens the file for bbolt. A new file is created only where
