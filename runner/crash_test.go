@@ -3,11 +3,13 @@ package runner_test
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -52,6 +54,12 @@ func childFlowVersion(version string, steps int, pause time.Duration, record rec
 	if version == "crash/v2" {
 		steps++
 	}
+	return stepflow.Must(stepflow.New(version, childSteps(steps, pause, record)...))
+}
+
+// childSteps are the steps of the child flows: each sleeps pause and
+// records its execution.
+func childSteps(steps int, pause time.Duration, record recorder) []stepflow.Node[counter] {
 	var nodes []stepflow.Node[counter]
 	for i := range steps {
 		nodes = append(nodes, combinators.Do(fmt.Sprintf("s%d", i), func(ctx context.Context, d *counter) error {
@@ -62,7 +70,13 @@ func childFlowVersion(version string, steps int, pause time.Duration, record rec
 			return record(ctx, call.ID, call.Version, i, start, time.Now())
 		}))
 	}
-	return stepflow.Must(stepflow.New(version, nodes...))
+	return nodes
+}
+
+// limitedChildFlow is childFlow's steps under one slot of the resource
+// "cluster" (runner.Limited), as flow limited/v1.
+func limitedChildFlow(steps int, pause time.Duration, record recorder) *stepflow.Flow[counter] {
+	return stepflow.Must(stepflow.New("limited/v1", runner.Limited("use", "cluster", nil, childSteps(steps, pause, record)...)))
 }
 
 // childRegistry is crash/v1 and crash/v2, which a runner of the next
@@ -135,23 +149,38 @@ func runChild() error {
 	steps, _ := strconv.Atoi(os.Getenv("STEPFLOW_CHILD_STEPS"))
 	pause, _ := time.ParseDuration(os.Getenv("STEPFLOW_CHILD_PAUSE"))
 	batch, _ := strconv.Atoi(os.Getenv("STEPFLOW_CHILD_BATCH"))
-	r, err := runner.New(s, &runner.Options{
+	opts := &runner.Options{
 		Owner: owner, Batch: batch, Lease: 2 * time.Second, MaxIdle: 200 * time.Millisecond,
 		OnError: func(err error) { fmt.Fprintln(os.Stderr, "runner:", err) },
-	})
+	}
+	// STEPFLOW_CHILD_LIMIT=N runs the steps of every process holding one
+	// of N slots of a resource shared by all the runners (runner.Limited).
+	limit, _ := strconv.Atoi(os.Getenv("STEPFLOW_CHILD_LIMIT"))
+	if limit > 0 {
+		opts.Limits = map[string]runner.Limit{"cluster": {Capacity: limit}}
+		runner.LimitPoll = 20 * time.Millisecond
+	}
+	r, err := runner.New(s, opts)
 	if err != nil {
 		return err
 	}
 	// STEPFLOW_CHILD_RELEASE=next hosts crash/v1 and crash/v2; the
 	// default, crash/v1 alone.
 	var claimed []string
-	if os.Getenv("STEPFLOW_CHILD_RELEASE") == "next" {
+	switch {
+	case limit > 0:
+		ps, err := runner.Register(r, limitedChildFlow(steps, pause, record))
+		if err != nil {
+			return err
+		}
+		claimed = ps.Versions()
+	case os.Getenv("STEPFLOW_CHILD_RELEASE") == "next":
 		ps, err := runner.RegisterVersions(r, childRegistry(steps, pause, record))
 		if err != nil {
 			return err
 		}
 		claimed = ps.Versions()
-	} else {
+	default:
 		ps, err := runner.Register(r, childFlow(steps, pause, record))
 		if err != nil {
 			return err
@@ -540,4 +569,66 @@ func TestRollingUpgradeOnPostgres(t *testing.T) {
 	assert.Positive(t, byOwner["old"], "the old runner did part of the work")
 	assert.Positive(t, byOwner["next"], "the new runner did part of the work")
 	assert.Positive(t, migrated, "the new runner migrated crash/v1 processes")
+}
+
+// TestLimitedAcrossRunnerProcesses runs three runner OS processes on one
+// database over processes whose steps need one of three slots of a
+// resource: at no time do more than three processes run their steps, and
+// every process ends with every slot given back.
+func TestLimitedAcrossRunnerProcesses(t *testing.T) {
+	storetest.PostgresDSN(t)
+	const procs, steps, capacity = 24, 2, 3
+	schema := newSchema(t)
+	s := newPG(t, schema)
+	createExecutions(t, schema)
+	_, ps, err := newRunner(limitedChildFlow(steps, 0, nil), s, nil)
+	require.NoError(t, err)
+	for i := range procs {
+		require.NoError(t, ps.Start(t.Context(), fmt.Sprintf("p%03d", i), counter{}))
+	}
+	env := []string{"STEPFLOW_CHILD=pg", "STEPFLOW_CHILD_SCHEMA=" + schema, "STEPFLOW_CHILD_LIMIT=" + strconv.Itoa(capacity),
+		"STEPFLOW_CHILD_STEPS=" + strconv.Itoa(steps), "STEPFLOW_CHILD_PAUSE=15ms", "STEPFLOW_CHILD_BATCH=4"}
+	var children []*child
+	for i := range 3 {
+		children = append(children, startChild(t, append(env, fmt.Sprintf("STEPFLOW_CHILD_OWNER=runner%d", i))...))
+	}
+	for _, c := range children {
+		c.wait(t, 120*time.Second)
+	}
+	n, err := s.Count(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, procs, n.ByStatus[stepflow.Done])
+	execs := pgExecutions(t, schema)
+	require.Len(t, execs, procs*steps)
+	// The most processes between their first step's start and their last
+	// step's end at once: a sweep over those intervals.
+	type edge struct {
+		at int64
+		d  int
+	}
+	first, last := map[string]int64{}, map[string]int64{}
+	owners := map[string]bool{}
+	for _, e := range execs {
+		if f, ok := first[e.id]; !ok || e.start < f {
+			first[e.id] = e.start
+		}
+		last[e.id] = max(last[e.id], e.end)
+		owners[e.owner] = true
+	}
+	var edges []edge
+	for id := range first {
+		edges = append(edges, edge{first[id], 1}, edge{last[id], -1})
+	}
+	slices.SortFunc(edges, func(a, b edge) int { return cmp.Or(cmp.Compare(a.at, b.at), cmp.Compare(a.d, b.d)) })
+	most, cur := 0, 0
+	for _, e := range edges {
+		cur += e.d
+		most = max(most, cur)
+	}
+	assert.LessOrEqual(t, most, capacity, "never more holders than the capacity")
+	assert.Equal(t, capacity, most, "the capacity was used")
+	assert.Greater(t, len(owners), 1, "several runner processes did the work")
+	hs, err := s.SlotHolders(t.Context(), "", "", 10)
+	require.NoError(t, err)
+	assert.Empty(t, hs, "every slot given back")
 }
