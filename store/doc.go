@@ -40,4 +40,16 @@
 // the embedded default, one file on disk. Package pgstore uses PostgreSQL
 // and lets several runner processes on several machines share one
 // database. All three pass the conformance suite in package storetest.
+//
+// # Listing
+//
+// List serves an operator's pages, one at a time in id order, from
+// indexes, never by reading every process: pgstore from SQL indexes on the
+// filtered columns, Memory and boltstore from an index kept in memory
+// (ordered sets of ids by status, quarantine, flow, version, error kind
+// and position) that every write keeps up to date and that boltstore
+// builds when it opens its file. Each reads the smallest set its filter
+// names from Filter.After on, so a page costs about the records it
+// returns, not the size of the store: a few milliseconds for a page of 50
+// among 100,000 processes (see docs/performance.md).
 package store
