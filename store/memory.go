@@ -43,6 +43,7 @@ type memItem struct {
 	rec   Record
 	sched *scheduler // of its version, while it is scheduled
 	num   int32      // its number in sched
+	ixNum int32      // its number in Memory.ix
 	in    uint8      // which part of sched holds it (inNone...)
 	idx   int        // its position there
 }
@@ -111,7 +112,7 @@ func (m *Memory) CreateMany(ctx context.Context, recs []Record) ([]error, error)
 		rec.Updated = rec.Updated.UTC()
 		it := &memItem{rec: rec}
 		m.byID[rec.ID] = it
-		m.ix.Set(rec.ID, indexFields(&it.rec))
+		it.ixNum = m.ix.Add(rec.ID, indexFields(&it.rec))
 		m.counts.Add(&it.rec, 1)
 		m.schedule(it)
 	}
@@ -235,7 +236,7 @@ func (m *Memory) Commit(ctx context.Context, owner string, ws []Write) ([]error,
 			it.rec.Updated = m.now().UTC()
 		}
 		m.counts.Add(&it.rec, 1)
-		m.ix.Set(it.rec.ID, indexFields(&it.rec))
+		m.ix.Update(it.ixNum, indexFields(&it.rec))
 		m.schedule(it)
 		wake = wake || owner == ""
 		ended = ended || w.Status.Terminal()
@@ -436,7 +437,7 @@ func (m *Memory) DeleteEnded(ctx context.Context, before time.Time, limit int) (
 func (m *Memory) remove(it *memItem) {
 	m.unschedule(it)
 	m.counts.Add(&it.rec, -1)
-	m.ix.Delete(it.rec.ID)
+	m.ix.Remove(it.ixNum)
 	delete(m.byID, it.rec.ID)
 	if it.sched != nil {
 		it.sched.items[it.num] = &memItem{rec: Record{ID: it.rec.ID}, num: it.num}

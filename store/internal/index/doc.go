@@ -14,8 +14,9 @@
 //
 // With n records in the index:
 //
-//   - Set costs a map lookup by id, and nothing more when the indexed
-//     fields did not change (a step that moves a running process on);
+//   - Set costs a map lookup by id (Update, with the record's number,
+//     spares it), and nothing more when the indexed fields did not change
+//     (a step that moves a running process on);
 //     each field that changed costs a delete from one set and an insert
 //     into another, O(log n) each, and a new value's first record
 //     allocates its set. Delete costs O(log n) per field.
@@ -40,7 +41,12 @@
 // index checks those conditions without the store, some tens of
 // nanoseconds a record.
 //
-// Sets are lists of sorted chunks of record numbers (at most 256 a chunk),
-// searched by two binary searches; they hold no pointers, so the garbage
-// collector never scans them. An index costs about 150 bytes a record.
+// Records are numbered. Sets are lists of sorted chunks of record numbers
+// (at most 256 a chunk), searched by two binary searches; the fields of
+// the records are numbers too (a status, and the numbers of their values),
+// kept in pages, so that neither holds pointers for the garbage collector
+// to scan, and a growing index never copies them. The ids are kept in
+// pages of their own, shared with the caller. An index costs about 60
+// bytes a record besides the id's bytes, 95 when the caller names records
+// by id and the index keeps a map of them.
 package index

@@ -43,52 +43,69 @@ type Query struct {
 //
 // The zero value is not ready; use New.
 type Index struct {
-	entries []entry          // by number
-	free    []int32          // numbers of removed entries, for reuse
-	byID    map[string]int32 // entry numbers by id
+	// Entries are numbered; their ids and their fields are kept in pages
+	// of pageSize by number, so that a growing index never copies them,
+	// and the fields, which hold no pointers, are never scanned by the
+	// garbage collector.
+	ids     [][]string
+	entries [][]entry
+	used    int32   // numbers given out so far
+	free    []int32 // numbers of removed entries, for reuse
+	// byID has the entry numbers by id, for Set and Delete; nil for a
+	// caller that keeps the numbers itself (Add, Update, Remove).
+	byID map[string]int32
 
 	all         set // every entry
 	quarantined set // quarantined entries
 	healthy     map[stepflow.Status]*set
-	flows       map[string]*valueSet
-	versions    map[string]*valueSet
-	kinds       map[string]*valueSet
-	positions   map[string]*valueSet
+	// The sets of the values of flows, versions, error kinds and
+	// positions, by value, and by number in values.
+	flows, versions, kinds, positions map[string]*valueSet
+	values                            []*valueSet
+	freeValues                        []int32
 	// posKeys are the keys of positions, sorted, so that the positions
 	// below a path are found as one range.
 	posKeys []string
 }
 
-// entry is one record's fields. The strings other than the id are the
-// keys of their value sets, so entries with one value share its bytes.
+const (
+	pageBits = 10
+	pageSize = 1 << pageBits
+)
+
+// entry is what the index knows of a record besides its id: its status,
+// and the numbers of its values in Index.values (0 for none).
 type entry struct {
-	id string
-	Fields
-	flow string
+	status      stepflow.Status
+	quarantined bool
+	flow        int32
+	version     int32
+	kind        int32
+	position    int32
 }
 
 // valueSet is the set of the entries with one value of a field.
 type valueSet struct {
 	key string
+	num int32 // in Index.values
 	set
 }
 
 // New returns an empty index.
 func New() *Index {
 	return &Index{
-		byID:      map[string]int32{},
 		healthy:   map[stepflow.Status]*set{},
 		flows:     map[string]*valueSet{},
 		versions:  map[string]*valueSet{},
 		kinds:     map[string]*valueSet{},
 		positions: map[string]*valueSet{},
+		values:    []*valueSet{nil}, // number 0 is no value
 	}
 }
 
-// Grow makes room for n more records, for a caller that knows how many
-// it is about to add.
+// Grow makes room for n more records added by Set, for a caller that
+// knows how many it is about to add.
 func (x *Index) Grow(n int) {
-	x.entries = slices.Grow(x.entries, n)
 	if len(x.byID) == 0 {
 		x.byID = make(map[string]int32, n)
 	}
@@ -97,59 +114,100 @@ func (x *Index) Grow(n int) {
 // Len is the number of records in the index.
 func (x *Index) Len() int { return x.all.n }
 
+func (x *Index) id(num int32) string    { return x.ids[num>>pageBits][num&(pageSize-1)] }
+func (x *Index) entry(num int32) *entry { return &x.entries[num>>pageBits][num&(pageSize-1)] }
+
+// value is the value of number v, "" for 0.
+func (x *Index) value(v int32) string {
+	if v == 0 {
+		return ""
+	}
+	return x.values[v].key
+}
+
+// A caller names records either by id, with Set and Delete, or by the
+// number Add gives each, with Update and Remove; the second way spares
+// the index a map of the ids, for a caller that has its own. An index is
+// used one way only.
+
 // Set files record id under f, whether it is new or had other fields.
 func (x *Index) Set(id string, f Fields) {
-	num, ok := x.byID[id]
-	if !ok {
-		num = x.alloc(id)
-		x.all.insert(x, num)
-		x.add(num, f)
+	if num, ok := x.byID[id]; ok {
+		x.Update(num, f)
 		return
 	}
-	e := &x.entries[num]
-	if e.Fields == f {
-		return // the usual write: a new state where the record stands
+	if x.byID == nil {
+		x.byID = map[string]int32{}
 	}
-	old := e.Fields
-	if old.Quarantined != f.Quarantined || !f.Quarantined && old.Status != f.Status {
-		x.groupSet(old).remove(x, num)
-		x.groupSet(f).insert(x, num)
-	}
-	// A quarantined record keeps its status, unindexed.
-	e.Status, e.Quarantined = f.Status, f.Quarantined
-	if old.Version != f.Version {
-		if fl := codec.FlowName(f.Version); fl != e.flow {
-			x.leave(x.flows, e.flow, num, nil)
-			e.flow = x.join(x.flows, fl, num, nil)
-		}
-		x.leave(x.versions, old.Version, num, nil)
-		e.Version = x.join(x.versions, f.Version, num, nil)
-	}
-	if old.ErrorKind != f.ErrorKind {
-		x.leave(x.kinds, old.ErrorKind, num, nil)
-		e.ErrorKind = x.join(x.kinds, f.ErrorKind, num, nil)
-	}
-	if old.Position != f.Position {
-		x.leave(x.positions, old.Position, num, &x.posKeys)
-		e.Position = x.join(x.positions, f.Position, num, &x.posKeys)
-	}
+	x.byID[id] = x.Add(id, f)
 }
 
 // Delete takes record id out of the index, if it is there.
 func (x *Index) Delete(id string) {
-	num, ok := x.byID[id]
-	if !ok {
-		return
+	if num, ok := x.byID[id]; ok {
+		delete(x.byID, id)
+		x.Remove(num)
 	}
-	e := &x.entries[num]
+}
+
+// Add files a new record, whose id is not in the index, under f, and
+// returns its number.
+func (x *Index) Add(id string, f Fields) int32 {
+	num := x.alloc(id)
+	x.all.insert(x, num)
+	e := x.entry(num)
+	e.status, e.quarantined = f.Status, f.Quarantined
+	x.group(e).insert(x, num)
+	e.flow = x.join(x.flows, codec.FlowName(f.Version), num, nil)
+	e.version = x.join(x.versions, f.Version, num, nil)
+	e.kind = x.join(x.kinds, f.ErrorKind, num, nil)
+	e.position = x.join(x.positions, f.Position, num, &x.posKeys)
+	return num
+}
+
+// Update files record num under f.
+func (x *Index) Update(num int32, f Fields) {
+	e := x.entry(num)
+	if e.status != f.Status || e.quarantined != f.Quarantined {
+		if e.quarantined != f.Quarantined || !f.Quarantined {
+			x.group(e).remove(x, num)
+			e.status, e.quarantined = f.Status, f.Quarantined
+			x.group(e).insert(x, num)
+		}
+		// A quarantined record keeps its status, unindexed.
+		e.status = f.Status
+	}
+	// The usual write leaves the other fields as they were.
+	if x.value(e.version) != f.Version {
+		if fl := codec.FlowName(f.Version); x.value(e.flow) != fl {
+			x.leave(x.flows, e.flow, num, nil)
+			e.flow = x.join(x.flows, fl, num, nil)
+		}
+		x.leave(x.versions, e.version, num, nil)
+		e.version = x.join(x.versions, f.Version, num, nil)
+	}
+	if x.value(e.kind) != f.ErrorKind {
+		x.leave(x.kinds, e.kind, num, nil)
+		e.kind = x.join(x.kinds, f.ErrorKind, num, nil)
+	}
+	if x.value(e.position) != f.Position {
+		x.leave(x.positions, e.position, num, &x.posKeys)
+		e.position = x.join(x.positions, f.Position, num, &x.posKeys)
+	}
+}
+
+// Remove takes record num out of the index; the number may then be
+// given to another record.
+func (x *Index) Remove(num int32) {
+	e := x.entry(num)
 	x.all.remove(x, num)
-	x.groupSet(e.Fields).remove(x, num)
+	x.group(e).remove(x, num)
 	x.leave(x.flows, e.flow, num, nil)
-	x.leave(x.versions, e.Version, num, nil)
-	x.leave(x.kinds, e.ErrorKind, num, nil)
-	x.leave(x.positions, e.Position, num, &x.posKeys)
-	delete(x.byID, id)
+	x.leave(x.versions, e.version, num, nil)
+	x.leave(x.kinds, e.kind, num, nil)
+	x.leave(x.positions, e.position, num, &x.posKeys)
 	*e = entry{}
+	x.ids[num>>pageBits][num&(pageSize-1)] = ""
 	x.free = append(x.free, num)
 }
 
@@ -159,49 +217,48 @@ func (x *Index) alloc(id string) int32 {
 	if n := len(x.free); n > 0 {
 		num, x.free = x.free[n-1], x.free[:n-1]
 	} else {
-		num = int32(len(x.entries))
-		x.entries = append(x.entries, entry{})
+		num = x.used
+		x.used++
+		if num&(pageSize-1) == 0 {
+			x.ids = append(x.ids, make([]string, pageSize))
+			x.entries = append(x.entries, make([]entry, pageSize))
+		}
 	}
-	x.entries[num].id = id
-	x.byID[id] = num
+	x.ids[num>>pageBits][num&(pageSize-1)] = id
 	return num
 }
 
-// add files a new entry under the value sets of f.
-func (x *Index) add(num int32, f Fields) {
-	e := &x.entries[num]
-	e.Status, e.Quarantined = f.Status, f.Quarantined
-	x.groupSet(f).insert(x, num)
-	e.flow = x.join(x.flows, codec.FlowName(f.Version), num, nil)
-	e.Version = x.join(x.versions, f.Version, num, nil)
-	e.ErrorKind = x.join(x.kinds, f.ErrorKind, num, nil)
-	e.Position = x.join(x.positions, f.Position, num, &x.posKeys)
-}
-
-// groupSet is the set of the records with f's status, or of the
-// quarantined ones.
-func (x *Index) groupSet(f Fields) *set {
-	if f.Quarantined {
+// group is the set of the records with e's status, or of the quarantined
+// ones.
+func (x *Index) group(e *entry) *set {
+	if e.quarantined {
 		return &x.quarantined
 	}
-	s := x.healthy[f.Status]
+	s := x.healthy[e.status]
 	if s == nil {
 		s = &set{}
-		x.healthy[f.Status] = s
+		x.healthy[e.status] = s
 	}
 	return s
 }
 
 // join adds entry num to the set of value v in m, made if needed, and
-// returns the set's key for the entry to keep. Empty values are not
-// indexed. keys, when not nil, is m's sorted key list.
-func (x *Index) join(m map[string]*valueSet, v string, num int32, keys *[]string) string {
+// returns the value's number for the entry to keep; "" is not indexed and
+// has number 0. keys, when not nil, is m's sorted key list.
+func (x *Index) join(m map[string]*valueSet, v string, num int32, keys *[]string) int32 {
 	if v == "" {
-		return ""
+		return 0
 	}
 	vs := m[v]
 	if vs == nil {
 		vs = &valueSet{key: strings.Clone(v)}
+		if n := len(x.freeValues); n > 0 {
+			vs.num, x.freeValues = x.freeValues[n-1], x.freeValues[:n-1]
+			x.values[vs.num] = vs
+		} else {
+			vs.num = int32(len(x.values))
+			x.values = append(x.values, vs)
+		}
 		m[vs.key] = vs
 		if keys != nil {
 			i, _ := slices.BinarySearch(*keys, vs.key)
@@ -209,26 +266,25 @@ func (x *Index) join(m map[string]*valueSet, v string, num int32, keys *[]string
 		}
 	}
 	vs.insert(x, num)
-	return vs.key
+	return vs.num
 }
 
-// leave takes entry num out of the set of value v in m, and drops the
-// set once empty.
-func (x *Index) leave(m map[string]*valueSet, v string, num int32, keys *[]string) {
-	if v == "" {
+// leave takes entry num out of the set of value number v, of m, and drops
+// the set once empty.
+func (x *Index) leave(m map[string]*valueSet, v int32, num int32, keys *[]string) {
+	if v == 0 {
 		return
 	}
-	vs := m[v]
-	if vs == nil {
-		return
-	}
+	vs := x.values[v]
 	vs.remove(x, num)
 	if vs.n > 0 {
 		return
 	}
-	delete(m, v)
+	delete(m, vs.key)
+	x.values[v] = nil
+	x.freeValues = append(x.freeValues, v)
 	if keys != nil {
-		if i, ok := slices.BinarySearch(*keys, v); ok {
+		if i, ok := slices.BinarySearch(*keys, vs.key); ok {
 			*keys = slices.Delete(*keys, i, i+1)
 		}
 	}
@@ -251,13 +307,13 @@ func (x *Index) Candidates(q Query) iter.Seq[string] {
 		}
 		m := x.merge(sets, from, inclusive)
 		for num, ok := m.next(); ok; num, ok = m.next() {
-			e := &x.entries[num]
-			if !strings.HasPrefix(e.id, q.IDPrefix) {
+			id := x.id(num)
+			if !strings.HasPrefix(id, q.IDPrefix) {
 				// The walk started at or after the prefix, and ids with
 				// it are contiguous: this one is past them all.
 				return
 			}
-			if e.matches(q) && !yield(e.id) {
+			if x.matches(x.entry(num), q) && !yield(id) {
 				return
 			}
 		}
@@ -266,14 +322,14 @@ func (x *Index) Candidates(q Query) iter.Seq[string] {
 
 // matches reports whether the entry passes q's conditions on indexed
 // fields (store.Match without the id's).
-func (e *entry) matches(q Query) bool {
+func (x *Index) matches(e *entry, q Query) bool {
 	switch {
-	case q.Status != nil && (e.Quarantined || e.Status != *q.Status),
-		q.Quarantined && !e.Quarantined,
-		q.Version != "" && e.Version != q.Version,
-		q.Flow != "" && e.flow != q.Flow,
-		q.ErrorKind != "" && e.ErrorKind != q.ErrorKind,
-		q.Position != "" && !underPath(e.Position, q.Position):
+	case q.Status != nil && (e.quarantined || e.status != *q.Status),
+		q.Quarantined && !e.quarantined,
+		q.Version != "" && x.value(e.version) != q.Version,
+		q.Flow != "" && x.value(e.flow) != q.Flow,
+		q.ErrorKind != "" && x.value(e.kind) != q.ErrorKind,
+		q.Position != "" && !underPath(x.value(e.position), q.Position):
 		return false
 	}
 	return true
@@ -392,7 +448,7 @@ func (m *merged) next() (int32, bool) {
 }
 
 func (m *merged) less(i, j int) bool {
-	return m.x.entries[m.h[i].num()].id < m.x.entries[m.h[j].num()].id
+	return m.x.id(m.h[i].num()) < m.x.id(m.h[j].num())
 }
 
 func (m *merged) down(i int) {

@@ -68,7 +68,7 @@ func (x *Index) check(t require.TestingT) {
 		}
 		require.Len(t, nums, s.n, name)
 		for i := 1; i < len(nums); i++ {
-			require.Less(t, x.entries[nums[i-1]].id, x.entries[nums[i]].id, "%s out of order", name)
+			require.Less(t, x.id(nums[i-1]), x.id(nums[i]), "%s out of order", name)
 		}
 		return nums
 	}
@@ -86,6 +86,7 @@ func (x *Index) check(t require.TestingT) {
 	for name, m := range map[string]map[string]*valueSet{"flow": x.flows, "version": x.versions, "kind": x.kinds, "position": x.positions} {
 		for v, vs := range m {
 			require.Equal(t, v, vs.key)
+			require.Same(t, vs, x.values[vs.num])
 			require.Positive(t, vs.n, "%s %q: empty sets are dropped", name, v)
 			note(name+" "+v, &vs.set)
 		}
@@ -97,13 +98,13 @@ func (x *Index) check(t require.TestingT) {
 	slices.Sort(keys)
 	require.Equal(t, keys, append([]string(nil), x.posKeys...), "posKeys")
 	for id, num := range x.byID {
-		e := x.entries[num]
-		require.Equal(t, id, e.id)
-		want := []string{fmt.Sprint("status ", e.Status)}
-		if e.Quarantined {
+		e := x.entry(num)
+		require.Equal(t, id, x.id(num))
+		want := []string{fmt.Sprint("status ", e.status)}
+		if e.quarantined {
 			want = []string{"quarantined"}
 		}
-		for name, v := range map[string]string{"flow": e.flow, "version": e.Version, "kind": e.ErrorKind, "position": e.Position} {
+		for name, v := range map[string]string{"flow": x.value(e.flow), "version": x.value(e.version), "kind": x.value(e.kind), "position": x.value(e.position)} {
 			if v != "" {
 				want = append(want, name+" "+v)
 			}

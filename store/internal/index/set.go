@@ -17,7 +17,7 @@ const chunkMin = chunkMax / 4
 // set is an ordered set of entries, ordered by their ids: a list of
 // sorted chunks, each chunk's ids all below the next chunk's. It holds
 // entry numbers, not ids or pointers, so that the garbage collector never
-// scans it, and every comparison reads the id in the index's entries.
+// scans it, and every comparison reads the id in the index's pages.
 //
 // A search is a binary search over the chunks' last ids, then one within
 // the chunk: O(log n). An insert or a delete adds a move of at most
@@ -34,7 +34,7 @@ func (s *set) search(x *Index, id string) (ci, i int) {
 	for lo < hi {
 		m := int(uint(lo+hi) >> 1)
 		c := s.chunks[m]
-		if x.entries[c[len(c)-1]].id < id {
+		if x.id(c[len(c)-1]) < id {
 			lo = m + 1
 		} else {
 			hi = m
@@ -47,7 +47,7 @@ func (s *set) search(x *Index, id string) (ci, i int) {
 	a, b := 0, len(c)
 	for a < b {
 		m := int(uint(a+b) >> 1)
-		if x.entries[c[m]].id < id {
+		if x.id(c[m]) < id {
 			a = m + 1
 		} else {
 			b = m
@@ -67,7 +67,7 @@ func (s *set) insert(x *Index, num int32) {
 	}
 	var ci, i int
 	last := s.chunks[len(s.chunks)-1]
-	if id := x.entries[num].id; x.entries[last[len(last)-1]].id < id {
+	if id := x.id(num); x.id(last[len(last)-1]) < id {
 		// After every id, the usual case when ids grow and when an
 		// index is built in id order: append to the last chunk, or
 		// start a new one when it is full (a split would leave two
@@ -98,7 +98,7 @@ func (s *set) insert(x *Index, num int32) {
 // remove takes entry num out of the set; it reports false if num was not
 // in it.
 func (s *set) remove(x *Index, num int32) bool {
-	ci, i := s.search(x, x.entries[num].id)
+	ci, i := s.search(x, x.id(num))
 	if ci == len(s.chunks) || s.chunks[ci][i] != num {
 		return false
 	}
@@ -131,7 +131,7 @@ type cursor struct {
 func (s *set) seek(x *Index, from string, inclusive bool) cursor {
 	ci, i := s.search(x, from)
 	c := cursor{s: s, ci: ci, i: i}
-	if !inclusive && c.valid() && x.entries[c.num()].id == from {
+	if !inclusive && c.valid() && x.id(c.num()) == from {
 		c.next()
 	}
 	return c
