@@ -40,3 +40,19 @@ func BenchmarkListPageBolt(b *testing.B) { benchPages(b, boltScale(b), listTarge
 
 // BenchmarkProcessPageBolt is BenchmarkProcessPage on the bbolt store.
 func BenchmarkProcessPageBolt(b *testing.B) { benchPages(b, boltScale(b), processTargets) }
+
+// rareTargets are list pages whose filter matches few processes, or none:
+// a store that reads processes in id order and filters them reads most
+// of the 100,000 for them.
+var rareTargets = map[string]string{
+	"none":             "/?status=done",
+	"quarantined-deep": "/?quarantined=true&after=p090000",
+	"api-none":         "/api/processes?error_kind=timeout",
+}
+
+// BenchmarkListPageRare measures the pages of rareTargets in memory and
+// on the bbolt store.
+func BenchmarkListPageRare(b *testing.B) {
+	b.Run("memory", func(b *testing.B) { benchPages(b, memoryScale(b), rareTargets) })
+	b.Run("bolt", func(b *testing.B) { benchPages(b, boltScale(b), rareTargets) })
+}
