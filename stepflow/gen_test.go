@@ -90,7 +90,7 @@ func genBounded(t *rapid.T, label string, depth int) ([]stepflow.Node[Data], int
 		kinds := []string{"do", "wait"}
 		if depth < 3 {
 			kinds = []string{"do", "do", "wait", "case", "seq", "retry", "parallel", "timelimit", "catch", "finally",
-				"optional", "loop", "while", "foreach", "sleep"}
+				"optional", "loop", "while", "foreach", "sleep", "graph"}
 		}
 		kind := rapid.SampledFrom(kinds).Draw(t, name+"/kind")
 		var b int // this node's bound
@@ -165,6 +165,28 @@ func genBounded(t *rapid.T, label string, depth int) ([]stepflow.Node[Data], int
 		case "sleep":
 			out[i] = combinators.Sleep[Data](name, time.Duration(rapid.IntRange(0, 90).Draw(t, name+"/sleep"))*time.Second)
 			b = 2
+		case "graph":
+			// Tasks need only tasks before them: no cycle.
+			tasks := make([]combinators.Task[Data], rapid.IntRange(1, 3).Draw(t, name+"/tasks"))
+			for j := range tasks {
+				task := fmt.Sprintf("%st%d", name, j)
+				var needs []string
+				for k := range j {
+					if rapid.Bool().Draw(t, fmt.Sprintf("%s needs %st%d", task, name, k)) {
+						needs = append(needs, fmt.Sprintf("%st%d", name, k))
+					}
+				}
+				tasks[j] = combinators.After(combinators.Sequence(task, sub(fmt.Sprintf("t%d_", j))...), needs...)
+				if rapid.Bool().Draw(t, task+"/always") {
+					tasks[j] = tasks[j].Always()
+				}
+			}
+			g := combinators.Graph(name, tasks...)
+			if rapid.Bool().Draw(t, name+"/waitall") {
+				g = g.WaitAll()
+			}
+			out[i] = g
+			b += 2 * (len(tasks) + 1)
 		}
 		total += b + 1
 	}
