@@ -10,6 +10,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -223,7 +224,7 @@ func (r *Reconciler[S, O]) reconcile(ctx context.Context, req ctrl.Request, p *p
 		}
 	}
 
-	orig := obj.DeepCopyObject()
+	orig := r.snapshot(obj)
 	ps := obj.GetProcessStatus()
 	gen := obj.GetGeneration()
 	st, err := r.proc.Load(ps, gen)
@@ -261,7 +262,7 @@ func (r *Reconciler[S, O]) reconcile(ctx context.Context, req ctrl.Request, p *p
 
 // report records a process that cannot go on, once per generation, and
 // does not requeue.
-func (r *Reconciler[S, O]) report(ctx context.Context, obj O, orig any, err error, p *pass) (ctrl.Result, error) {
+func (r *Reconciler[S, O]) report(ctx context.Context, obj O, orig snapshot, err error, p *pass) (ctrl.Result, error) {
 	ps := obj.GetProcessStatus()
 	if !r.proc.Report(ps, obj.GetGeneration(), err, stepflow.Now(ctx)) {
 		p.version, p.phase = ps.FlowVersion, ps.Phase
@@ -278,10 +279,10 @@ func (r *Reconciler[S, O]) report(ctx context.Context, obj O, orig any, err erro
 
 // write writes obj's status if obj differs from orig, and returns res. A
 // lost write turns into a requeue.
-func (r *Reconciler[S, O]) write(ctx context.Context, obj O, orig any, res ctrl.Result, p *pass) (ctrl.Result, error) {
+func (r *Reconciler[S, O]) write(ctx context.Context, obj O, orig snapshot, res ctrl.Result, p *pass) (ctrl.Result, error) {
 	ps := obj.GetProcessStatus()
 	p.version, p.phase = ps.FlowVersion, ps.Phase
-	if equality.Semantic.DeepEqual(orig, obj) {
+	if !orig.changed(obj) {
 		return res, nil
 	}
 	// Update, not Patch: it sends the resourceVersion read at the start
@@ -349,7 +350,7 @@ func (r *Reconciler[S, O]) finalize(ctx context.Context, obj O, p *pass) (ctrl.R
 // done is true when the finalizer can go.
 func (r *Reconciler[S, O]) cleanup(ctx context.Context, obj O, stored stepflow.State[S], p *pass) (res ctrl.Result, done bool, err error) {
 	log := logf.FromContext(ctx)
-	orig := obj.DeepCopyObject()
+	orig := r.snapshot(obj)
 	ps := obj.GetProcessStatus()
 	st, err := r.proc.Cancel(stored, r.opts.CancelReason)
 	if err != nil {
@@ -390,6 +391,29 @@ func (r *Reconciler[S, O]) cleanup(ctx context.Context, obj O, stored stepflow.S
 		log.Info("the cleanups need a person; releasing the object anyway", "positions", next.Positions())
 	}
 	return ctrl.Result{}, true, nil
+}
+
+// snapshot is what an object looked like before a reconcile changed it:
+// its ProcessStatus, or the whole object when Options.Status may change
+// more of it.
+type snapshot struct {
+	obj runtime.Object
+	ps  *ProcessStatus
+}
+
+func (r *Reconciler[S, O]) snapshot(obj O) snapshot {
+	if r.opts.Status != nil {
+		return snapshot{obj: obj.DeepCopyObject()}
+	}
+	return snapshot{ps: obj.GetProcessStatus().DeepCopy()}
+}
+
+// changed reports whether obj differs from the snapshot.
+func (s snapshot) changed(obj Object) bool {
+	if s.obj != nil {
+		return !equality.Semantic.DeepEqual(s.obj, obj)
+	}
+	return !equality.Semantic.DeepEqual(s.ps, obj.GetProcessStatus())
 }
 
 // stepsBetween counts the steps from st to next.

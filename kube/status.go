@@ -35,9 +35,9 @@ type ProcessStatus struct {
 	FlowVersion string `json:"flowVersion,omitempty"`
 
 	// Phase is the process status: running, waiting, done, failed,
-	// canceled or needs-attention; or unreadable, unknown-version or
-	// unwritable when the controller cannot continue the process in State
-	// (the Failed condition says why).
+	// canceled or needs-attention; or unreadable, unknown-version,
+	// unwritable or migration-failed when the controller cannot continue
+	// the process in State (the Failed condition says why).
 	// +optional
 	Phase string `json:"phase,omitempty"`
 
