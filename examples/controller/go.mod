@@ -4,9 +4,11 @@ go 1.26.8
 
 replace github.com/stepflow-io/go-stepflow => ../..
 
+replace github.com/stepflow-io/go-stepflow/kube => ../../kube
+
 require (
-	github.com/go-logr/logr v1.4.4
 	github.com/stepflow-io/go-stepflow v0.0.0-00010101000000-000000000000
+	github.com/stepflow-io/go-stepflow/kube v0.0.0-00010101000000-000000000000
 	github.com/stretchr/testify v1.12.1
 	k8s.io/api v0.37.0
 	k8s.io/apimachinery v0.37.0
@@ -24,6 +26,7 @@ require (
 	github.com/evanphx/json-patch/v5 v5.9.11 // indirect
 	github.com/fsnotify/fsnotify v1.9.0 // indirect
 	github.com/fxamacker/cbor/v2 v2.9.1 // indirect
+	github.com/go-logr/logr v1.4.4 // indirect
 	github.com/go-logr/zapr v1.3.0 // indirect
 	github.com/go-openapi/jsonpointer v1.0.0 // indirect
 	github.com/go-openapi/jsonreference v1.0.0 // indirect

@@ -26,10 +26,12 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/stepflow-io/go-stepflow/examples/controller/api/v1alpha1"
 	"github.com/stepflow-io/go-stepflow/examples/controller/internal/controller"
+	"github.com/stepflow-io/go-stepflow/kube"
 	"github.com/stepflow-io/go-stepflow/stepflow"
 )
 
@@ -79,8 +81,9 @@ func newScheme() (*runtime.Scheme, error) {
 }
 
 // newManager builds the manager and registers the reconciler. clock is the
-// controller's only source of time; main passes the real clock.
-func newManager(rc *rest.Config, c config, clock stepflow.Clock) (ctrl.Manager, error) {
+// controller's only source of time; main passes the real clock. metrics,
+// if not nil, counts reconciles, steps and rollouts by phase.
+func newManager(rc *rest.Config, c config, clock stepflow.Clock, metrics *kube.Metrics) (ctrl.Manager, error) {
 	scheme, err := newScheme()
 	if err != nil {
 		return nil, err
@@ -104,6 +107,7 @@ func newManager(rc *rest.Config, c config, clock stepflow.Clock) (ctrl.Manager, 
 		Clock:        clock,
 		MaxSteps:     c.maxSteps,
 		ReadyTimeout: c.readyTimeout,
+		Metrics:      metrics,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("compile rollout flow: %w", err)
@@ -138,7 +142,13 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("load kubeconfig: %w", err)
 	}
-	mgr, err := newManager(rc, c, stepflow.ClockFunc(time.Now))
+	// The manager serves controller-runtime's registry at
+	// --metrics-bind-address; the rollout metrics join it there.
+	metrics := kube.NewMetrics("")
+	if err := ctrlmetrics.Registry.Register(metrics); err != nil {
+		return fmt.Errorf("register metrics: %w", err)
+	}
+	mgr, err := newManager(rc, c, stepflow.ClockFunc(time.Now), metrics)
 	if err != nil {
 		return err
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/stepflow-io/go-stepflow/examples/controller/api/v1alpha1"
 	"github.com/stepflow-io/go-stepflow/examples/controller/internal/controller"
+	"github.com/stepflow-io/go-stepflow/kube"
 	"github.com/stepflow-io/go-stepflow/stepflowtest"
 )
 
@@ -44,7 +45,7 @@ func TestParseFlags(t *testing.T) {
 // the cluster before Start.
 func TestNewManager(t *testing.T) {
 	rc := &rest.Config{Host: "https://127.0.0.1:1"}
-	mgr, err := newManager(rc, config{metricsAddr: "0", probeAddr: "0", maxSteps: 1}, stepflowtest.NewClock(time.Time{}))
+	mgr, err := newManager(rc, config{metricsAddr: "0", probeAddr: "0", maxSteps: 1}, stepflowtest.NewClock(time.Time{}), kube.NewMetrics(""))
 	require.NoError(t, err)
 	gvks, _, err := mgr.GetScheme().ObjectKinds(&v1alpha1.Rollout{})
 	require.NoError(t, err)
@@ -101,10 +102,17 @@ func TestCRDMatchesTypes(t *testing.T) {
 	assert.NotEmpty(t, spec.Properties["app"].Validations, "app is immutable")
 }
 
+// jsonFields lists the JSON names of a struct's fields, those of inline
+// structs (kube.ProcessStatus) included.
 func jsonFields(t reflect.Type) []string {
 	var out []string
 	for f := range t.Fields() {
-		out = append(out, strings.Split(f.Tag.Get("json"), ",")[0])
+		name, opts, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "" && opts == "inline" {
+			out = append(out, jsonFields(f.Type)...)
+			continue
+		}
+		out = append(out, name)
 	}
 	sort.Strings(out)
 	return out

@@ -28,6 +28,7 @@ func genRollout() *rapid.Generator[*Rollout] {
 			ro.Spec.Replicas = &n
 		}
 		ro.Status.ObservedGeneration = rapid.Int64().Draw(t, "observed")
+		ro.Status.LastError = rapid.String().Draw(t, "lastError")
 		if rapid.Bool().Draw(t, "hasWake") {
 			w := metav1.NewTime(time.Unix(rapid.Int64Range(0, 1<<32).Draw(t, "wake"), 0))
 			ro.Status.WakeAt = &w

@@ -2,21 +2,24 @@ package v1alpha1
 
 import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/stepflow-io/go-stepflow/kube"
 )
 
-// Condition types set on a Rollout. Each is always present once the
-// controller has seen the resource, so `kubectl wait --for=condition=Ready`
-// and dashboards can rely on them.
+// Condition types set on a Rollout: those of every object driven by
+// package kube. Each is always present once the controller has seen the
+// resource, so `kubectl wait --for=condition=Ready` and dashboards can rely
+// on them. The controller also keeps one condition per step of the flow
+// (kube.StepConditions).
 const (
 	// ConditionProgressing is True while the rollout's process is running
 	// or waiting; its reason names the current step.
-	ConditionProgressing = "Progressing"
+	ConditionProgressing = kube.ConditionProgressing
 	// ConditionReady is True once every step has completed.
-	ConditionReady = "Ready"
+	ConditionReady = kube.ConditionReady
 	// ConditionFailed is True when the process failed; its reason names the
 	// step that failed and its message carries the error.
-	ConditionFailed = "Failed"
+	ConditionFailed = kube.ConditionFailed
 )
 
 // RolloutSpec is the desired rollout: which image of which application
@@ -47,47 +50,11 @@ type RolloutSpec struct {
 	Replicas *int32 `json:"replicas,omitempty"`
 }
 
-// RolloutStatus is written by the controller only.
+// RolloutStatus is written by the controller only. It is the process
+// status of package kube, inline: observedGeneration, flowVersion, phase,
+// step, wakeAt, lastError, conditions, and the process itself in state.
 type RolloutStatus struct {
-	// ObservedGeneration is the metadata.generation of the spec that the
-	// current process rolls out. When it differs from metadata.generation,
-	// the controller has not started rolling out the newest spec yet.
-	// +optional
-	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
-
-	// FlowVersion is the version of the flow that owns State.
-	// +optional
-	FlowVersion string `json:"flowVersion,omitempty"`
-
-	// Phase is the process status: running, waiting, done, failed,
-	// canceled or needs-attention, or unreadable when status.state
-	// cannot be read. It repeats State for printer columns.
-	// +optional
-	Phase string `json:"phase,omitempty"`
-
-	// Step is the path of the step the process is at, empty once it ended.
-	// It repeats State for printer columns.
-	// +optional
-	Step string `json:"step,omitempty"`
-
-	// WakeAt is when a waiting process will next make progress.
-	// +optional
-	WakeAt *metav1.Time `json:"wakeAt,omitempty"`
-
-	// Conditions are Progressing, Ready and Failed.
-	// +listType=map
-	// +listMapKey=type
-	// +optional
-	Conditions []metav1.Condition `json:"conditions,omitempty"`
-
-	// State is the stepflow process, in the library's JSON encoding. It is
-	// kept as an embedded object rather than a string so that
-	// `kubectl get -o yaml` shows it as readable YAML. Only the controller
-	// interprets it.
-	// +kubebuilder:pruning:PreserveUnknownFields
-	// +kubebuilder:validation:Schemaless
-	// +optional
-	State *runtime.RawExtension `json:"state,omitempty"`
+	kube.ProcessStatus `json:",inline"`
 }
 
 // Rollout rolls out one image of one application to one environment,
@@ -116,6 +83,10 @@ type RolloutList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []Rollout `json:"items"`
 }
+
+// GetProcessStatus returns the Rollout's process status, for the
+// reconciler of package kube to read and write.
+func (r *Rollout) GetProcessStatus() *kube.ProcessStatus { return &r.Status.ProcessStatus }
 
 // DesiredReplicas returns Spec.Replicas, or 1 when unset.
 func (s *RolloutSpec) DesiredReplicas() int32 {

@@ -1,7 +1,8 @@
 package controller
 
 // Tests against a real API server: controller-runtime's envtest starts etcd
-// and kube-apiserver, the tests install the CRD from config/crd and run the
+// and kube-apiserver (through package kubetest, which the kube module's
+// own tests share), the tests install the CRD from config/crd and run the
 // manager with the reconciler as main.go builds it. The fake client of the
 // other tests answers every read with the latest write and has no
 // generation bumps on deletion; a real API server, read through a
@@ -21,14 +22,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr"
-	"github.com/go-logr/logr/funcr"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	appsv1 "k8s.io/api/apps/v1"
@@ -37,153 +34,43 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/retry"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
-	logf "sigs.k8s.io/controller-runtime/pkg/log"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/stepflow-io/go-stepflow/codec"
 	"github.com/stepflow-io/go-stepflow/examples/controller/api/v1alpha1"
+	"github.com/stepflow-io/go-stepflow/kube"
+	"github.com/stepflow-io/go-stepflow/kube/kubetest"
 	"github.com/stepflow-io/go-stepflow/stepflow"
 	"github.com/stepflow-io/go-stepflow/versions"
 )
 
-// The versions .ci/envtest-assets.sh builds; TestEnvtestVersionsMatchScript
-// keeps the two in step.
-const (
-	envtestK8sVersion  = "1.37.2"
-	envtestEtcdVersion = "3.7.3"
-)
+// realAPI is the package's one API server, started by the first test that
+// needs it and stopped by TestMain.
+var realAPI = kubetest.NewCluster(kubetest.Options{
+	CRDDirectoryPaths: []string{filepath.Join("..", "..", "config", "crd")},
+	Scheme:            mustScheme(),
+})
 
-// envtestWait bounds every wait for the controller. The waits poll; they
-// end as soon as the condition holds, so a generous bound costs nothing
-// when things work.
-const envtestWait = 30 * time.Second
+func TestMain(m *testing.M) { os.Exit(realAPI.Run(m)) }
 
-// envtestAssetsDir returns the directory holding etcd and kube-apiserver:
-// KUBEBUILDER_ASSETS, or the cache directory of .ci/envtest-assets.sh,
-// computed by the same formula. It returns "" and the reason when neither
-// has the binaries.
-func envtestAssetsDir() (dir, why string) {
-	if d := os.Getenv("KUBEBUILDER_ASSETS"); d != "" {
-		return d, ""
-	}
-	root := os.Getenv("STEPFLOW_ENVTEST_CACHE")
-	if root == "" {
-		base := os.Getenv("XDG_CACHE_HOME")
-		if base == "" {
-			home, err := os.UserHomeDir()
-			if err != nil {
-				return "", "KUBEBUILDER_ASSETS is unset and there is no home directory to find the cache in"
-			}
-			base = filepath.Join(home, ".cache")
-		}
-		root = filepath.Join(base, "stepflow-envtest")
-	}
-	dir = filepath.Join(root, fmt.Sprintf("k8s-%s-etcd-%s", envtestK8sVersion, envtestEtcdVersion))
-	for _, bin := range []string{"etcd", "kube-apiserver"} {
-		if fi, err := os.Stat(filepath.Join(dir, bin)); err != nil || fi.Mode()&0o111 == 0 {
-			return "", fmt.Sprintf("KUBEBUILDER_ASSETS is unset and %s has no %s; run `make envtest-assets` at the repository root to build it", dir, bin)
-		}
-	}
-	return dir, ""
-}
-
-// realAPI is the package's one test environment, started by the first test
-// that needs it and stopped by TestMain.
-var realAPI struct {
-	once   sync.Once
-	env    *envtest.Environment
-	cfg    *rest.Config
-	client client.Client // direct: every read goes to the API server
-	scheme *runtime.Scheme
-	skip   string
-	err    error
-}
-
-func TestMain(m *testing.M) {
-	// controller-runtime's packages log through this logger; the managers
-	// of the tests log to their test instead.
-	logf.SetLogger(logr.Discard())
-	code := m.Run()
-	if realAPI.env != nil {
-		if err := realAPI.env.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "stop envtest:", err)
-		}
-	}
-	os.Exit(code)
-}
-
-// cluster returns a client of the running test environment, starting it
-// on first use. Without binaries the test is skipped, or fails in CI.
-func cluster(t *testing.T) client.Client {
-	t.Helper()
-	realAPI.once.Do(startRealAPI)
-	if realAPI.skip != "" {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("envtest binaries missing in CI: %s", realAPI.skip)
-		}
-		t.Skip(realAPI.skip)
-	}
-	require.NoError(t, realAPI.err, "start envtest")
-	return realAPI.client
-}
-
-func startRealAPI() {
-	dir, why := envtestAssetsDir()
-	if dir == "" {
-		realAPI.skip = why
-		return
-	}
+// mustScheme knows every type the controller touches.
+func mustScheme() *runtime.Scheme {
 	scheme := runtime.NewScheme()
 	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, appsv1.AddToScheme, v1alpha1.AddToScheme} {
 		if err := add(scheme); err != nil {
-			realAPI.err = err
-			return
+			panic(err)
 		}
 	}
-	env := &envtest.Environment{
-		BinaryAssetsDirectory: dir,
-		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "config", "crd")},
-		ErrorIfCRDPathMissing: true,
-		Scheme:                scheme,
-	}
-	// On a machine with loopback only (no default route), kube-apiserver
-	// finds no address to advertise and exits; told to advertise
-	// 127.0.0.1, it exits because its endpoint reconciler refuses loopback
-	// addresses for the "kubernetes" Service. These tests need neither.
-	env.ControlPlane.GetAPIServer().Configure().
-		Set("advertise-address", "127.0.0.1").
-		Set("endpoint-reconciler-type", "none")
-	cfg, err := env.Start()
-	if err != nil {
-		realAPI.err = err
-		_ = env.Stop()
-		return
-	}
-	c, err := client.New(cfg, client.Options{Scheme: scheme})
-	if err != nil {
-		realAPI.err = err
-		_ = env.Stop()
-		return
-	}
-	realAPI.env, realAPI.cfg, realAPI.client, realAPI.scheme = env, cfg, c, scheme
+	return scheme
 }
 
-// newNamespace gives a test its own namespace, so that its objects and its
-// controller's cache see nothing of the other tests. (Nothing deletes
-// namespaces in envtest; they go with the environment.)
-func newNamespace(t *testing.T, c client.Client) string {
+// cluster returns a client of the running API server, starting it on
+// first use. Without binaries the test is skipped, or fails in CI.
+func cluster(t *testing.T) client.Client {
 	t.Helper()
-	name := strings.ToLower(regexp.MustCompile(`[^a-zA-Z0-9]+`).ReplaceAllString(t.Name(), "-"))
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: strings.Trim(name[:min(len(name), 40)], "-") + "-"}}
-	require.NoError(t, c.Create(context.Background(), ns))
-	return ns.Name
+	return realAPI.Require(t).Client
 }
 
 // statusWrite is one status write of a Rollout that the controller sent,
@@ -229,21 +116,10 @@ func startController(t *testing.T, ns string, opts *Options) *controllerRun {
 	if opts == nil {
 		opts = envtestOptions()
 	}
-	skip := true
-	mgr, err := ctrl.NewManager(realAPI.cfg, ctrl.Options{
-		Scheme:                        realAPI.scheme,
-		Logger:                        testLogger(t),
-		Metrics:                       metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress:        "0",
-		LeaderElection:                true,
-		LeaderElectionID:              "rollout-controller.examples.stepflow.io",
-		LeaderElectionNamespace:       ns,
-		LeaderElectionReleaseOnCancel: true,
-		Cache:                         cache.Options{DefaultNamespaces: map[string]cache.Config{ns: {}}},
-		// A test that restarts the controller registers the controller
-		// name a second time in this process.
-		Controller: config.Controller{SkipNameValidation: &skip},
-	})
+	env := realAPI.Require(t)
+	mo := kubetest.ManagerOptions(t, env, ns)
+	mo.LeaderElectionID = "rollout-controller.examples.stepflow.io"
+	mgr, err := ctrl.NewManager(env.Config, mo)
 	require.NoError(t, err)
 
 	run := &controllerRun{}
@@ -251,45 +127,8 @@ func startController(t *testing.T, ns string, opts *Options) *controllerRun {
 	r, err := NewRolloutReconciler(c, mgr.GetScheme(), opts)
 	require.NoError(t, err)
 	require.NoError(t, r.SetupWithManager(mgr))
-
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	var once sync.Once
-	run.stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				assert.NoError(t, err, "manager")
-			case <-time.After(envtestWait):
-				t.Errorf("the manager did not stop within %s", envtestWait)
-			}
-		})
-	}
-	t.Cleanup(run.stop)
+	run.stop = kubetest.StartManager(t, mgr)
 	return run
-}
-
-// testLogger returns a logger that keeps what the manager and the
-// reconciler log, and shows it when the test fails. It does not log
-// through t: the manager's event broadcaster goes on logging for a moment
-// after the manager stopped, when the test may be over.
-func testLogger(t *testing.T) logr.Logger {
-	var mu sync.Mutex
-	var b strings.Builder
-	t.Cleanup(func() {
-		if t.Failed() {
-			mu.Lock()
-			defer mu.Unlock()
-			t.Logf("controller log:\n%s", b.String())
-		}
-	})
-	return funcr.New(func(prefix, args string) {
-		mu.Lock()
-		defer mu.Unlock()
-		fmt.Fprintf(&b, "%s %s %s\n", time.Now().Format("15:04:05.000"), prefix, args)
-	}, funcr.Options{Verbosity: 1})
 }
 
 // recordingClient is the manager's client, with the status writes of
@@ -347,12 +186,12 @@ func createRollout(t *testing.T, c client.Client, ns string) *v1alpha1.Rollout {
 }
 
 // waitRollout polls the Rollout until ok holds, and returns it. It fails
-// the test, showing the last status seen, after envtestWait.
+// the test, showing the last status seen, after kubetest.Wait.
 func waitRollout(t *testing.T, c client.Client, key types.NamespacedName, what string, ok func(ro *v1alpha1.Rollout) bool) *v1alpha1.Rollout {
 	t.Helper()
 	var last *v1alpha1.Rollout
 	var lastErr error
-	deadline := time.Now().Add(envtestWait)
+	deadline := time.Now().Add(kubetest.Wait)
 	for time.Now().Before(deadline) {
 		var ro v1alpha1.Rollout
 		lastErr = c.Get(context.Background(), key, &ro)
@@ -368,7 +207,7 @@ func waitRollout(t *testing.T, c client.Client, key types.NamespacedName, what s
 		t.Fatalf("waiting for the rollout %s: %s: %v", what, key, lastErr)
 	}
 	t.Fatalf("the rollout %s is not %s after %s: phase %q, step %q, observedGeneration %d/%d, conditions %+v",
-		key, what, envtestWait, last.Status.Phase, last.Status.Step, last.Status.ObservedGeneration, last.Generation, last.Status.Conditions)
+		key, what, kubetest.Wait, last.Status.Phase, last.Status.Step, last.Status.ObservedGeneration, last.Generation, last.Status.Conditions)
 	return nil
 }
 
@@ -376,14 +215,14 @@ func waitRollout(t *testing.T, c client.Client, key types.NamespacedName, what s
 func waitGone(t *testing.T, c client.Client, obj client.Object) {
 	t.Helper()
 	key := client.ObjectKeyFromObject(obj)
-	deadline := time.Now().Add(envtestWait)
+	deadline := time.Now().Add(kubetest.Wait)
 	for time.Now().Before(deadline) {
 		if apierrors.IsNotFound(c.Get(context.Background(), key, obj)) {
 			return
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	t.Fatalf("%T %s still exists after %s", obj, key, envtestWait)
+	t.Fatalf("%T %s still exists after %s", obj, key, kubetest.Wait)
 }
 
 func phaseIs(phase string) func(*v1alpha1.Rollout) bool {
@@ -445,22 +284,11 @@ func requireNoFailure(t *testing.T, run *controllerRun) {
 	}
 }
 
-// The binaries the tests look for are the ones the script builds.
-func TestEnvtestVersionsMatchScript(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join("..", "..", "..", "..", ".ci", "envtest-assets.sh"))
-	require.NoError(t, err)
-	for name, want := range map[string]string{"K8S_VERSION": envtestK8sVersion, "ETCD_VERSION": envtestEtcdVersion} {
-		m := regexp.MustCompile(`(?m)^` + name + `=(\S+)$`).FindSubmatch(b)
-		require.NotNil(t, m, "%s not set in .ci/envtest-assets.sh", name)
-		assert.Equal(t, want, string(m[1]), name)
-	}
-}
-
 // A Rollout goes all the way: the controller writes the ConfigMap and the
 // Deployment, waits, and completes once the Deployment is available.
 func TestEnvtestRolloutToReady(t *testing.T) {
 	c := cluster(t)
-	ns := newNamespace(t, c)
+	ns := kubetest.Namespace(t, c)
 	run := startController(t, ns, nil)
 	ro := createRollout(t, c, ns)
 	key := client.ObjectKeyFromObject(ro)
@@ -481,8 +309,8 @@ func TestEnvtestRolloutToReady(t *testing.T) {
 
 	makeAvailable(t, c, ns)
 	ro = waitRollout(t, c, key, "done", phaseIs("done"))
-	requireCondition(t, ro, v1alpha1.ConditionReady, metav1.ConditionTrue, ReasonComplete)
-	requireCondition(t, ro, v1alpha1.ConditionFailed, metav1.ConditionFalse, ReasonNoFailure)
+	requireCondition(t, ro, v1alpha1.ConditionReady, metav1.ConditionTrue, kube.ReasonComplete)
+	requireCondition(t, ro, v1alpha1.ConditionFailed, metav1.ConditionFalse, kube.ReasonNoFailure)
 	st := decodeState(t, ro)
 	assert.Equal(t, stepflow.Done, st.Status)
 	assert.Equal(t, fmt.Sprintf("%s/%d", ro.UID, ro.Generation), st.ID)
@@ -495,14 +323,14 @@ func TestEnvtestRolloutToReady(t *testing.T) {
 // deleted during the rollout (a permanent failure).
 func TestEnvtestFirstRolloutReadsItsOwnCreate(t *testing.T) {
 	c := cluster(t)
-	ns := newNamespace(t, c)
+	ns := kubetest.Namespace(t, c)
 	run := startController(t, ns, nil)
 	ro := createRollout(t, c, ns)
 
 	ro = waitRollout(t, c, client.ObjectKeyFromObject(ro), "waiting for its Deployment", waitingOrEnded)
 	requireNoFailure(t, run)
 	assert.Equal(t, "waiting", ro.Status.Phase)
-	requireCondition(t, ro, v1alpha1.ConditionFailed, metav1.ConditionFalse, ReasonNoFailure)
+	requireCondition(t, ro, v1alpha1.ConditionFailed, metav1.ConditionFalse, kube.ReasonNoFailure)
 	// The very first status write already held the waiting process: the
 	// create and the poll happened in one reconcile.
 	writes := run.statusWrites()
@@ -517,7 +345,7 @@ func TestEnvtestFirstRolloutReadsItsOwnCreate(t *testing.T) {
 // garbage collector.
 func TestEnvtestDeletionTearsDown(t *testing.T) {
 	c := cluster(t)
-	ns := newNamespace(t, c)
+	ns := kubetest.Namespace(t, c)
 	run := startController(t, ns, nil)
 	ro := createRollout(t, c, ns)
 	bystander := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web-settings"}}
@@ -551,7 +379,7 @@ func TestEnvtestDeletionTearsDown(t *testing.T) {
 // out the new one.
 func TestEnvtestSpecChangeMidRollout(t *testing.T) {
 	c := cluster(t)
-	ns := newNamespace(t, c)
+	ns := kubetest.Namespace(t, c)
 	run := startController(t, ns, nil)
 	ro := createRollout(t, c, ns)
 	key := client.ObjectKeyFromObject(ro)
@@ -583,7 +411,7 @@ func TestEnvtestSpecChangeMidRollout(t *testing.T) {
 
 	makeAvailable(t, c, ns)
 	ro = waitRollout(t, c, key, "done", phaseIs("done"))
-	requireCondition(t, ro, v1alpha1.ConditionReady, metav1.ConditionTrue, ReasonComplete)
+	requireCondition(t, ro, v1alpha1.ConditionReady, metav1.ConditionTrue, kube.ReasonComplete)
 	requireNoFailure(t, run)
 }
 
@@ -593,7 +421,7 @@ func TestEnvtestSpecChangeMidRollout(t *testing.T) {
 // progress or overwriting the other write.
 func TestEnvtestStatusConflictIsRetried(t *testing.T) {
 	c := cluster(t)
-	ns := newNamespace(t, c)
+	ns := kubetest.Namespace(t, c)
 	run := startController(t, ns, nil)
 	var touched sync.Once
 	run.mu.Lock()
@@ -636,7 +464,7 @@ func TestEnvtestStatusConflictIsRetried(t *testing.T) {
 	makeAvailable(t, c, ns)
 	ro = waitRollout(t, c, key, "done", phaseIs("done"))
 	assert.Equal(t, "checkout", ro.Labels["team"], "the other writer's change stays")
-	requireCondition(t, ro, v1alpha1.ConditionReady, metav1.ConditionTrue, ReasonComplete)
+	requireCondition(t, ro, v1alpha1.ConditionReady, metav1.ConditionTrue, kube.ReasonComplete)
 	requireNoFailure(t, run)
 }
 
@@ -645,7 +473,7 @@ func TestEnvtestStatusConflictIsRetried(t *testing.T) {
 // done again and the wait goes on.
 func TestEnvtestControllerRestartContinues(t *testing.T) {
 	c := cluster(t)
-	ns := newNamespace(t, c)
+	ns := kubetest.Namespace(t, c)
 	first := startController(t, ns, nil)
 	ro := createRollout(t, c, ns)
 	key := client.ObjectKeyFromObject(ro)
@@ -678,19 +506,19 @@ func TestEnvtestControllerRestartContinues(t *testing.T) {
 // old release continues on the new flow where it stood.
 func TestEnvtestFlowVersionUpgradeMigrates(t *testing.T) {
 	c := cluster(t)
-	ns := newNamespace(t, c)
+	ns := kubetest.Namespace(t, c)
 	ro := createRollout(t, c, ns)
 	key := client.ObjectKeyFromObject(ro)
 
 	// What the old release left: the finalizer, and a rollout/v0 process
 	// that wrote the objects and waits for the Deployment.
 	o := envtestOptions().withDefaults()
-	old := olderFlow(t, &steps{client: c, scheme: realAPI.scheme}, o)
+	old := olderFlow(t, newSteps(c, realAPI.Require(t).Scheme, nil), o)
 	require.NoError(t, c.Get(context.Background(), key, ro))
 	ro.Finalizers = []string{Finalizer}
 	require.NoError(t, c.Update(context.Background(), ro))
 	st := old.Start(newPlan(ro))
-	st.ID = processID(ro)
+	st.ID = kube.ProcessID(ro)
 	var err error
 	for st.Status != stepflow.Waiting {
 		st, err = old.Apply(context.Background(), st)
@@ -699,10 +527,10 @@ func TestEnvtestFlowVersionUpgradeMigrates(t *testing.T) {
 	require.Equal(t, []string{"rollout/steps/ready"}, st.Positions())
 	raw, err := codec.JSON[Plan](nil).Encode(st)
 	require.NoError(t, err)
-	ro.Status = v1alpha1.RolloutStatus{
+	ro.Status = v1alpha1.RolloutStatus{ProcessStatus: kube.ProcessStatus{
 		ObservedGeneration: ro.Generation, FlowVersion: "rollout/v0", Phase: "waiting",
 		State: &runtime.RawExtension{Raw: raw},
-	}
+	}}
 	require.NoError(t, c.Status().Update(context.Background(), ro))
 	generation := deploymentOf(t, c, ns).Generation
 
@@ -724,7 +552,7 @@ func TestEnvtestFlowVersionUpgradeMigrates(t *testing.T) {
 
 	makeAvailable(t, c, ns)
 	ro = waitRollout(t, c, key, "done", phaseIs("done"))
-	requireCondition(t, ro, v1alpha1.ConditionReady, metav1.ConditionTrue, ReasonComplete)
+	requireCondition(t, ro, v1alpha1.ConditionReady, metav1.ConditionTrue, kube.ReasonComplete)
 	assert.Equal(t, st.ID, decodeState(t, ro).ID)
 	assert.Equal(t, generation, deploymentOf(t, c, ns).Generation, "the Deployment was not written again")
 	requireNoFailure(t, run)

@@ -19,13 +19,14 @@ import (
 
 	"github.com/stepflow-io/go-stepflow/combinators"
 	"github.com/stepflow-io/go-stepflow/examples/controller/api/v1alpha1"
+	"github.com/stepflow-io/go-stepflow/kube"
 	"github.com/stepflow-io/go-stepflow/stepflow"
 )
 
 // FlowVersion names the rollout flow. It is stored in every state and in
 // status.flowVersion. Change it whenever a step is renamed, removed or
 // moved, so that the controller notices states written by the old flow
-// (see Reconcile for what it does with them).
+// (see RolloutReconciler for what it does with them).
 const FlowVersion = "rollout/v1"
 
 // The flow's nodes, by path. Paths are persisted in states, shown in
@@ -87,12 +88,6 @@ func newPlan(ro *v1alpha1.Rollout) Plan {
 	}
 }
 
-// processID names a process in State.ID, and so in every step's
-// idempotency key: one process per generation of one Rollout object.
-func processID(ro *v1alpha1.Rollout) string {
-	return fmt.Sprintf("%s/%d", ro.UID, ro.Generation)
-}
-
 // Names of the objects a rollout creates, and the labels on them.
 func configMapName(p *Plan) string  { return p.App + "-config" }
 func deploymentName(p *Plan) string { return p.App }
@@ -111,18 +106,16 @@ const (
 type steps struct {
 	client client.Client
 	scheme *runtime.Scheme
-	// live reads from the API server itself, where client may read from a
-	// manager's informer cache (see Options.APIReader). Nil means client.
-	live client.Reader
+	// read reads through client, which may be a manager's informer cache,
+	// and confirms a "not found" with the API server (see
+	// Options.APIReader).
+	read *kube.Reader
 }
 
-// apiReader returns the reader that sees every write the API server has
-// acknowledged, the controller's own included.
-func (s *steps) apiReader() client.Reader {
-	if s.live == nil {
-		return s.client
-	}
-	return s.live
+// newSteps returns the steps acting through c. api reads from the API
+// server itself; nil leaves it to SetupWithManager (kube.Reader).
+func newSteps(c client.Client, scheme *runtime.Scheme, api client.Reader) *steps {
+	return &steps{client: c, scheme: scheme, read: &kube.Reader{Cache: c, API: api}}
 }
 
 // newFlow compiles the rollout flow (see the Path constants for its
@@ -226,16 +219,14 @@ func (s *steps) applyDeployment(ctx context.Context, p *Plan) error {
 // Not so a stale "not found". The first poll runs in the reconcile that
 // created the Deployment, a moment after the create, and the cache learns
 // of a new object only when the watch event arrives (it may not even have
-// listed Deployments before this reconcile). So "not found" is checked
-// against the API server before it fails the rollout; only a Deployment
-// the API server does not have either was really deleted.
+// listed Deployments before this reconcile). So the polls read through a
+// kube.Reader, which checks "not found" against the API server before it
+// fails the rollout; only a Deployment the API server does not have
+// either was really deleted.
 func (s *steps) deploymentAvailable(ctx context.Context, p *Plan) (bool, error) {
 	var d appsv1.Deployment
 	key := types.NamespacedName{Namespace: p.Namespace, Name: deploymentName(p)}
-	err := s.client.Get(ctx, key, &d)
-	if apierrors.IsNotFound(err) {
-		err = s.apiReader().Get(ctx, key, &d)
-	}
+	err := s.read.Get(ctx, key, &d)
 	if err != nil {
 		if apierrors.IsNotFound(err) {
 			return false, stepflow.Permanent(fmt.Errorf("deployment %s was deleted during the rollout", key))
@@ -264,7 +255,7 @@ func (s *steps) teardown(ctx context.Context, p *Plan) error {
 		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: p.Namespace, Name: configMapName(p)}},
 	}
 	for _, obj := range objs {
-		err := s.apiReader().Get(ctx, client.ObjectKeyFromObject(obj), obj)
+		err := s.read.Live().Get(ctx, client.ObjectKeyFromObject(obj), obj)
 		if apierrors.IsNotFound(err) {
 			continue
 		}

@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
+	"github.com/stepflow-io/go-stepflow/kube"
 	"github.com/stepflow-io/go-stepflow/stepflow"
 	"github.com/stepflow-io/go-stepflow/stepflowtest"
 )
@@ -65,7 +66,7 @@ func (e *flowEnv) reset(t stepflowtest.TestingT) {
 func (e *flowEnv) start() stepflow.State[Plan] {
 	ro := newRollout()
 	st := e.flow.Start(newPlan(ro))
-	st.ID = processID(ro)
+	st.ID = kube.ProcessID(ro)
 	return st
 }
 

@@ -26,6 +26,7 @@ import (
 	"github.com/stepflow-io/go-stepflow/codec"
 	"github.com/stepflow-io/go-stepflow/combinators"
 	"github.com/stepflow-io/go-stepflow/examples/controller/api/v1alpha1"
+	"github.com/stepflow-io/go-stepflow/kube"
 	"github.com/stepflow-io/go-stepflow/stepflow"
 	"github.com/stepflow-io/go-stepflow/versions"
 )
@@ -53,7 +54,7 @@ func TestReconcileRollsOutToReady(t *testing.T) {
 	assert.Contains(t, c.Message, "waiting until")
 	assert.True(t, c.LastTransitionTime.Time.Equal(start), "transition time from the injected clock")
 	requireCondition(t, ro, v1alpha1.ConditionReady, metav1.ConditionFalse, "RolloutStepsAvailable")
-	requireCondition(t, ro, v1alpha1.ConditionFailed, metav1.ConditionFalse, ReasonNoFailure)
+	requireCondition(t, ro, v1alpha1.ConditionFailed, metav1.ConditionFalse, kube.ReasonNoFailure)
 
 	// The state is plain JSON in the object, readable with kubectl.
 	var doc struct {
@@ -108,9 +109,9 @@ func TestReconcileRollsOutToReady(t *testing.T) {
 	assert.Equal(t, "done", ro.Status.Phase)
 	assert.Empty(t, ro.Status.Step)
 	assert.Nil(t, ro.Status.WakeAt)
-	requireCondition(t, ro, v1alpha1.ConditionReady, metav1.ConditionTrue, ReasonComplete)
-	requireCondition(t, ro, v1alpha1.ConditionProgressing, metav1.ConditionFalse, ReasonComplete)
-	requireCondition(t, ro, v1alpha1.ConditionFailed, metav1.ConditionFalse, ReasonNoFailure)
+	requireCondition(t, ro, v1alpha1.ConditionReady, metav1.ConditionTrue, kube.ReasonComplete)
+	requireCondition(t, ro, v1alpha1.ConditionProgressing, metav1.ConditionFalse, kube.ReasonComplete)
+	requireCondition(t, ro, v1alpha1.ConditionFailed, metav1.ConditionFalse, kube.ReasonNoFailure)
 	st := e.state()
 	assert.Equal(t, stepflow.Done, st.Status)
 	assert.Equal(t, 2*time.Second+4*time.Second+8*time.Second, e.clock.Now().Sub(start), "backoff 2s, 4s, 8s")
@@ -235,7 +236,7 @@ func TestReconcileTransientErrorRetries(t *testing.T) {
 	assert.WithinDuration(t, e.clock.Now().Add(res.RequeueAfter), ro.Status.WakeAt.Time, time.Second, "metav1.Time keeps seconds")
 	assert.Equal(t, e.state().WakeAt, e.clock.Now().Add(res.RequeueAfter), "the state keeps the exact time")
 	assert.InDelta(t, float64(DefaultRetry.InitialInterval), float64(res.RequeueAfter), DefaultRetry.Jitter*float64(DefaultRetry.InitialInterval))
-	requireCondition(t, ro, v1alpha1.ConditionFailed, metav1.ConditionFalse, ReasonNoFailure)
+	requireCondition(t, ro, v1alpha1.ConditionFailed, metav1.ConditionFalse, kube.ReasonNoFailure)
 	st := e.state()
 	require.NotNil(t, st.Err, "the failed attempt is on record")
 	assert.Contains(t, st.Err.Message, "etcd is busy")
@@ -320,7 +321,7 @@ func TestReconcileDeletionWithoutProcess(t *testing.T) {
 			ro.Status.State = &runtime.RawExtension{Raw: []byte(`{"stepflow":1,"state":{"status":"exploded"}}`)}
 			require.NoError(t, e.base.Status().Update(e.ctx, ro))
 			e.mustReconcile()
-			require.Equal(t, phaseUnreadable, e.rollout().Status.Phase)
+			require.Equal(t, kube.PhaseUnreadable, e.rollout().Status.Phase)
 		}},
 	}
 	for _, tt := range tests {
@@ -368,12 +369,12 @@ func TestReconcileConflictKeepsNewerState(t *testing.T) {
 
 	res, err := e.reconcile()
 	require.NoError(t, err, "a conflict is not an error")
-	assert.Equal(t, RequeueConflict, res.RequeueAfter)
+	assert.Equal(t, kube.RequeueConflict, res.RequeueAfter)
 	assert.Equal(t, 1, conflicts, "the fake API server refused the stale write")
 
 	ro := e.rollout()
 	assert.Equal(t, "done", ro.Status.Phase, "the newer state was not overwritten")
-	requireCondition(t, ro, v1alpha1.ConditionReady, metav1.ConditionTrue, ReasonComplete)
+	requireCondition(t, ro, v1alpha1.ConditionReady, metav1.ConditionTrue, kube.ReasonComplete)
 	assert.Equal(t, stepflow.Done, e.state().Status)
 
 	// The requeued reconcile continues from the newer state.
@@ -404,7 +405,7 @@ func TestReconcileUnreadableState(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ro := newRollout()
 			ro.Finalizers = []string{Finalizer}
-			ro.Status = v1alpha1.RolloutStatus{ObservedGeneration: 1, Phase: "running", State: &runtime.RawExtension{Raw: []byte(tt.raw)}}
+			ro.Status = v1alpha1.RolloutStatus{ProcessStatus: kube.ProcessStatus{ObservedGeneration: 1, Phase: "running", State: &runtime.RawExtension{Raw: []byte(tt.raw)}}}
 			e := newEnv(t, nil, ro)
 
 			res, err := e.reconcile()
@@ -412,11 +413,11 @@ func TestReconcileUnreadableState(t *testing.T) {
 			assert.Equal(t, ctrl.Result{}, res, "no requeue: retrying cannot help")
 
 			got := e.rollout()
-			c := requireCondition(t, got, v1alpha1.ConditionFailed, metav1.ConditionTrue, ReasonStateUnreadable)
+			c := requireCondition(t, got, v1alpha1.ConditionFailed, metav1.ConditionTrue, kube.ReasonStateUnreadable)
 			assert.Contains(t, c.Message, tt.want)
 			assert.Contains(t, c.Message, "change the spec")
-			requireCondition(t, got, v1alpha1.ConditionReady, metav1.ConditionFalse, ReasonStateUnreadable)
-			assert.Equal(t, phaseUnreadable, got.Status.Phase)
+			requireCondition(t, got, v1alpha1.ConditionReady, metav1.ConditionFalse, kube.ReasonStateUnreadable)
+			assert.Equal(t, kube.PhaseUnreadable, got.Status.Phase)
 			assert.JSONEq(t, tt.raw, string(got.Status.State.Raw), "the state is kept for inspection")
 			err = e.base.Get(e.ctx, types.NamespacedName{Namespace: "shop", Name: "web"}, &appsv1.Deployment{})
 			assert.True(t, apierrors.IsNotFound(err), "no step ran")
@@ -433,7 +434,7 @@ func TestReconcileUnreadableState(t *testing.T) {
 			e.mustReconcile()
 			got = e.rollout()
 			assert.Equal(t, "waiting", got.Status.Phase)
-			requireCondition(t, got, v1alpha1.ConditionFailed, metav1.ConditionFalse, ReasonNoFailure)
+			requireCondition(t, got, v1alpha1.ConditionFailed, metav1.ConditionFalse, kube.ReasonNoFailure)
 		})
 	}
 }
@@ -472,7 +473,7 @@ func TestReconcileSpecChangeRestarts(t *testing.T) {
 			e.makeAvailable()
 		}
 	})
-	requireCondition(t, e.rollout(), v1alpha1.ConditionReady, metav1.ConditionTrue, ReasonComplete)
+	requireCondition(t, e.rollout(), v1alpha1.ConditionReady, metav1.ConditionTrue, kube.ReasonComplete)
 }
 
 // A state written by a flow version the controller does not know is
@@ -484,7 +485,7 @@ func TestReconcileOtherFlowVersionRestarts(t *testing.T) {
 	require.NoError(t, err)
 	ro := newRollout()
 	ro.Finalizers = []string{Finalizer}
-	ro.Status = v1alpha1.RolloutStatus{ObservedGeneration: 1, FlowVersion: "rollout/v0", State: &runtime.RawExtension{Raw: raw}}
+	ro.Status = v1alpha1.RolloutStatus{ProcessStatus: kube.ProcessStatus{ObservedGeneration: 1, FlowVersion: "rollout/v0", State: &runtime.RawExtension{Raw: raw}}}
 	e := newEnv(t, nil, ro)
 
 	e.mustReconcile()
@@ -507,27 +508,27 @@ func TestReconcileMaxSteps(t *testing.T) {
 		res := e.mustReconcile()
 		steps = append(steps, e.rollout().Status.Step)
 		if e.rollout().Status.Phase == "running" {
-			assert.Equal(t, RequeueRunnable, res.RequeueAfter)
+			assert.Equal(t, kube.DefaultRequeueRunnable, res.RequeueAfter)
 		}
 	}
 	assert.Equal(t, []string{PathDeployment, PathAvailable, PathAvailable}, steps)
 	assert.Equal(t, uint64(3), e.state().Steps)
 }
 
-// Reconcile must not be fooled by errors.Is on a wrapped conflict.
-func TestWriteFailed(t *testing.T) {
+// A lost status write is a requeue, a vanished object the end.
+func TestWriteResult(t *testing.T) {
 	ctx := context.Background()
 	conflict := apierrors.NewConflict(schema.GroupResource{Group: "examples.stepflow.io", Resource: "rollouts"}, "web", errors.New("stale"))
-	res, err := writeFailed(ctx, conflict)
+	res, err := kube.WriteResult(ctx, conflict)
 	assert.NoError(t, err)
-	assert.Equal(t, RequeueConflict, res.RequeueAfter)
+	assert.Equal(t, kube.RequeueConflict, res.RequeueAfter)
 
-	res, err = writeFailed(ctx, apierrors.NewNotFound(schema.GroupResource{Resource: "rollouts"}, "web"))
+	res, err = kube.WriteResult(ctx, apierrors.NewNotFound(schema.GroupResource{Resource: "rollouts"}, "web"))
 	assert.NoError(t, err)
 	assert.Equal(t, ctrl.Result{}, res)
 
 	boom := errors.New("boom")
-	_, err = writeFailed(ctx, boom)
+	_, err = kube.WriteResult(ctx, boom)
 	assert.ErrorIs(t, err, boom)
 }
 
@@ -557,14 +558,14 @@ func olderFlow(t *testing.T, s *steps, o Options) *stepflow.Flow[Plan] {
 func TestReconcileMigratesOlderFlowVersion(t *testing.T) {
 	e := newEnv(t, nil, newRollout())
 	o := Options{Clock: e.clock}.withDefaults()
-	old := olderFlow(t, &steps{client: e.client, scheme: e.scheme}, o)
+	old := olderFlow(t, newSteps(e.client, e.scheme, nil), o)
 
 	// A rollout/v0 process in flight: applied by hand up to the wait.
 	ro := e.rollout()
 	ro.Finalizers = []string{Finalizer}
 	require.NoError(t, e.base.Update(e.ctx, ro))
 	st := old.Start(newPlan(ro))
-	st.ID = processID(ro)
+	st.ID = kube.ProcessID(ro)
 	ctx := stepflow.WithClock(e.ctx, e.clock)
 	var err error
 	for st.Status != stepflow.Waiting {
@@ -575,7 +576,7 @@ func TestReconcileMigratesOlderFlowVersion(t *testing.T) {
 	raw, err := codec.JSON[Plan](nil).Encode(st)
 	require.NoError(t, err)
 	ro = e.rollout()
-	ro.Status = v1alpha1.RolloutStatus{ObservedGeneration: ro.Generation, FlowVersion: "rollout/v0", State: &runtime.RawExtension{Raw: raw}}
+	ro.Status = v1alpha1.RolloutStatus{ProcessStatus: kube.ProcessStatus{ObservedGeneration: ro.Generation, FlowVersion: "rollout/v0", State: &runtime.RawExtension{Raw: raw}}}
 	require.NoError(t, e.base.Status().Update(e.ctx, ro))
 	deployment := e.deployment()
 
@@ -602,7 +603,7 @@ func TestReconcileMigratesOlderFlowVersion(t *testing.T) {
 			e.makeAvailable()
 		}
 	})
-	requireCondition(t, e.rollout(), v1alpha1.ConditionReady, metav1.ConditionTrue, ReasonComplete)
+	requireCondition(t, e.rollout(), v1alpha1.ConditionReady, metav1.ConditionTrue, kube.ReasonComplete)
 }
 
 // leaf returns the innermost frame of the first position.
