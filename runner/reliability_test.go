@@ -316,3 +316,46 @@ func TestVerifyRechecksChangedRecord(t *testing.T) {
 func countingFlowVersion(t testing.TB, version string) *stepflow.Flow[counter] {
 	return stepflow.Must(stepflow.New(version, combinators.Do("x", func(_ context.Context, d *counter) error { d.N++; return nil })))
 }
+
+// TestKeptLeasesOnPostgres: on a store that keeps leases, a runner applies
+// a running process again without claiming it, and gives the kept lease
+// back when it stops, so that another runner continues at once rather
+// than after the lease.
+func TestKeptLeasesOnPostgres(t *testing.T) {
+	s := newPG(t, newSchema(t))
+	var steps []stepflow.Node[counter]
+	for i := range 200 {
+		steps = append(steps, combinators.Do(fmt.Sprintf("s%d", i), func(_ context.Context, d *counter) error {
+			time.Sleep(time.Millisecond)
+			d.N++
+			return nil
+		}))
+	}
+	f := stepflow.Must(stepflow.New("long/v1", steps...))
+	first, ps, err := newRunner(f, s, &runner.Options{Owner: "first", Lease: time.Hour})
+	require.NoError(t, err)
+	require.NoError(t, ps.Start(t.Context(), "p", counter{}))
+	ctx, stop := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- first.Run(ctx) }()
+	require.Eventually(t, func() bool {
+		st, err := ps.State(t.Context(), "p")
+		return err == nil && st.Data.N >= 20
+	}, 30*time.Second, time.Millisecond)
+	stop()
+	require.NoError(t, <-done)
+	rec, err := s.Load(t.Context(), "p")
+	require.NoError(t, err)
+	assert.Equal(t, stepflow.Running, rec.Status)
+	assert.Empty(t, rec.Owner, "the kept lease was given back")
+
+	second, ps2, err := newRunner(f, s, &runner.Options{Owner: "second", Lease: time.Hour})
+	require.NoError(t, err)
+	ctx2, stop2 := context.WithTimeout(t.Context(), 30*time.Second) // far less than the lease
+	defer stop2()
+	go func() { _ = second.Run(ctx2) }()
+	st, err := ps2.Wait(ctx2, "p")
+	require.NoError(t, err)
+	assert.Equal(t, stepflow.Done, st.Status)
+	assert.Equal(t, 200, st.Data.N, "every step once: none lost or repeated across the hand-over")
+}

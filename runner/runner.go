@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -82,6 +83,9 @@ type Runner struct {
 	opts  Options
 	// limiter grants the slots of Limited nodes (limits.go).
 	limiter store.Limiter
+	// keeps: the store keeps leases on commit (store.LeaseKeeper), so
+	// workers apply running processes again without claiming them.
+	keeps bool
 
 	running atomic.Bool
 
@@ -119,7 +123,9 @@ func New(st store.Store, opts *Options) (*Runner, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Runner{store: st, opts: o, limiter: limiterOf(st), held: map[*batch]struct{}{}, intents: map[string]uint64{},
+	lk, keeps := st.(store.LeaseKeeper)
+	keeps = keeps && lk.KeepsLeases()
+	return &Runner{store: st, opts: o, limiter: limiterOf(st), keeps: keeps, held: map[*batch]struct{}{}, intents: map[string]uint64{},
 		byName: map[string]host{}, byVersion: map[string]host{}}, nil
 }
 
@@ -274,9 +280,13 @@ func (r *Runner) work(ctx context.Context) error {
 	// failing is when the current series of failed Steps began (wall
 	// clock, like the pauses between them); zero after a success.
 	var failing time.Time
+	// The processes this worker kept leased after its last commit
+	// (Write.KeepUntil), to apply again without claiming them.
+	carry := carried{wake: wake}
+	defer r.releaseCarried(&carry)
 	for ctx.Err() == nil {
 		start := time.Now()
-		n, err := r.Step(ctx)
+		n, err := r.step(ctx, &carry)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -395,6 +405,8 @@ func (r *Runner) unhold(b *batch) {
 type batch struct {
 	recs []store.Record
 	ws   []store.Write
+	// applied says which writes the store applied (commit).
+	applied []bool
 	// slots says, for each record, which flow's batch handles it and as
 	// which of its records.
 	slots []slot
@@ -424,6 +436,7 @@ func (r *Runner) getBatch(recs []store.Record) *batch {
 	}
 	b.recs = recs
 	b.ws = slices.Grow(b.ws[:0], len(recs))[:len(recs)]
+	b.applied = slices.Grow(b.applied[:0], len(recs))[:len(recs)]
 	b.slots = slices.Grow(b.slots[:0], len(recs))[:len(recs)]
 	return b
 }
@@ -481,6 +494,47 @@ func (r *Runner) split(b *batch) {
 // When ctx is done, the step in progress finishes and is saved, and the
 // processes not yet started are released.
 func (r *Runner) Step(ctx context.Context) (int, error) {
+	return r.step(ctx, nil)
+}
+
+// carried is what a worker keeps between its steps: the processes whose
+// leases its last commit kept, with how many steps in a row each has had
+// that way.
+type carried struct {
+	recs  []store.Record
+	chain map[string]int
+	// backlog: the last claim filled its limit, so more processes may
+	// be due. wake is the worker's channel of the store's notifications.
+	backlog bool
+	wake    <-chan struct{}
+}
+
+// needClaim reports whether a step that carries kept leases should claim
+// too: when it has room, and other processes may be due (the last claim
+// was full, or the store has said that something changed since). A worker
+// that carries processes and has nothing else to do goes straight to them.
+func (c *carried) needClaim() bool {
+	if c == nil || len(c.recs) == 0 || c.backlog {
+		return true
+	}
+	select {
+	case <-c.wake:
+		return true
+	default:
+		return false
+	}
+}
+
+// maxChain bounds how many steps in a row a worker gives a process it
+// keeps leased, so that the processes it holds do not keep others waiting
+// for long.
+const maxChain = 16
+
+// step is Step for a worker that carries kept leases from one step to the
+// next (carry not nil): it applies them first, claims only what the batch
+// has room for besides, and keeps the leases of processes that are still
+// running after their step, on a store that keeps leases.
+func (r *Runner) step(ctx context.Context, carry *carried) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
@@ -488,14 +542,32 @@ func (r *Runner) Step(ctx context.Context) (int, error) {
 	// of every process that is still runnable after its step, which keeps
 	// runnable processes in first-come, first-served order.
 	now := r.now()
-	// A claim that takes longer than a lease would hand out leases that
-	// have already ended; a store that cannot answer (every connection
-	// taken, say) must turn into an error Run reports, not a silent wait.
-	cctx, cancel := context.WithTimeout(ctx, r.opts.Lease)
-	recs, err := r.store.Claim(cctx, store.Claim{Owner: r.opts.Owner, Now: now, Limit: r.opts.Batch, Lease: r.opts.Lease, Versions: r.claimable()})
-	cancel()
-	if err != nil || len(recs) == 0 {
-		return 0, err
+	claim := carry.needClaim()
+	var recs []store.Record
+	if carry != nil {
+		recs, carry.recs = carry.recs, nil
+	}
+	if limit := r.opts.Batch - len(recs); limit > 0 && claim {
+		// A claim that takes longer than a lease would hand out leases
+		// that have already ended; a store that cannot answer (every
+		// connection taken, say) must turn into an error Run reports,
+		// not a silent wait.
+		cctx, cancel := context.WithTimeout(ctx, r.opts.Lease)
+		claimed, err := r.store.Claim(cctx, store.Claim{Owner: r.opts.Owner, Now: now, Limit: limit, Lease: r.opts.Lease, Versions: r.claimable()})
+		cancel()
+		if err != nil {
+			if carry != nil {
+				carry.recs = recs
+			}
+			return 0, err
+		}
+		recs = append(recs, claimed...)
+		if carry != nil {
+			carry.backlog = len(claimed) == limit
+		}
+	}
+	if len(recs) == 0 {
+		return 0, nil
 	}
 	b := r.getBatch(recs)
 	defer r.putBatch(b)
@@ -542,6 +614,9 @@ func (r *Runner) Step(ctx context.Context) (int, error) {
 		}
 	}
 	b.ws = b.ws[:done]
+	if carry != nil && r.keeps {
+		r.keep(b, carry, now)
+	}
 	var firstErr error
 	if done < len(recs) {
 		rest := make([]string, 0, len(recs)-done)
@@ -555,7 +630,60 @@ func (r *Runner) Step(ctx context.Context) (int, error) {
 	if err := r.commit(base, b); err != nil && firstErr == nil {
 		firstErr = err
 	}
+	if carry != nil && r.keeps {
+		r.carryKept(b, carry)
+	}
 	return len(recs), firstErr
+}
+
+// keep asks the store to keep the leases of the batch's processes that are
+// still running after their step (and have not had maxChain steps in a row
+// so), to apply them again at once.
+func (r *Runner) keep(b *batch, carry *carried, now time.Time) {
+	until := now.Add(r.opts.Lease)
+	for i := range b.ws {
+		w := &b.ws[i]
+		if w.Status != stepflow.Running || w.Blob == nil || w.Quarantine != "" || carry.chain[w.ID] >= maxChain {
+			continue
+		}
+		w.KeepUntil = until
+	}
+}
+
+// carryKept collects the records whose leases the commit kept: the next
+// step applies them without claiming them.
+func (r *Runner) carryKept(b *batch, carry *carried) {
+	next := map[string]int{}
+	for i := range b.ws {
+		w := &b.ws[i]
+		if w.KeepUntil.IsZero() || !b.applied[i] {
+			continue
+		}
+		old := &b.recs[i]
+		rec := store.Record{ID: w.ID, Version: cmp.Or(w.Version, old.Version), Revision: w.Revision + 1, Status: w.Status,
+			Position: w.Position, ErrorKind: w.ErrorKind, Updated: w.Updated, Due: w.KeepUntil, Owner: r.opts.Owner, Blob: w.Blob}
+		carry.recs = append(carry.recs, rec)
+		next[w.ID] = carry.chain[w.ID] + 1
+	}
+	carry.chain = next
+}
+
+// releaseCarried gives back the leases a worker kept when it stops, so
+// that another runner need not wait for them to end.
+func (r *Runner) releaseCarried(carry *carried) {
+	if len(carry.recs) == 0 {
+		return
+	}
+	ids := make([]string, len(carry.recs))
+	for i := range carry.recs {
+		ids[i] = carry.recs[i].ID
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := r.store.Release(ctx, r.opts.Owner, ids, r.now()); err != nil {
+		r.report(fmt.Errorf("stepflow/runner: release kept leases: %w", err))
+	}
+	carry.recs = nil
 }
 
 func (r *Runner) saveIntent(id string, rev uint64) {
@@ -595,6 +723,7 @@ func (r *Runner) commit(ctx context.Context, b *batch) error {
 			// leased until the lease expires, then run again
 			// (at-least-once).
 			applied := err == nil && (errs == nil || errs[i-lo] == nil)
+			b.applied[i] = applied
 			if !applied {
 				refused++
 			}

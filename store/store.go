@@ -113,6 +113,21 @@ type Write struct {
 	// Quarantine sets the process aside with this reason (see the package
 	// documentation); the store then ignores Due and makes it never due.
 	Quarantine string
+	// KeepUntil, when not zero, asks a store that keeps leases
+	// (LeaseKeeper) to leave the record leased to the committing owner
+	// until KeepUntil, its Due while leased, instead of releasing it: a
+	// runner that will apply the process again at once saves a claim.
+	// Other stores release the lease as usual, and runners set it only
+	// for stores that keep leases.
+	KeepUntil time.Time
+}
+
+// LeaseKeeper is implemented by stores whose Commit honours
+// Write.KeepUntil. pgstore does: there, a claim is a statement on a server,
+// which a runner that keeps the leases of the processes it is about to
+// apply again does without.
+type LeaseKeeper interface {
+	KeepsLeases() bool
 }
 
 // Claim asks for due processes.

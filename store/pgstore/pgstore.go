@@ -164,16 +164,19 @@ func New(pool *pgxpool.Pool, opts *Options) *Store {
 		// outside a runner ($12 = '') and WatchEnded when it applied a
 		// terminal status, each at most once.
 		commit: r.Replace(`WITH l AS (SELECT 1 FROM {t} WHERE id = ANY($1) ORDER BY id FOR UPDATE),
-			w AS (UPDATE {t} AS p SET revision = p.revision + 1, status = u.status, due = u.due,
-				owner = '', lease_until = 0, quarantine = u.quarantine, blob = COALESCE(u.blob, p.blob),
+			w AS (UPDATE {t} AS p SET revision = p.revision + 1, status = u.status,
+				due = CASE WHEN u.keep > 0 AND $12 <> '' THEN u.keep ELSE u.due END,
+				owner = CASE WHEN u.keep > 0 AND $12 <> '' THEN p.owner ELSE '' END,
+				lease_until = CASE WHEN u.keep > 0 AND $12 <> '' THEN u.keep ELSE 0 END,
+				quarantine = u.quarantine, blob = COALESCE(u.blob, p.blob),
 				version = CASE WHEN u.version = '' THEN p.version ELSE u.version END,
 				flow = CASE WHEN u.version = '' THEN p.flow ELSE u.flow END,
 				position = CASE WHEN u.blob IS NULL THEN p.position ELSE u.position END,
 				error_kind = CASE WHEN u.blob IS NULL THEN p.error_kind ELSE u.error_kind END,
 				updated = COALESCE(u.updated, {now})
 				FROM unnest($1::text[], $2::bigint[], $3::smallint[], $4::bigint[], $5::text[], $6::bytea[],
-					$7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[])
-					AS u(id, rev, status, due, quarantine, blob, version, flow, position, error_kind, updated)
+					$7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[], $15::bigint[])
+					AS u(id, rev, status, due, quarantine, blob, version, flow, position, error_kind, updated, keep)
 				WHERE (SELECT count(*) FROM l) >= 0
 					AND p.id = u.id AND p.revision = u.rev AND ($12 = '' OR p.owner = $12)
 				RETURNING p.id, p.status),
@@ -378,11 +381,15 @@ func (s *Store) Commit(ctx context.Context, owner string, ws []store.Write) ([]e
 	pos := make([]string, n)
 	kinds := make([]string, n)
 	upds := make([]*int64, n)
+	keeps := make([]int64, n)
 	for i := range ws {
 		w := &ws[i]
 		ids[i], revs[i], sts[i], quar[i], blobs[i] = w.ID, int64(w.Revision), int16(w.Status), w.Quarantine, w.Blob
 		dues[i] = nanos(store.NormalizeDue(w.Status, w.Quarantine, w.Due))
 		vers[i], pos[i], kinds[i], upds[i] = w.Version, w.Position, w.ErrorKind, nanos(w.Updated)
+		if !w.KeepUntil.IsZero() && w.Quarantine == "" {
+			keeps[i] = w.KeepUntil.UnixNano()
+		}
 		if w.Version != "" {
 			flows[i] = codec.FlowName(w.Version)
 		}
@@ -393,7 +400,7 @@ func (s *Store) Commit(ctx context.Context, owner string, ws []store.Write) ([]e
 	err := retry(ctx, func() error {
 		clear(done)
 		rows, err := s.pool.Query(ctx, s.q.commit, ids, revs, sts, dues, quar, blobs, vers, flows, pos, kinds, upds,
-			owner, s.chanRaw, s.endRaw)
+			owner, s.chanRaw, s.endRaw, keeps)
 		if err != nil {
 			return err
 		}
@@ -415,6 +422,10 @@ func (s *Store) Commit(ctx context.Context, owner string, ws []store.Write) ([]e
 	}
 	return s.classify(ctx, ws, done)
 }
+
+// KeepsLeases implements store.LeaseKeeper: Commit honours
+// Write.KeepUntil for a runner's writes (owner not "").
+func (s *Store) KeepsLeases() bool { return true }
 
 // classify explains refused writes. It runs after the UPDATE, so a record
 // changed in between may be reported as a conflict rather than a lost

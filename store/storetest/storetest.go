@@ -63,6 +63,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"ManyFlowsConcurrent", testManyFlowsConcurrent},
 		{"ListPaging", testListPaging},
 		{"ListWrites", testListWrites},
+		{"KeepLease", testKeepLease},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore(t)) })
@@ -202,6 +203,51 @@ func testCommit(t *testing.T, s store.Store) {
 	require.NoError(t, err)
 	require.Len(t, errs, 1)
 	assert.ErrorIs(t, errs[0], store.ErrNotFound)
+}
+
+// testKeepLease: a store that keeps leases (store.LeaseKeeper) leaves a
+// runner's record leased to it after a write with KeepUntil, so that no
+// other runner claims it, and the owner writes it again; any other store
+// releases the lease as for any write.
+func testKeepLease(t *testing.T, s store.Store) {
+	ctx := ctxT(t)
+	mustCreate(t, s, "p", stepflow.Running, time.Time{})
+	got, err := s.Claim(ctx, store.Claim{Owner: "A", Now: t0, Limit: 1, Lease: time.Minute})
+	require.NoError(t, err)
+	require.Len(t, got, 1)
+	until := t0.Add(time.Minute)
+	errs, err := s.Commit(ctx, "A", []store.Write{{ID: "p", Revision: 1, Status: stepflow.Running, Due: t0, KeepUntil: until, Blob: []byte("v2")}})
+	require.NoError(t, err)
+	require.Nil(t, errs)
+	r, err := s.Load(ctx, "p")
+	require.NoError(t, err)
+	assert.Equal(t, uint64(2), r.Revision)
+	lk, keeps := s.(store.LeaseKeeper)
+	if !keeps || !lk.KeepsLeases() {
+		assert.Equal(t, "", r.Owner, "a store that does not keep leases releases it")
+		return
+	}
+	assert.Equal(t, "A", r.Owner, "the lease is kept")
+	assert.True(t, until.Equal(r.Due), "due at the end of the kept lease, %s", r.Due)
+	other, err := s.Claim(ctx, store.Claim{Owner: "B", Now: t0.Add(time.Second), Limit: 1, Lease: time.Minute})
+	require.NoError(t, err)
+	assert.Empty(t, other, "another runner does not claim a kept lease")
+	errs, err = s.Commit(ctx, "A", []store.Write{{ID: "p", Revision: 2, Status: stepflow.Waiting, Due: t0.Add(time.Hour), Blob: []byte("v3")}})
+	require.NoError(t, err)
+	require.Nil(t, errs, "the owner writes the kept record again")
+	r, err = s.Load(ctx, "p")
+	require.NoError(t, err)
+	assert.Equal(t, "", r.Owner, "a write without KeepUntil releases the lease")
+	// Past the kept lease, another runner takes the record over.
+	_, err = s.Commit(ctx, "", []store.Write{{ID: "p", Revision: 3, Status: stepflow.Running, Due: t0, Blob: []byte("v4")}})
+	require.NoError(t, err)
+	_, err = s.Claim(ctx, store.Claim{Owner: "A", Now: t0, Limit: 1, Lease: time.Minute})
+	require.NoError(t, err)
+	_, err = s.Commit(ctx, "A", []store.Write{{ID: "p", Revision: 4, Status: stepflow.Running, Due: t0, KeepUntil: until, Blob: []byte("v5")}})
+	require.NoError(t, err)
+	other, err = s.Claim(ctx, store.Claim{Owner: "B", Now: until.Add(time.Second), Limit: 1, Lease: time.Minute})
+	require.NoError(t, err)
+	assert.Len(t, other, 1, "a kept lease ends like any lease")
 }
 
 func testCommitBatchPartial(t *testing.T, s store.Store) {
