@@ -19,8 +19,8 @@
 # machines of this project cannot reach; the module proxy they can.
 #
 # The versions are pinned here and, for the tests that look in the cache by
-# themselves, in examples/controller/internal/controller/envtest_test.go (a
-# test there checks that both agree).
+# themselves, in kube/kubetest (TestVersionsMatchScript checks that both
+# agree).
 set -euo pipefail
 
 K8S_VERSION=1.37.2
