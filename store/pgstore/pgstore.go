@@ -60,7 +60,7 @@ type Store struct {
 }
 
 type queries struct {
-	create, load, claim, claimVersions, commit, classify, renew, release, nextDue, nextDueVersions,
+	create, load, claim, claimVersions, commit, commitKeep, classify, renew, release, nextDue, nextDueVersions,
 	count, list, del, deleteEnded string
 }
 
@@ -163,27 +163,9 @@ func New(pool *pgxpool.Pool, opts *Options) *Store {
 		// The statement notifies Watch when it applied a write from
 		// outside a runner ($12 = '') and WatchEnded when it applied a
 		// terminal status, each at most once.
-		commit: r.Replace(`WITH l AS (SELECT 1 FROM {t} WHERE id = ANY($1) ORDER BY id FOR UPDATE),
-			w AS (UPDATE {t} AS p SET revision = p.revision + 1, status = u.status,
-				due = CASE WHEN u.keep > 0 AND $12 <> '' THEN u.keep ELSE u.due END,
-				owner = CASE WHEN u.keep > 0 AND $12 <> '' THEN p.owner ELSE '' END,
-				lease_until = CASE WHEN u.keep > 0 AND $12 <> '' THEN u.keep ELSE 0 END,
-				quarantine = u.quarantine, blob = COALESCE(u.blob, p.blob),
-				version = CASE WHEN u.version = '' THEN p.version ELSE u.version END,
-				flow = CASE WHEN u.version = '' THEN p.flow ELSE u.flow END,
-				position = CASE WHEN u.blob IS NULL THEN p.position ELSE u.position END,
-				error_kind = CASE WHEN u.blob IS NULL THEN p.error_kind ELSE u.error_kind END,
-				updated = COALESCE(u.updated, {now})
-				FROM unnest($1::text[], $2::bigint[], $3::smallint[], $4::bigint[], $5::text[], $6::bytea[],
-					$7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[], $15::bigint[])
-					AS u(id, rev, status, due, quarantine, blob, version, flow, position, error_kind, updated, keep)
-				WHERE (SELECT count(*) FROM l) >= 0
-					AND p.id = u.id AND p.revision = u.rev AND ($12 = '' OR p.owner = $12)
-				RETURNING p.id, p.status),
-			n AS (SELECT pg_notify($13, '') FROM (SELECT 1 FROM w WHERE $12 = '' LIMIT 1) AS a
-				UNION ALL SELECT pg_notify($14, '') FROM (SELECT 1 FROM w WHERE {terminal} LIMIT 1) AS b)
-			SELECT id FROM w WHERE (SELECT count(*) FROM n) >= 0`),
-		classify: r.Replace(`SELECT id, revision FROM {t} WHERE id = ANY($1)`),
+		commit:     commitSQL(r, false),
+		commitKeep: commitSQL(r, true),
+		classify:   r.Replace(`SELECT id, revision FROM {t} WHERE id = ANY($1)`),
 		renew: r.Replace(`WITH l AS (SELECT 1 FROM {t} WHERE id = ANY($1) AND owner = $2 AND owner <> '' ORDER BY id FOR UPDATE)
 			UPDATE {t} SET lease_until = $3
 			WHERE (SELECT count(*) FROM l) >= 0 AND id = ANY($1) AND owner = $2 AND owner <> '' RETURNING id`),
@@ -216,6 +198,38 @@ func New(pool *pgxpool.Pool, opts *Options) *Store {
 			DELETE FROM {t} AS p USING d WHERE p.id = d.id`),
 	}
 	return s
+}
+
+// commitSQL is the commit statement (see queries.commit in New); keep
+// makes the variant for batches in which some writes keep their lease
+// (Write.KeepUntil, in array $15): the others take the plain statement,
+// which has less to compute per row.
+func commitSQL(r *strings.Replacer, keep bool) string {
+	set, arrays, cols := `due = u.due, owner = '', lease_until = 0,`, ``, ``
+	if keep {
+		set = `due = CASE WHEN u.keep > 0 AND $12 <> '' THEN u.keep ELSE u.due END,
+				owner = CASE WHEN u.keep > 0 AND $12 <> '' THEN p.owner ELSE '' END,
+				lease_until = CASE WHEN u.keep > 0 AND $12 <> '' THEN u.keep ELSE 0 END,`
+		arrays, cols = `, $15::bigint[]`, `, keep`
+	}
+	return r.Replace(`WITH l AS (SELECT 1 FROM {t} WHERE id = ANY($1) ORDER BY id FOR UPDATE),
+			w AS (UPDATE {t} AS p SET revision = p.revision + 1, status = u.status,
+				` + set + `
+				quarantine = u.quarantine, blob = COALESCE(u.blob, p.blob),
+				version = CASE WHEN u.version = '' THEN p.version ELSE u.version END,
+				flow = CASE WHEN u.version = '' THEN p.flow ELSE u.flow END,
+				position = CASE WHEN u.blob IS NULL THEN p.position ELSE u.position END,
+				error_kind = CASE WHEN u.blob IS NULL THEN p.error_kind ELSE u.error_kind END,
+				updated = COALESCE(u.updated, {now})
+				FROM unnest($1::text[], $2::bigint[], $3::smallint[], $4::bigint[], $5::text[], $6::bytea[],
+					$7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[]` + arrays + `)
+					AS u(id, rev, status, due, quarantine, blob, version, flow, position, error_kind, updated` + cols + `)
+				WHERE (SELECT count(*) FROM l) >= 0
+					AND p.id = u.id AND p.revision = u.rev AND ($12 = '' OR p.owner = $12)
+				RETURNING p.id, p.status),
+			n AS (SELECT pg_notify($13, '') FROM (SELECT 1 FROM w WHERE $12 = '' LIMIT 1) AS a
+				UNION ALL SELECT pg_notify($14, '') FROM (SELECT 1 FROM w WHERE {terminal} LIMIT 1) AS b)
+			SELECT id FROM w WHERE (SELECT count(*) FROM n) >= 0`)
 }
 
 // truncate cuts s to at most n bytes, at a character boundary, as
@@ -382,13 +396,14 @@ func (s *Store) Commit(ctx context.Context, owner string, ws []store.Write) ([]e
 	kinds := make([]string, n)
 	upds := make([]*int64, n)
 	keeps := make([]int64, n)
+	kept := false
 	for i := range ws {
 		w := &ws[i]
 		ids[i], revs[i], sts[i], quar[i], blobs[i] = w.ID, int64(w.Revision), int16(w.Status), w.Quarantine, w.Blob
 		dues[i] = nanos(store.NormalizeDue(w.Status, w.Quarantine, w.Due))
 		vers[i], pos[i], kinds[i], upds[i] = w.Version, w.Position, w.ErrorKind, nanos(w.Updated)
 		if !w.KeepUntil.IsZero() && w.Quarantine == "" {
-			keeps[i] = w.KeepUntil.UnixNano()
+			keeps[i], kept = w.KeepUntil.UnixNano(), true
 		}
 		if w.Version != "" {
 			flows[i] = codec.FlowName(w.Version)
@@ -399,8 +414,11 @@ func (s *Store) Commit(ctx context.Context, owner string, ws []store.Write) ([]e
 	// was written, and it can run again as a whole.
 	err := retry(ctx, func() error {
 		clear(done)
-		rows, err := s.pool.Query(ctx, s.q.commit, ids, revs, sts, dues, quar, blobs, vers, flows, pos, kinds, upds,
-			owner, s.chanRaw, s.endRaw, keeps)
+		q, args := s.q.commit, []any{ids, revs, sts, dues, quar, blobs, vers, flows, pos, kinds, upds, owner, s.chanRaw, s.endRaw}
+		if kept {
+			q, args = s.q.commitKeep, append(args, keeps)
+		}
+		rows, err := s.pool.Query(ctx, q, args...)
 		if err != nil {
 			return err
 		}
