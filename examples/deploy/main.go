@@ -288,6 +288,9 @@ func run(ctx context.Context, cfg config) (*summary, error) {
 	sum.Calls = calls
 	mu.Unlock()
 	sum.print(cfg.Out, cfg.Flow)
+	if srv.console == nil && sum.Failed > 0 {
+		fmt.Fprintln(cfg.Out, "\nto see why they failed: go run ./examples/deploy -http localhost:8080, then open http://localhost:8080/?status=failed")
+	}
 	if srv.console != nil {
 		// The console goes on serving, and the runner on running what
 		// an operator changes there, until interrupted.
