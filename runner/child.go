@@ -116,15 +116,24 @@ func childID(ctx context.Context, part string) (string, error) {
 	if !ok || call.ID == "" {
 		return "", errors.New("stepflow/runner: a Child node runs only in a process with an id (run it with a runner)")
 	}
+	return nodeKey(call, '/', "/"+part), nil
+}
+
+// nodeKey names the node of a composite runner node (Child, Limited) in
+// the process making call: the process id, sep, the call's path without
+// suffix (the part of the node that calls), and the iterations of the
+// loops around it (".2"), so that a call made again after a crash gives
+// the same name.
+func nodeKey(call stepflow.Call, sep byte, suffix string) string {
 	var b strings.Builder
 	b.WriteString(call.ID)
-	b.WriteByte('/')
-	b.WriteString(strings.TrimSuffix(call.Path, "/"+part))
+	b.WriteByte(sep)
+	b.WriteString(strings.TrimSuffix(call.Path, suffix))
 	for _, it := range call.Iterations {
 		b.WriteByte('.')
 		b.WriteString(strconv.FormatUint(uint64(it), 10))
 	}
-	return b.String(), nil
+	return b.String()
 }
 
 // cancelChildren cancels the processes started by Child nodes of process

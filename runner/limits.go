@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -115,15 +114,7 @@ func limitCall(ctx context.Context, suffix string) (*Runner, string, error) {
 	if !ok || l.r == nil || !cok {
 		return nil, "", errors.New("stepflow/runner: a Limited node runs only under a runner")
 	}
-	var b strings.Builder
-	b.WriteString(call.ID)
-	b.WriteByte('|')
-	b.WriteString(strings.TrimSuffix(call.Path, suffix))
-	for _, it := range call.Iterations {
-		b.WriteByte('.')
-		b.WriteString(strconv.FormatUint(uint64(it), 10))
-	}
-	return l.r, b.String(), nil
+	return l.r, nodeKey(call, '|', suffix), nil
 }
 
 // releaseSlotsOf gives back the slots of deleted processes.
