@@ -51,9 +51,21 @@ func (t Task[S]) Always() Task[S] {
 // the flow's fingerprint, and Nodes, Describe, Mermaid and the console
 // show them.
 func Graph[S any](name string, tasks ...Task[S]) *GraphNode[S] {
-	g := &GraphNode[S]{name: name, tasks: tasks}
-	for _, t := range tasks {
+	g := &GraphNode[S]{name: name, tasks: tasks, names: make([]string, len(tasks)), needs: make([][]int, len(tasks))}
+	index := map[string]int{}
+	for i, t := range tasks {
 		g.nodes = append(g.nodes, t.node)
+		g.names[i] = t.node.Info().Name
+		index[g.names[i]] = i
+	}
+	for i, t := range tasks {
+		for _, d := range t.needs {
+			j, ok := index[d]
+			if !ok {
+				j = -1 // refused by Check
+			}
+			g.needs[i] = append(g.needs[i], j)
+		}
 	}
 	return g
 }
@@ -64,6 +76,10 @@ type GraphNode[S any] struct {
 	tasks   []Task[S]
 	nodes   []stepflow.Node[S]
 	waitAll bool
+	// names are the tasks' names, and needs the indexes of the tasks each
+	// needs (-1 for a name that is not a task's), made once.
+	names []string
+	needs [][]int
 }
 
 // WaitAll returns a copy that runs every task that does not depend on a
@@ -86,9 +102,9 @@ const (
 
 func (n *GraphNode[S]) Info() stepflow.Info {
 	var edges []string
-	for _, t := range n.tasks {
+	for i, t := range n.tasks {
 		if len(t.needs) > 0 || t.always {
-			e := t.node.Info().Name + " after " + strings.Join(t.needs, ",")
+			e := n.names[i] + " after " + strings.Join(t.needs, ",")
 			if t.always {
 				e += " always"
 			}
@@ -115,16 +131,11 @@ func (n *GraphNode[S]) Check() []string {
 		return []string{"graph without tasks"}
 	}
 	var problems []string
-	index := map[string]int{}
 	for i, t := range n.tasks {
-		index[t.node.Info().Name] = i
-	}
-	for _, t := range n.tasks {
-		name := t.node.Info().Name
+		name := n.names[i]
 		for k, d := range t.needs {
-			_, ok := index[d]
 			switch {
-			case !ok:
+			case n.needs[i][k] < 0:
 				problems = append(problems, fmt.Sprintf("task %q needs %q, which is not a task of the graph", name, d))
 			case d == name:
 				problems = append(problems, fmt.Sprintf("task %q needs itself", name))
@@ -136,7 +147,7 @@ func (n *GraphNode[S]) Check() []string {
 	if len(problems) > 0 {
 		return problems
 	}
-	if cycle := n.cycle(index); cycle != nil {
+	if cycle := n.cycle(); cycle != nil {
 		problems = append(problems, "tasks depend on each other in a cycle: "+strings.Join(cycle, " -> "))
 	}
 	return problems
@@ -144,7 +155,7 @@ func (n *GraphNode[S]) Check() []string {
 
 // cycle returns a cycle of needs, as task names from a task back to
 // itself, or nil.
-func (n *GraphNode[S]) cycle(index map[string]int) []string {
+func (n *GraphNode[S]) cycle() []string {
 	const (
 		unseen = iota
 		open
@@ -156,16 +167,15 @@ func (n *GraphNode[S]) cycle(index map[string]int) []string {
 	visit = func(i int) []string {
 		mark[i] = open
 		path = append(path, i)
-		for _, d := range n.tasks[i].needs {
-			j := index[d]
+		for _, j := range n.needs[i] {
 			switch mark[j] {
 			case open:
 				k := slices.Index(path, j)
 				var names []string
 				for _, p := range path[k:] {
-					names = append(names, n.tasks[p].node.Info().Name)
+					names = append(names, n.names[p])
 				}
-				return append(names, n.tasks[j].node.Info().Name)
+				return append(names, n.names[j])
 			case unseen:
 				if c := visit(j); c != nil {
 					return c
@@ -186,20 +196,11 @@ func (n *GraphNode[S]) cycle(index map[string]int) []string {
 	return nil
 }
 
-func (n *GraphNode[S]) index(name string) int {
-	for i, t := range n.tasks {
-		if t.node.Info().Name == name {
-			return i
-		}
-	}
-	return -1
-}
-
 // ready reports whether task i can start given the task states.
 func (n *GraphNode[S]) ready(i int, states []byte) (start, skip bool) {
 	t := n.tasks[i]
-	for _, d := range t.needs {
-		switch states[n.index(d)] {
+	for _, j := range n.needs[i] {
+		switch states[j] {
 		case taskDone:
 		case taskFailed, taskSkipped:
 			if !t.always {
