@@ -86,21 +86,11 @@ func newJSONPlain(t reflect.Type) *jsonPlain {
 		if !plainJSONName(pf.name) || slices.ContainsFunc(p.fields, func(g plainField) bool { return strings.EqualFold(g.name, pf.name) }) {
 			return nil
 		}
-		switch ft := f.Type; {
-		case ft == mapStringString:
-			pf.kind = reflect.Map
-		case ft.PkgPath() != "" || ft.Name() == "":
-			return nil // a named type may have methods of its own
-		default:
-			switch k := ft.Kind(); k {
-			case reflect.String, reflect.Bool,
-				reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-				reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-				pf.kind = k
-			default:
-				return nil
-			}
+		k, ok := plainKind(f.Type)
+		if !ok {
+			return nil
 		}
+		pf.kind = k
 		p.fields = append(p.fields, pf)
 		p.keys = append(p.keys, `"`+pf.name+`":`)
 	}

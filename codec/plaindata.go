@@ -48,6 +48,26 @@ func plainDataFor(t reflect.Type) *plainData {
 	return cachedPlan(&plainPlans, t, newPlainData, (*plainData).agrees)
 }
 
+// plainKind is the kind of a field type that plain data holds:
+// map[string]string, or a predeclared string, bool or integer type. ok is
+// false for any other type: a named type may have methods of its own, or
+// its own encoding.
+func plainKind(ft reflect.Type) (reflect.Kind, bool) {
+	if ft == mapStringString {
+		return reflect.Map, true
+	}
+	if ft.PkgPath() != "" || ft.Name() == "" {
+		return 0, false
+	}
+	switch k := ft.Kind(); k {
+	case reflect.String, reflect.Bool,
+		reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return k, true
+	}
+	return 0, false
+}
+
 // cachedPlan returns the plan for t kept in cache, made by build and
 // checked by agrees on first use; nil when build makes none or agrees
 // refuses it.
@@ -96,21 +116,11 @@ func newPlainData(t reflect.Type) *plainData {
 		if strings.ContainsAny(pf.name, " \"'`:=\\") || slices.ContainsFunc(p.fields, func(g plainField) bool { return g.name == pf.name }) {
 			return nil // unusual names, or two fields of one name
 		}
-		switch ft := f.Type; {
-		case ft == mapStringString:
-			pf.kind = reflect.Map
-		case ft.PkgPath() != "" || ft.Name() == "" || implementsCodecInterface(ft):
-			return nil // a named type may have its own msgpack encoding
-		default:
-			switch k := ft.Kind(); k {
-			case reflect.String, reflect.Bool,
-				reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-				reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-				pf.kind = k
-			default:
-				return nil
-			}
+		k, ok := plainKind(f.Type)
+		if !ok || k != reflect.Map && implementsCodecInterface(f.Type) {
+			return nil
 		}
+		pf.kind = k
 		p.fields = append(p.fields, pf)
 	}
 	return p
