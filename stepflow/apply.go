@@ -203,7 +203,7 @@ func (f *Flow[S]) applyPoll(ctx context.Context, st *State[S], c *compiled[S], d
 	if rec {
 		start = readClock(e.clock)
 	}
-	x.cond, x.condOK = c.poller.PollFunc(), false
+	x.cond, x.condOK = c.pollFn, false
 	if x.condRun == nil {
 		x.condRun = x.runCond
 	}
@@ -276,7 +276,7 @@ type stepPlan[S any] struct {
 func (f *Flow[S]) planSteps() {
 	for _, c := range f.order {
 		if pn, ok := c.node.(PollNode[S]); ok && pn.PollFunc() != nil && f.straightDown(c) {
-			c.poller = pn
+			c.poller, c.pollFn = pn, pn.PollFunc()
 		}
 		sn, ok := c.node.(StepNode[S])
 		if !ok || sn.StepFunc() == nil || !f.straightDown(c) {

@@ -1,6 +1,7 @@
 package stepflow
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -87,8 +88,9 @@ type compiled[S any] struct {
 	// consecutive memory.
 	plans []stepPlan[S]
 	// poller is the node as a PollNode, when Apply may poll it without
-	// walking the tree (see applyPoll).
+	// walking the tree (see applyPoll), and pollFn its predicate.
 	poller PollNode[S]
+	pollFn func(context.Context, *S) (bool, error)
 	// fresh is the frame of this node just entered, as a one-element
 	// children slice that states share until they write to it. The fresh
 	// frames of a flow are one array in flow order (see freshFrames).
