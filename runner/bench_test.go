@@ -288,47 +288,73 @@ func BenchmarkStartMany(b *testing.B) {
 // goroutine): 1,000 processes of a 10-step no-op flow started with
 // StartMany, then run until all are done; steps/s counts the 10,000 steps
 // over the whole time, the starts included. Each round uses a new store.
+// driver=run runs them as a service does (Run, one worker, which keeps
+// the leases of running processes on PostgreSQL); driver=step calls Step
+// until nothing is due, which claims every step.
 func BenchmarkEndToEnd(b *testing.B) {
 	const procs = 1000
 	for _, kind := range []string{"memory", "bolt", "postgres"} {
-		b.Run("store="+kind, func(b *testing.B) {
-			f := noopFlow(b)
-			steps := 0
-			var elapsed time.Duration
-			for b.Loop() {
-				b.StopTimer()
-				s := benchStore(b, kind)
-				r, err := runner.New(s, nil)
-				require.NoError(b, err)
-				ps, err := runner.Register(r, f)
-				require.NoError(b, err)
-				batch := make([]runner.NewProcess[counter], procs)
-				for i := range batch {
-					batch[i].ID = fmt.Sprintf("p%05d", i)
-				}
-				b.StartTimer()
-				start := time.Now()
-				errs, err := ps.StartMany(context.Background(), batch)
-				if err != nil || errs != nil {
-					b.Fatal(err, errs)
-				}
-				for {
-					n, err := r.Step(context.Background())
-					if err != nil {
-						b.Fatal(err)
+		for _, driver := range []string{"run", "step"} {
+			b.Run("store="+kind+"/driver="+driver, func(b *testing.B) {
+				f := noopFlow(b)
+				var steps atomic.Int64
+				var elapsed time.Duration
+				for b.Loop() {
+					b.StopTimer()
+					s := benchStore(b, kind)
+					ended := make(chan struct{})
+					var done atomic.Int64
+					o := &runner.Options{Workers: 1, Metrics: &runner.Metrics{Applied: func(t runner.Transition) {
+						steps.Add(1)
+						if t.To.Terminal() && done.Add(1) == procs {
+							close(ended)
+						}
+					}}}
+					r, ps, err := newRunner(f, s, o)
+					require.NoError(b, err)
+					batch := make([]runner.NewProcess[counter], procs)
+					for i := range batch {
+						batch[i].ID = fmt.Sprintf("p%05d", i)
 					}
-					if n == 0 {
-						break
+					ctx, stop := context.WithCancel(context.Background())
+					running := make(chan error, 1)
+					if driver == "run" {
+						go func() { running <- r.Run(ctx) }()
 					}
-					steps += n
+					b.StartTimer()
+					start := time.Now()
+					errs, err := ps.StartMany(ctx, batch)
+					if err != nil || errs != nil {
+						b.Fatal(err, errs)
+					}
+					if driver == "run" {
+						<-ended
+					} else {
+						for {
+							n, err := r.Step(ctx)
+							if err != nil {
+								b.Fatal(err)
+							}
+							if n == 0 {
+								break
+							}
+						}
+					}
+					elapsed += time.Since(start)
+					b.StopTimer()
+					stop()
+					if driver == "run" {
+						require.NoError(b, <-running)
+					}
+					require.EqualValues(b, procs, done.Load())
+					b.StartTimer()
 				}
-				elapsed += time.Since(start)
-			}
-			if steps != b.N*procs*10 {
-				b.Fatalf("%d steps, want %d", steps, b.N*procs*10)
-			}
-			b.ReportMetric(float64(steps)/elapsed.Seconds(), "steps/s")
-		})
+				if n := steps.Load(); n != int64(b.N)*procs*10 {
+					b.Fatalf("%d steps, want %d", n, b.N*procs*10)
+				}
+				b.ReportMetric(float64(steps.Load())/elapsed.Seconds(), "steps/s")
+			})
+		}
 	}
 }
 

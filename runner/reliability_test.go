@@ -359,3 +359,81 @@ func TestKeptLeasesOnPostgres(t *testing.T) {
 	assert.Equal(t, stepflow.Done, st.Status)
 	assert.Equal(t, 200, st.Data.N, "every step once: none lost or repeated across the hand-over")
 }
+
+// claimCounter is a store that counts the processes its claims hand out,
+// keeping leases as the store it wraps does.
+type claimCounter struct {
+	store.Store
+	claimed atomic.Int64
+}
+
+func (c *claimCounter) Claim(ctx context.Context, cl store.Claim) ([]store.Record, error) {
+	recs, err := c.Store.Claim(ctx, cl)
+	c.claimed.Add(int64(len(recs)))
+	return recs, err
+}
+
+func (c *claimCounter) KeepsLeases() bool { return c.Store.(store.LeaseKeeper).KeepsLeases() }
+
+// TestKeptLeasesUnderLoad: with more runnable processes than a batch holds,
+// a worker applies the processes it holds again without claiming them, and
+// still gives the queue its turn: a process never keeps its lease for more
+// than 16 steps in a row, so the processes behind the first batch start
+// before the first batch ends. No step is lost or repeated.
+func TestKeptLeasesUnderLoad(t *testing.T) {
+	const procs, steps, batch = 12, 40, 4
+	s := &claimCounter{Store: newPG(t, newSchema(t))}
+	var nodes []stepflow.Node[counter]
+	for i := range steps {
+		nodes = append(nodes, combinators.Do(fmt.Sprintf("s%d", i), func(_ context.Context, d *counter) error {
+			d.N++
+			return nil
+		}))
+	}
+	f := stepflow.Must(stepflow.New("long/v1", nodes...))
+	var mu sync.Mutex
+	var order []runner.Transition
+	all := make(chan struct{})
+	r, ps, err := newRunner(f, s, &runner.Options{Workers: 1, Batch: batch, Lease: time.Hour,
+		Metrics: &runner.Metrics{Applied: func(tr runner.Transition) {
+			mu.Lock()
+			defer mu.Unlock()
+			order = append(order, tr)
+			if len(order) == procs*steps {
+				close(all)
+			}
+		}}})
+	require.NoError(t, err)
+	batchOf := make([]runner.NewProcess[counter], procs)
+	for i := range batchOf {
+		batchOf[i].ID = fmt.Sprintf("p%02d", i)
+	}
+	_, err = ps.StartMany(t.Context(), batchOf)
+	require.NoError(t, err)
+	ctx, stop := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	select {
+	case <-all:
+	case <-time.After(60 * time.Second):
+		t.Fatal("the processes did not end")
+	}
+	stop()
+	require.NoError(t, <-done)
+
+	for _, b := range batchOf {
+		st, err := ps.State(t.Context(), b.ID)
+		require.NoError(t, err)
+		assert.Equal(t, stepflow.Done, st.Status, b.ID)
+		assert.Equal(t, steps, st.Data.N, "%s: every step once", b.ID)
+	}
+	assert.Less(t, s.claimed.Load(), int64(procs*steps/4), "most steps applied a kept lease, not a claim")
+	first, last := map[string]int{}, map[string]int{}
+	for i, tr := range order {
+		if _, ok := first[tr.ID]; !ok {
+			first[tr.ID] = i
+		}
+		last[tr.ID] = i
+	}
+	assert.Less(t, first["p11"], last["p00"], "the last process started before the first one ended")
+}

@@ -638,15 +638,12 @@ func (r *Runner) step(ctx context.Context, carry *carried) (int, error) {
 
 // keep asks the store to keep the leases of the batch's processes that are
 // still running after their step (and have not had maxChain steps in a row
-// so), to apply them again at once. It does so only while the worker has
-// no backlog (its last claim was not full): that is when a claim costs a
-// process a round trip of its own, the latency of a process running
-// alone; under load a claim serves a whole batch, and processes take
-// turns through it as before.
+// so), to apply them again at once without claiming them: the claim of a
+// process costs the store about as much as its commit. Under load the
+// batch goes on with the processes it holds and claims only for the room
+// that those that ended or began to wait left; maxChain bounds how long a
+// process that never waits can keep the others in the queue waiting.
 func (r *Runner) keep(b *batch, carry *carried, now time.Time) {
-	if carry.backlog {
-		return
-	}
 	until := now.Add(r.opts.Lease)
 	for i := range b.ws {
 		w := &b.ws[i]
