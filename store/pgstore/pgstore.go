@@ -60,7 +60,7 @@ type Store struct {
 }
 
 type queries struct {
-	create, load, claim, claimVersions, commit, commitKeep, classify, renew, release, nextDue, nextDueVersions,
+	create, load, claim, claimVersions, commit, commitKeep, commitOne, classify, renew, release, nextDue, nextDueVersions,
 	count, list, del, deleteEnded string
 }
 
@@ -165,7 +165,26 @@ func New(pool *pgxpool.Pool, opts *Options) *Store {
 		// terminal status, each at most once.
 		commit:     commitSQL(r, false),
 		commitKeep: commitSQL(r, true),
-		classify:   r.Replace(`SELECT id, revision FROM {t} WHERE id = ANY($1)`),
+		// A batch of one write takes a statement of its own, with scalar
+		// parameters: it locks one row, so it needs no lock pass to keep
+		// it from deadlocking, and it is the statement of a process
+		// running alone, whose every step waits for it.
+		commitOne: r.Replace(`WITH w AS (UPDATE {t} AS p SET revision = p.revision + 1, status = $3::smallint,
+				due = CASE WHEN $15::bigint > 0 AND $12 <> '' THEN $15::bigint ELSE $4::bigint END,
+				owner = CASE WHEN $15::bigint > 0 AND $12 <> '' THEN p.owner ELSE '' END,
+				lease_until = CASE WHEN $15::bigint > 0 AND $12 <> '' THEN $15::bigint ELSE 0 END,
+				quarantine = $5::text, blob = COALESCE($6::bytea, p.blob),
+				version = CASE WHEN $7::text = '' THEN p.version ELSE $7::text END,
+				flow = CASE WHEN $7::text = '' THEN p.flow ELSE $8::text END,
+				position = CASE WHEN $6::bytea IS NULL THEN p.position ELSE $9::text END,
+				error_kind = CASE WHEN $6::bytea IS NULL THEN p.error_kind ELSE $10::text END,
+				updated = COALESCE($11::bigint, {now})
+				WHERE p.id = $1::text AND p.revision = $2::bigint AND ($12::text = '' OR p.owner = $12::text)
+				RETURNING p.id, p.status),
+			n AS (SELECT pg_notify($13, '') FROM (SELECT 1 FROM w WHERE $12::text = '' LIMIT 1) AS a
+				UNION ALL SELECT pg_notify($14, '') FROM (SELECT 1 FROM w WHERE {terminal} LIMIT 1) AS b)
+			SELECT id FROM w WHERE (SELECT count(*) FROM n) >= 0`),
+		classify: r.Replace(`SELECT id, revision FROM {t} WHERE id = ANY($1)`),
 		renew: r.Replace(`WITH l AS (SELECT 1 FROM {t} WHERE id = ANY($1) AND owner = $2 AND owner <> '' ORDER BY id FOR UPDATE)
 			UPDATE {t} SET lease_until = $3
 			WHERE (SELECT count(*) FROM l) >= 0 AND id = ANY($1) AND owner = $2 AND owner <> '' RETURNING id`),
@@ -383,6 +402,9 @@ func (s *Store) Commit(ctx context.Context, owner string, ws []store.Write) ([]e
 	if len(ws) == 0 {
 		return nil, nil
 	}
+	if len(ws) == 1 {
+		return s.commitOne(ctx, owner, &ws[0])
+	}
 	n := len(ws)
 	ids := make([]string, n)
 	revs := make([]int64, n)
@@ -439,6 +461,37 @@ func (s *Store) Commit(ctx context.Context, owner string, ws []store.Write) ([]e
 		return nil, nil
 	}
 	return s.classify(ctx, ws, done)
+}
+
+// commitOne is Commit for a batch of one write.
+func (s *Store) commitOne(ctx context.Context, owner string, w *store.Write) ([]error, error) {
+	var keep int64
+	if !w.KeepUntil.IsZero() && w.Quarantine == "" {
+		keep = w.KeepUntil.UnixNano()
+	}
+	var flow string
+	if w.Version != "" {
+		flow = codec.FlowName(w.Version)
+	}
+	done := false
+	err := retry(ctx, func() error {
+		rows, err := s.pool.Query(ctx, s.q.commitOne, w.ID, int64(w.Revision), int16(w.Status),
+			nanos(store.NormalizeDue(w.Status, w.Quarantine, w.Due)), w.Quarantine, w.Blob, w.Version, flow,
+			w.Position, w.ErrorKind, nanos(w.Updated), owner, s.chanRaw, s.endRaw, keep)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		done = rows.Next()
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("stepflow/pgstore: commit: %w", err)
+	}
+	if done {
+		return nil, nil
+	}
+	return s.classify(ctx, []store.Write{*w}, map[string]bool{})
 }
 
 // KeepsLeases implements store.LeaseKeeper: Commit honours
