@@ -38,26 +38,38 @@ func (f *Flow[S]) Apply(ctx context.Context, prev State[S]) (State[S], error) {
 	if err := ctx.Err(); err != nil {
 		return prev, err
 	}
-	if prev.Status == Waiting && !prev.WakeAt.IsZero() && Now(ctx).Before(prev.WakeAt) {
-		return prev, nil
+	e := envOf(ctx)
+	// The clock is read once per Apply, here when the state waits, else
+	// when a node or the record first asks (exec.now); now is zero until
+	// then.
+	var now time.Time
+	if prev.Status == Waiting && !prev.WakeAt.IsZero() {
+		if now = readClock(e.clock); now.Before(prev.WakeAt) {
+			return prev, nil
+		}
 	}
 	if prev.Intent == "" && prev.Root.Branch == "" && !f.noStraight {
 		switch prev.Status {
 		case Running:
 			if p := f.stepAt(&prev.Root); p != nil {
 				// prev is this call's own copy: the next state is made in it.
-				err := f.applyStep(ctx, &prev, p)
+				err := f.applyStep(ctx, e, &prev, p)
 				return prev, err
 			}
 		case Waiting:
 			if c, depth := f.pollAt(&prev.Root); c != nil {
-				err := f.applyPoll(ctx, &prev, c, depth)
+				if now.IsZero() {
+					now = readClock(e.clock)
+				}
+				err := f.applyPoll(ctx, e, now, &prev, c, depth)
 				return prev, err
 			}
 		}
 	}
 	var next State[S]
-	err := f.apply(ctx, &prev, 1, &next)
+	x := f.getExec(&prev)
+	x.nowT, x.nowSet = now, !now.IsZero()
+	err := x.run(ctx, &prev, 1, &next)
 	return next, err
 }
 
@@ -90,14 +102,14 @@ func (f *Flow[S]) stepAt(root *Frame) *stepPlan[S] {
 // give. A failure, or a next node that is not inert, is handed to the
 // general path with the outcome of the call, which it uses instead of
 // calling the step again.
-func (f *Flow[S]) applyStep(ctx context.Context, st *State[S], p *stepPlan[S]) error {
-	e := envOf(ctx)
+func (f *Flow[S]) applyStep(ctx context.Context, e *env, st *State[S], p *stepPlan[S]) error {
+	// getExec, by hand: the compiler does not inline it.
 	x := f.pool.Get().(*exec[S])
-	x.interceptors = e.interceptors
 	x.data = st.Data
 	if f.clone != nil {
 		x.data = f.clone(&x.data)
 	}
+	x.interceptors = e.interceptors
 	cc := x.newCallCtx()
 	*cc = callCtx{parent: ctx, info: p.first, id: st.ID, seq: st.Steps}
 	rec := f.opts.Record > 0
@@ -124,7 +136,7 @@ func (f *Flow[S]) applyStep(ctx context.Context, st *State[S], p *stepPlan[S]) e
 		// general path's copy on write would; the rest stays shared.
 		fr := &st.Root
 		for range p.level {
-			s := make([]Frame, 1)
+			s := x.frames(1)
 			s[0] = fr.Children[0]
 			fr.Children = s
 			fr = &s[0]
@@ -132,8 +144,9 @@ func (f *Flow[S]) applyStep(ctx context.Context, st *State[S], p *stepPlan[S]) e
 		fr.Children = p.enter
 	}
 	if rec {
-		x.recBuf[0] = Record{Seq: st.Steps, Path: p.path, Outcome: "ok", Attempt: 1, Start: start, End: end}
-		st.Record = appendBounded(st.Record, x.recBuf[:1], f.opts.Record)
+		var r *Record
+		st.Record, r = recordSlot(st.Record, f.opts.Record)
+		r.Seq, r.Path, r.Outcome, r.Attempt, r.Start, r.End = st.Steps, p.path, "ok", 1, start, end
 	}
 	var zero S
 	x.data, x.interceptors = zero, nil
@@ -173,17 +186,15 @@ func (f *Flow[S]) pollAt(root *Frame) (*compiled[S], int) {
 // give. Any other answer is handed to the general path with the outcome of
 // the call, and so is a frame that is not one for a plain poll (the
 // general path then does whatever the node does), at the time read here.
-func (f *Flow[S]) applyPoll(ctx context.Context, st *State[S], c *compiled[S], depth int) error {
-	e := envOf(ctx)
+func (f *Flow[S]) applyPoll(ctx context.Context, e *env, now time.Time, st *State[S], c *compiled[S], depth int) error {
 	// The leaf's frame is in a children slice (depth >= 1): a pointer to
 	// it given to the node does not make st escape.
 	leaf := &st.Root.Children[0]
 	for range depth - 1 {
 		leaf = &leaf.Children[0]
 	}
-	now := readClock(e.clock)
 	next, ok := c.poller.PollNext(leaf, now)
-	x := f.pool.Get().(*exec[S])
+	x := f.pool.Get().(*exec[S]) // getExec, by hand, as in applyStep
 	x.data = st.Data
 	if f.clone != nil {
 		x.data = f.clone(&x.data)
@@ -221,11 +232,11 @@ func (f *Flow[S]) applyPoll(ctx context.Context, st *State[S], c *compiled[S], d
 		prev := *st
 		return x.run(ctx, &prev, 1, st)
 	}
-	block := make([]Frame, depth)
+	block := x.frames(depth)
 	fr := &st.Root
 	for i := range block {
 		block[i] = fr.Children[0]
-		fr.Children = block[i : i+1]
+		fr.Children = block[i : i+1 : i+1]
 		fr = &block[i]
 	}
 	fr.Count++
@@ -234,8 +245,9 @@ func (f *Flow[S]) applyPoll(ctx context.Context, st *State[S], c *compiled[S], d
 	st.Steps++
 	st.WakeAt = next
 	if rec {
-		x.recBuf[0] = Record{Seq: st.Steps, Path: c.path, Outcome: "false", Attempt: 1, Start: start, End: end}
-		st.Record = appendBounded(st.Record, x.recBuf[:1], f.opts.Record)
+		var r *Record
+		st.Record, r = recordSlot(st.Record, f.opts.Record)
+		r.Seq, r.Path, r.Outcome, r.Attempt, r.Start, r.End = st.Steps, c.path, "false", 1, start, end
 	}
 	var zero S
 	x.data, x.interceptors = zero, nil
@@ -313,15 +325,20 @@ func (f *Flow[S]) straightDown(c *compiled[S]) bool {
 // uses a budget of zero to unwind what it can without running anything.
 // States travel by pointer: a copy of one costs a good part of a step.
 func (f *Flow[S]) apply(ctx context.Context, prev *State[S], budget int, next *State[S]) error {
-	// The working memory comes from a pool; what outlives the Apply (new
-	// frames, record blocks, the context handed to user code) is allocated
-	// apart, so that a typical step allocates nothing of its own.
+	return f.getExec(prev).run(ctx, prev, budget, next)
+}
+
+// getExec takes working memory from the pool for an Apply of st, holding
+// the data its steps see. What outlives the Apply (new frames, record
+// blocks, the context handed to user code) is allocated apart, so that a
+// typical step allocates nothing of its own.
+func (f *Flow[S]) getExec(st *State[S]) *exec[S] {
 	x := f.pool.Get().(*exec[S])
-	x.data = prev.Data
+	x.data = st.Data
 	if f.clone != nil {
 		x.data = f.clone(&x.data)
 	}
-	return x.run(ctx, prev, budget, next)
+	return x
 }
 
 // run is apply once x holds the data the steps see, and gives x back to
@@ -441,17 +458,9 @@ func (x *exec[S]) finish(prev *State[S], r Result, next *State[S]) error {
 // written again, so no state ever changes under its holder.
 func appendBounded(old, add []Record, limit int) []Record {
 	n := len(add)
-	if c := cap(old); c-len(old)-1 >= n {
-		full := old[:c]
-		sent := &full[c-1]
-		if unsafe.StringData(sent.Path) == unsafe.StringData(recMark) {
-			free := uint32(c - len(old) - 1)
-			if atomic.CompareAndSwapUint32(&sent.Attempt, free, free-uint32(n)) {
-				out := full[:len(old)+n]
-				copy(out[len(old):], add)
-				return out[max(0, len(out)-limit):]
-			}
-		}
+	if out, ok := claimRecords(old, n); ok {
+		copy(out[len(old):], add)
+		return out[max(0, len(out)-limit):]
 	}
 	keep := min(len(old)+n, limit)
 	// A new record starts with room for 16 steps, enough for a short
@@ -465,6 +474,39 @@ func appendBounded(old, add []Record, limit int) []Record {
 	return block[:keep]
 }
 
+// recordSlot is appendBounded for one record that the caller writes in
+// place: it returns old with room for one more record, keeping the newest
+// limit, and the zeroed slot of the new one. Writing the record where it
+// stays saves the two copies of building it apart.
+func recordSlot(old []Record, limit int) ([]Record, *Record) {
+	if out, ok := claimRecords(old, 1); ok {
+		return out[max(0, len(out)-limit):], &out[len(old)]
+	}
+	out := appendBounded(old, zeroRecord[:], limit)
+	return out, &out[len(out)-1]
+}
+
+// claimRecords returns old extended by n slots of its own block when the
+// block has them free after the newest state's records, claiming them
+// with a compare-and-swap of the block's sentinel (see appendBounded).
+func claimRecords(old []Record, n int) ([]Record, bool) {
+	c := cap(old)
+	if c-len(old)-1 < n {
+		return nil, false
+	}
+	full := old[:c]
+	sent := &full[c-1]
+	free := uint32(c - len(old) - 1)
+	if unsafe.StringData(sent.Path) != unsafe.StringData(recMark) ||
+		!atomic.CompareAndSwapUint32(&sent.Attempt, free, free-uint32(n)) {
+		return nil, false
+	}
+	return full[:len(old)+n], true
+}
+
+// zeroRecord is the record recordSlot appends when it needs a new block.
+var zeroRecord [1]Record
+
 // recMark marks the sentinel slot of record blocks (see appendBounded).
 // Its bytes are allocated at start-up, so no other string shares them.
 var recMark = strings.Clone("stepflow record block")
@@ -476,8 +518,10 @@ type exec[S any] struct {
 	recBuf  [2]Record
 	cursors [8]Cursor[S]
 	scopes  [16]scope // see newScope
-	// slab holds contexts not yet handed out (see newCallCtx).
-	slab []callCtx
+	// slab holds contexts not yet handed out (see newCallCtx), and
+	// frameSlab frames (see frames).
+	slab      []callCtx
+	frameSlab []Frame
 	// chain is the call in progress through the interceptors.
 	chain chain[S]
 	// cond is the predicate RunCond is calling, condOK its answer, and
@@ -554,8 +598,28 @@ func (x *exec[S]) cursor(depth int) *Cursor[S] {
 	return new(Cursor[S])
 }
 
-// frames returns n zeroed frames owned by the new state.
-func (x *exec[S]) frames(n int) []Frame { return make([]Frame, n) }
+// frameSlabSize is how many frames are allocated at once for the small
+// frame slices of new states: as many as fill the kilobyte size class
+// once the allocator's 8-byte header is counted (7).
+const frameSlabSize = (1024 - 8) / int(unsafe.Sizeof(Frame{}))
+
+// frames returns n zeroed frames owned by the new state. Slices of up to
+// half a slab are cut from a slab the exec holds, each handed out once and
+// never reused, with their capacity cut to their length so that an append
+// to one copies it rather than writing into the next: a poll or a step
+// that enters a child then allocates a seventh of a block, not one of its
+// own. A state keeps its slab alive, at most six frames of other states.
+func (x *exec[S]) frames(n int) []Frame {
+	if n > frameSlabSize/2 {
+		return make([]Frame, n)
+	}
+	if n > len(x.frameSlab) {
+		x.frameSlab = make([]Frame, frameSlabSize)
+	}
+	s := x.frameSlab[:n:n]
+	x.frameSlab = x.frameSlab[n:]
+	return s
+}
 
 // locate makes sure a failure names the node it came from.
 func (x *exec[S]) locate(path string, err error) *StepError {

@@ -568,6 +568,48 @@ func TestKeptStepContextsStayTheirOwn(t *testing.T) {
 	}
 }
 
+// States whose new frames were cut from one block (exec.frames) stay their
+// own: changing or appending to the frames of one, as Redrive does, leaves
+// every other untouched.
+func TestStatesSharingAFrameBlockStayTheirOwn(t *testing.T) {
+	never := func(context.Context) (bool, error) { return false, nil }
+	f := stepflow.Must(stepflow.New("slab/v1", combinators.Sequence("outer",
+		combinators.Plain.WaitFor("wait", never, combinators.Every(time.Second)))))
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	ctx := stepflow.WithClock(context.Background(), stepflow.ClockFunc(func() time.Time { return now }))
+	states := make([]stepflow.State[stepflow.None], 20)
+	for i := range states {
+		st, err := f.Apply(ctx, f.Start(stepflow.None{})) // enters the wait and polls it
+		require.NoError(t, err)
+		require.Equal(t, stepflow.Waiting, st.Status)
+		states[i] = st
+	}
+	now = states[0].WakeAt
+	for i := range states { // polls one after the other, from one block
+		var err error
+		states[i], err = f.Apply(ctx, states[i])
+		require.NoError(t, err)
+		require.EqualValues(t, 2, states[i].Root.Children[0].Children[0].Count)
+	}
+	want := make([]stepflow.State[stepflow.None], len(states))
+	for i := range states {
+		want[i] = states[i]
+		want[i].Root = states[i].Root.Clone()
+	}
+	for i := range states {
+		if i%2 == 1 {
+			continue
+		}
+		outer := &states[i].Root.Children[0]
+		outer.Children = append(outer.Children, stepflow.Frame{Name: "extra"})
+		outer.Children[0].Count = 99
+		states[i].Root.Children = append(states[i].Root.Children, stepflow.Frame{Name: "extra"})
+	}
+	for i := 1; i < len(states); i += 2 {
+		assert.Equal(t, want[i].Root, states[i].Root, "state %d", i)
+	}
+}
+
 // A context's clock and interceptors are kept whatever order they are
 // added in, and the innermost clock wins.
 func TestClockAndInterceptorsCompose(t *testing.T) {

@@ -6,7 +6,9 @@ import (
 )
 
 // Clock tells the time. The engine never reads the wall clock except through
-// Now, so a test or a replay can supply its own.
+// Now, so a test or a replay can supply its own. Every node of one Apply
+// decides at the same time, read once; the record reads it again around
+// each call, to time it, and so does a step that calls Now.
 type Clock interface {
 	Now() time.Time
 }

@@ -26,7 +26,8 @@ func recs(from, n int) []Record {
 }
 
 // TestAppendBoundedProperty grows records from random earlier states, as
-// a process whose older states are applied again would, and checks every
+// a process whose older states are applied again would, through
+// appendBounded or recordSlot, and checks every
 // result against the naive computation and every earlier result against
 // its snapshot: sharing blocks must never change what a state shows.
 func TestAppendBoundedProperty(t *testing.T) {
@@ -47,7 +48,19 @@ func TestAppendBoundedProperty(t *testing.T) {
 			}
 			add := recs(seq, n)
 			seq += n
-			got := appendBounded(states[from], add, limit)
+			var got []Record
+			if n == 1 && rapid.Bool().Draw(t, "slot") {
+				// recordSlot, as a straight step records: the slot is
+				// zero, and the caller writes the record there.
+				var r *Record
+				got, r = recordSlot(states[from], limit)
+				if *r != (Record{}) {
+					t.Fatalf("recordSlot gave a used slot: %v", *r)
+				}
+				*r = add[0]
+			} else {
+				got = appendBounded(states[from], add, limit)
+			}
 			want := naiveAppend(states[from], add, limit)
 			if !slices.Equal(got, want) {
 				t.Fatalf("append %d to state %d (len %d), limit %d: got %v, want %v", n, from, len(states[from]), limit, got, want)
