@@ -105,11 +105,11 @@ const (
 	fixedHeader  = 1 + 8 + 1 + 8 + 8 + 4 + 2 + 2 + 1
 )
 
-func encodeValue(m meta, blob []byte) []byte {
+func encodeValue(t *txBytes, m meta, blob []byte) []byte {
 	// Lengths past their fields' widths are cut, so a header always reads
 	// back; no real version, path or kind comes near them.
 	ver, pos, kind := clip(m.version, 1<<16-1), clip(m.pos, 1<<16-1), clip(m.kind, 1<<8-1)
-	b := make([]byte, fixedHeader+len(m.quar)+len(ver)+len(pos)+len(kind)+len(blob))
+	b := t.get(fixedHeader + len(m.quar) + len(ver) + len(pos) + len(kind) + len(blob))
 	b[0] = headerVersion
 	binary.BigEndian.PutUint64(b[1:], m.rev)
 	b[9] = byte(m.status)
@@ -128,6 +128,35 @@ func encodeValue(m meta, blob []byte) []byte {
 }
 
 func clip(s string, n int) string { return s[:min(len(s), n)] }
+
+// txBytes hands out the keys and values of one write transaction from
+// shared blocks: bbolt keeps every key and value it is given until the
+// transaction ends, so each needs memory of its own, but not an
+// allocation of its own. A nil *txBytes allocates each.
+type txBytes struct{ free []byte }
+
+// txBlock is the size of txBytes's blocks; larger requests than an eighth
+// of it are allocated apart.
+const txBlock = 32 << 10
+
+func (t *txBytes) get(n int) []byte {
+	if t == nil || n > txBlock/8 {
+		return make([]byte, n)
+	}
+	if n > len(t.free) {
+		t.free = make([]byte, txBlock)
+	}
+	b := t.free[:n:n]
+	t.free = t.free[n:]
+	return b
+}
+
+// str returns a copy of s from t.
+func (t *txBytes) str(s string) []byte {
+	b := t.get(len(s))
+	copy(b, s)
+	return b
+}
 
 // decodeValue splits a stored value into its header and blob. problem is
 // why the header cannot be read, "" when it can.
@@ -210,26 +239,26 @@ func (m *meta) ended() bool { return m.status.Terminal() && m.quar == "" }
 
 // index files the record under its due time and, when it has ended, its
 // time of last write; unindex takes it out.
-func index(tx *bolt.Tx, id string, m *meta) error {
+func index(tx *bolt.Tx, t *txBytes, id string, m *meta) error {
 	if m.due != 0 && m.quar == "" {
-		if err := tx.Bucket(bucketDue).Put(dueKey(m.version, m.due, id), nil); err != nil {
+		if err := tx.Bucket(bucketDue).Put(dueKey(t, m.version, m.due, id), nil); err != nil {
 			return err
 		}
 	}
 	if m.ended() {
-		return tx.Bucket(bucketEnded).Put(timeKey(m.updated, id), nil)
+		return tx.Bucket(bucketEnded).Put(timeKey(t, m.updated, id), nil)
 	}
 	return nil
 }
 
 func unindex(tx *bolt.Tx, id string, m *meta) error {
 	if m.due != 0 {
-		if err := tx.Bucket(bucketDue).Delete(dueKey(m.version, m.due, id)); err != nil {
+		if err := tx.Bucket(bucketDue).Delete(dueKey(nil, m.version, m.due, id)); err != nil {
 			return err
 		}
 	}
 	if m.ended() {
-		return tx.Bucket(bucketEnded).Delete(timeKey(m.updated, id))
+		return tx.Bucket(bucketEnded).Delete(timeKey(nil, m.updated, id))
 	}
 	return nil
 }
@@ -265,7 +294,7 @@ func reconcile(tx *bolt.Tx, ix *listindex.Index) error {
 	badIDs := map[string]bool{}
 	for _, d := range bad {
 		m, _, _ := readValue(d.id, d.value)
-		if err := procs.Put(d.id, encodeValue(m, d.value)); err != nil {
+		if err := procs.Put(d.id, encodeValue(nil, m, d.value)); err != nil {
 			return err
 		}
 		badIDs[string(d.id)] = true
@@ -366,7 +395,7 @@ func upgrade(tx *bolt.Tx, now time.Time) error {
 		if m.updated == 0 {
 			m.updated = now.UnixNano()
 		}
-		it := item{bytes.Clone(k), encodeValue(m, blob)}
+		it := item{bytes.Clone(k), encodeValue(nil, m, blob)}
 		rewrite = append(rewrite, it)
 		all = append(all, it)
 	}
@@ -387,7 +416,7 @@ func upgrade(tx *bolt.Tx, now time.Time) error {
 	}
 	for _, it := range all {
 		m, _, _ := decodeValue(it.value)
-		if err := index(tx, string(it.id), &m); err != nil {
+		if err := index(tx, nil, string(it.id), &m); err != nil {
 			return err
 		}
 	}
@@ -435,9 +464,9 @@ func dueTime(n int64) time.Time {
 // reads the due entries of the versions it names only. The version comes
 // with its length first; flipping the sign bit of the due time makes the
 // big-endian bytes sort like the signed number.
-func dueKey(version string, due int64, id string) []byte {
+func dueKey(t *txBytes, version string, due int64, id string) []byte {
 	version = clip(version, 255)
-	k := make([]byte, 1+len(version)+8+len(id))
+	k := t.get(1 + len(version) + 8 + len(id))
 	k[0] = byte(len(version))
 	copy(k[1:], version)
 	binary.BigEndian.PutUint64(k[1+len(version):], uint64(due)^(1<<63))
@@ -462,8 +491,8 @@ func parseDueKey(k []byte) (version string, due int64, id string, ok bool) {
 
 // timeKey orders the index of ended processes by time of last write,
 // then id.
-func timeKey(t int64, id string) []byte {
-	k := make([]byte, 8+len(id))
+func timeKey(tb *txBytes, t int64, id string) []byte {
+	k := tb.get(8 + len(id))
 	binary.BigEndian.PutUint64(k, uint64(t)^(1<<63))
 	copy(k[8:], id)
 	return k
@@ -479,11 +508,28 @@ func parseTimeKey(k []byte) (t int64, id string, ok bool) {
 // Counters live in the meta bucket: 'c', the status, then the flow
 // version for healthy records; 'q' then the flow version for quarantined
 // ones.
-func countKeyOf(m *meta) []byte {
+func countKeyOf(m *meta) []byte { return countOf(m).bytes() }
+
+// countKey names a counter without the allocation of its stored key.
+type countKey struct {
+	quarantined bool
+	status      stepflow.Status // zero when quarantined
+	version     string
+}
+
+func countOf(m *meta) countKey {
 	if m.quar != "" {
-		return append([]byte{'q'}, m.version...)
+		return countKey{quarantined: true, version: m.version}
 	}
-	return append([]byte{'c', byte(m.status)}, m.version...)
+	return countKey{status: m.status, version: m.version}
+}
+
+// bytes is the counter's key in the meta bucket.
+func (k countKey) bytes() []byte {
+	if k.quarantined {
+		return append([]byte{'q'}, k.version...)
+	}
+	return append([]byte{'c', byte(k.status)}, k.version...)
 }
 
 func isCountKey(k []byte) bool {
@@ -492,16 +538,16 @@ func isCountKey(k []byte) bool {
 
 // counter gathers the count changes of one transaction, written once at
 // its end: a batch changes the same few counters many times.
-type counter map[string]int64
+type counter map[countKey]int64
 
-func (c counter) add(m *meta, d int64) { c[string(countKeyOf(m))] += d }
+func (c counter) add(m *meta, d int64) { c[countOf(m)] += d }
 
 func (c counter) flush(b *bolt.Bucket) error {
 	for k, d := range c {
 		if d == 0 {
 			continue
 		}
-		if err := addCountKey(b, []byte(k), d); err != nil {
+		if err := addCountKey(b, k.bytes(), d); err != nil {
 			return err
 		}
 	}
@@ -575,7 +621,9 @@ func (s *Store) CreateMany(ctx context.Context, recs []store.Record) ([]error, e
 			}
 			errs[i] = err
 		}
-		procs, counts := tx.Bucket(bucketProcs), counter{}
+		procs, counts, t := tx.Bucket(bucketProcs), counter{}, &txBytes{}
+		// One cursor looks up every id: a Get makes a cursor each time.
+		seen := procs.Cursor()
 		for i := range recs {
 			rec := recs[i]
 			if rec.ID == "" {
@@ -586,16 +634,16 @@ func (s *Store) CreateMany(ctx context.Context, recs []store.Record) ([]error, e
 				fail(i, err)
 				continue
 			}
-			if procs.Get([]byte(rec.ID)) != nil {
+			if k, v := seen.Seek([]byte(rec.ID)); v != nil && string(k) == rec.ID {
 				fail(i, fmt.Errorf("%w: %q", store.ErrExists, rec.ID))
 				continue
 			}
 			m := meta{rev: 1, status: rec.Status, quar: rec.Quarantine, version: rec.Version, pos: rec.Position, kind: rec.ErrorKind,
 				due: dueNanos(store.NormalizeDue(rec.Status, rec.Quarantine, rec.Due)), updated: nanos(rec.Updated, now)}
-			if err := procs.Put([]byte(rec.ID), encodeValue(m, rec.Blob)); err != nil {
+			if err := procs.Put(t.str(rec.ID), encodeValue(t, m, rec.Blob)); err != nil {
 				return err
 			}
-			if err := index(tx, rec.ID, &m); err != nil {
+			if err := index(tx, t, rec.ID, &m); err != nil {
 				return err
 			}
 			s.ix.Set(rec.ID, fieldsOf(&m))
@@ -772,10 +820,10 @@ func (s *Store) Commit(ctx context.Context, owner string, ws []store.Write) ([]e
 	now := time.Now()
 	err := s.update(func(tx *bolt.Tx) error {
 		errs, applied, ended = nil, applied[:0], false
-		counts := counter{}
+		counts, t := counter{}, &txBytes{}
 		for i := range ws {
 			w := &ws[i]
-			werr, err := s.write(tx, owner, w, now, counts)
+			werr, err := s.write(tx, t, owner, w, now, counts)
 			if err != nil {
 				return err
 			}
@@ -810,7 +858,7 @@ func (s *Store) Commit(ctx context.Context, owner string, ws []store.Write) ([]e
 	return errs, nil
 }
 
-func (s *Store) write(tx *bolt.Tx, owner string, w *store.Write, now time.Time, counts counter) (werr, err error) {
+func (s *Store) write(tx *bolt.Tx, t *txBytes, owner string, w *store.Write, now time.Time, counts counter) (werr, err error) {
 	procs := tx.Bucket(bucketProcs)
 	v := procs.Get([]byte(w.ID))
 	if v == nil {
@@ -854,10 +902,10 @@ func (s *Store) write(tx *bolt.Tx, owner string, w *store.Write, now time.Time, 
 	if err := unindex(tx, w.ID, &old); err != nil {
 		return nil, err
 	}
-	if err := index(tx, w.ID, &m); err != nil {
+	if err := index(tx, t, w.ID, &m); err != nil {
 		return nil, err
 	}
-	if err := procs.Put([]byte(w.ID), encodeValue(m, blob)); err != nil {
+	if err := procs.Put(t.str(w.ID), encodeValue(t, m, blob)); err != nil {
 		return nil, err
 	}
 	s.ix.Set(w.ID, fieldsOf(&m))
