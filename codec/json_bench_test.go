@@ -109,3 +109,47 @@ func BenchmarkPersistedTenStepsReferenceJSON(b *testing.B) {
 func BenchmarkPersistedTenStepsMsgpack(b *testing.B) {
 	benchPersistedTenSteps(b, codec.Msgpack[tenSteps](nil))
 }
+
+// benchPersistedPoll is benchPersistedTenSteps for a poll: the stored
+// state waits in a WaitFor whose predicate answers false, between two
+// steps, and the clock stands at its wake time, so each Apply polls once.
+func benchPersistedPoll(b *testing.B, c codec.Codec[tenSteps]) {
+	noop := func(context.Context, *tenSteps) error { return nil }
+	never := func(context.Context, *tenSteps) (bool, error) { return false, nil }
+	f, err := stepflow.New("poll/v1", combinators.Do("before", noop),
+		combinators.WaitFor("wait", never, combinators.Every(time.Second)), combinators.Do("after", noop))
+	require.NoError(b, err)
+	now := t0
+	ctx := stepflow.WithClock(context.Background(), stepflow.ClockFunc(func() time.Time { return now }))
+	st := f.Start(tenSteps{})
+	st.ID = "p0000000"
+	for st.Status != stepflow.Waiting {
+		st, err = f.Apply(ctx, st)
+		require.NoError(b, err)
+	}
+	now = st.WakeAt
+	stored, err := c.Encode(st)
+	require.NoError(b, err)
+	b.ReportAllocs()
+	for b.Loop() {
+		st, err := c.Decode(stored)
+		if err != nil {
+			b.Fatal(err)
+		}
+		next, err := f.Apply(ctx, st)
+		if err != nil || next.Status != stepflow.Waiting {
+			b.Fatal(next.Status, err)
+		}
+		if _, err := c.Encode(next); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkPersistedPollMsgpack(b *testing.B) {
+	benchPersistedPoll(b, codec.Msgpack[tenSteps](nil))
+}
+
+func BenchmarkPersistedPollJSON(b *testing.B) {
+	benchPersistedPoll(b, codec.JSON[tenSteps](nil))
+}
