@@ -226,6 +226,7 @@ func classify(err error) *apiError {
 		errors.Is(err, stepflow.ErrNotFailed), errors.Is(err, stepflow.ErrEnded), errors.Is(err, stepflow.ErrSignalOverflow),
 		errors.Is(err, stepflow.ErrInvalidState), errors.Is(err, stepflow.ErrVersionMismatch),
 		errors.Is(err, versions.ErrNoTarget), errors.Is(err, versions.ErrOutdated), errors.Is(err, versions.ErrUnknownVersion),
+		errors.Is(err, versions.ErrNoMigration),
 		isCodecError(err):
 		// The process's state does not allow the action (or its bytes
 		// cannot be read): nothing the console or the store did wrong.

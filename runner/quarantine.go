@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/stepflow-io/go-stepflow/store"
+	"github.com/stepflow-io/go-stepflow/versions"
 )
 
 // Quarantined lists quarantined processes, with their reasons
@@ -28,7 +29,10 @@ var ErrNotQuarantined = errors.New("stepflow/runner: process is not quarantined"
 // if its flow can use them, puts the process back in service, due at once,
 // bytes unchanged. If they still cannot be used it returns why, and the
 // process stays quarantined with that reason. To move an old version's
-// process to the latest version, use Processes.Migrate.
+// process to the latest version, use Processes.Migrate. A process of a
+// flow this runner does not host is refused with an error matching
+// ErrUnknownFlow, and one of a version of its flows that none applies with
+// one matching versions.ErrUnknownVersion; both leave it as it is.
 func (r *Runner) Retry(ctx context.Context, id string) error {
 	for range 10 {
 		rec, err := r.store.Load(ctx, id)
@@ -40,7 +44,12 @@ func (r *Runner) Retry(ctx context.Context, id string) error {
 		}
 		h := r.hostOf(rec.Version)
 		if h == nil {
-			return fmt.Errorf("stepflow/runner: retry %q: no flow of this runner applies version %q", id, rec.Version)
+			// Neither the flow (ErrUnknownFlow) nor, of a flow it has,
+			// the version (versions.ErrUnknownVersion) is this runner's.
+			if _, err := r.hostOfRecord("retry", &rec); err != nil {
+				return err
+			}
+			return fmt.Errorf("stepflow/runner: retry %q: %w %q: no flow of this runner applies it", id, versions.ErrUnknownVersion, rec.Version)
 		}
 		// The record's stored status may be what was known when it was
 		// set aside; the state says what it is.

@@ -16,6 +16,7 @@ import (
 	"github.com/stepflow-io/go-stepflow/runner"
 	"github.com/stepflow-io/go-stepflow/stepflow"
 	"github.com/stepflow-io/go-stepflow/store"
+	"github.com/stepflow-io/go-stepflow/versions"
 )
 
 type counter struct {
@@ -307,6 +308,20 @@ func TestQuarantine(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, recs, 1)
 	assert.Equal(t, "garbage", recs[0].ID)
+	// A quarantined process of a version or a flow this runner does not
+	// have is refused, with an error saying which, and left as it is.
+	require.NoError(t, s.Create(ctx, store.Record{ID: "future", Version: "count/v9", Status: stepflow.Running, Quarantine: "set aside", Blob: garbage}))
+	require.NoError(t, s.Create(ctx, store.Record{ID: "other", Version: "other/v1", Status: stepflow.Running, Quarantine: "set aside", Blob: garbage}))
+	assert.ErrorIs(t, r.Retry(ctx, "future"), versions.ErrUnknownVersion)
+	assert.ErrorIs(t, r.Retry(ctx, "other"), runner.ErrUnknownFlow)
+	for _, id := range []string{"future", "other"} {
+		rec, err := s.Load(ctx, id)
+		require.NoError(t, err)
+		assert.Equal(t, "set aside", rec.Quarantine, id)
+		_, err = r.Delete(ctx, id)
+		require.NoError(t, err)
+	}
+
 	n, err := r.Delete(ctx, "garbage")
 	require.NoError(t, err)
 	assert.Equal(t, 1, n)

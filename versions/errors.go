@@ -22,6 +22,9 @@ var (
 	ErrOutdated = errors.New("stepflow: state is on an outdated version")
 	// ErrUnknownVersion: a state names a version the registry does not know.
 	ErrUnknownVersion = errors.New("stepflow: unknown flow version")
+	// ErrNoMigration: Migrate was given a state of a version the registry
+	// knows but keeps on its own (PolicyPinned, no migration out of it).
+	ErrNoMigration = errors.New("stepflow: no migration out of the version")
 )
 
 // NoTargetError names one position of the old version that a migration

@@ -393,7 +393,9 @@ func (r *Registry[S]) migrate(st stepflow.State[S], nearest bool) (stepflow.Stat
 		}
 		p := r.plans[cur.Version]
 		if p == nil {
-			return st, r.unknown(cur.Version)
+			// Every version with a known structure has a plan, except
+			// the pinned ones that have no migration out.
+			return st, fmt.Errorf("%w %q: it is pinned; the newest version is %q", ErrNoMigration, cur.Version, r.latest.Version())
 		}
 		next, err := p.migrate(cur)
 		if err != nil {

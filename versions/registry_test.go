@@ -110,7 +110,8 @@ func TestPolicies(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, "f/v1", finish(t, ctx, c, reg, st).Version)
 		_, err = reg.Migrate(st)
-		require.ErrorIs(t, err, versions.ErrUnknownVersion)
+		require.ErrorIs(t, err, versions.ErrNoMigration, "f/v1 is known, and kept on its own version")
+		assert.EqualError(t, err, `stepflow: no migration out of the version "f/v1": it is pinned; the newest version is "f/v3"`)
 	})
 	t.Run("refuse", func(t *testing.T) {
 		reg, err := versions.New([]*stepflow.Flow[D]{v1, v2, v3}, &versions.Options{Policy: versions.PolicyRefuse}, m12, m23)
