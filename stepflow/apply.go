@@ -199,7 +199,7 @@ func (f *Flow[S]) applyPoll(ctx context.Context, e *env, now time.Time, st *Stat
 	if f.clone != nil {
 		x.data = f.clone(&x.data)
 	}
-	if !ok || ctx.Err() != nil {
+	if !ok {
 		// Not a plain poll: the general path does what the node does, at
 		// the time already read.
 		x.nowT, x.nowSet = now, true
