@@ -437,3 +437,57 @@ func TestKeptLeasesUnderLoad(t *testing.T) {
 	}
 	assert.Less(t, first["p11"], last["p00"], "the last process started before the first one ended")
 }
+
+// TestAnOutsideWriteEndsAKeptLease: a signal written while a worker keeps
+// the lease of a process takes the lease, so the next claim hands the
+// process out again; the worker then applies the claimed record, not the
+// one it carried, and no step runs twice.
+func TestAnOutsideWriteEndsAKeptLease(t *testing.T) {
+	const steps = 30
+	s := newPG(t, newSchema(t))
+	var mu sync.Mutex
+	calls := map[string]int{}
+	var nodes []stepflow.Node[counter]
+	for i := range steps {
+		nodes = append(nodes, combinators.Do(fmt.Sprintf("s%d", i), func(ctx context.Context, d *counter) error {
+			c, _ := stepflow.CallFrom(ctx)
+			mu.Lock()
+			calls[c.Path]++
+			mu.Unlock()
+			d.N++
+			return nil
+		}))
+	}
+	f := stepflow.Must(stepflow.New("signaled/v1", nodes...))
+	var ps *runner.Processes[counter]
+	signaled := false
+	r, ps, err := newRunner(f, s, &runner.Options{Lease: time.Hour, Metrics: &runner.Metrics{
+		Committed: func(int, int, time.Duration, error) {
+			mu.Lock()
+			due := !signaled && calls["s5"] > 0
+			signaled = signaled || due
+			mu.Unlock()
+			if due {
+				// Between this commit, which kept the lease, and the
+				// worker's next step; then time for the notification.
+				assert.NoError(t, ps.Signal(t.Context(), "p", "ping", nil))
+				time.Sleep(200 * time.Millisecond)
+			}
+		}}})
+	require.NoError(t, err)
+	require.NoError(t, ps.Start(t.Context(), "p", counter{}))
+	ctx, stop := context.WithTimeout(t.Context(), 30*time.Second)
+	defer stop()
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	st, err := ps.Wait(ctx, "p")
+	stop()
+	require.NoError(t, <-done)
+	require.NoError(t, err)
+	assert.Equal(t, stepflow.Done, st.Status)
+	assert.Equal(t, steps, st.Data.N)
+	require.True(t, signaled)
+	for i := range steps {
+		assert.Equal(t, 1, calls[fmt.Sprintf("s%d", i)], "s%d", i)
+	}
+}

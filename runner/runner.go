@@ -561,7 +561,7 @@ func (r *Runner) step(ctx context.Context, carry *carried) (int, error) {
 			}
 			return 0, err
 		}
-		recs = append(recs, claimed...)
+		recs = append(dropReclaimed(recs, claimed), claimed...)
 		if carry != nil {
 			carry.backlog = len(claimed) == limit
 		}
@@ -634,6 +634,23 @@ func (r *Runner) step(ctx context.Context, carry *carried) (int, error) {
 		r.carryKept(b, carry)
 	}
 	return len(recs), firstErr
+}
+
+// dropReclaimed removes from the carried records those of the processes a
+// claim has just handed out: a claim hands out only processes no one
+// leases, so the lease this worker kept on such a process is gone (an
+// outside write, a signal or a cancel, took it) and the carried record is
+// older than the claimed one. Without this a batch would hold the process
+// twice and apply both.
+func dropReclaimed(carried, claimed []store.Record) []store.Record {
+	if len(carried) == 0 || len(claimed) == 0 {
+		return carried
+	}
+	ids := make(map[string]bool, len(claimed))
+	for i := range claimed {
+		ids[claimed[i].ID] = true
+	}
+	return slices.DeleteFunc(carried, func(rec store.Record) bool { return ids[rec.ID] })
 }
 
 // keep asks the store to keep the leases of the batch's processes that are
