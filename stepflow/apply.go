@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 	"unsafe"
+
+	"github.com/stepflow-io/go-stepflow/internal/blocks"
 )
 
 // Apply advances one process by one step and returns its next state.
@@ -519,9 +521,9 @@ type exec[S any] struct {
 	cursors [8]Cursor[S]
 	scopes  [16]scope // see newScope
 	// slab holds contexts not yet handed out (see newCallCtx), and
-	// frameSlab frames (see frames).
-	slab      []callCtx
-	frameSlab []Frame
+	// frameBlocks frames (see frames).
+	slab        []callCtx
+	frameBlocks blocks.Blocks[Frame]
 	// chain is the call in progress through the interceptors.
 	chain chain[S]
 	// cond is the predicate RunCond is calling, condOK its answer, and
@@ -598,28 +600,17 @@ func (x *exec[S]) cursor(depth int) *Cursor[S] {
 	return new(Cursor[S])
 }
 
-// frameSlabSize is how many frames are allocated at once for the small
-// frame slices of new states: as many as fill the kilobyte size class
-// once the allocator's 8-byte header is counted (7).
-const frameSlabSize = (1024 - 8) / int(unsafe.Sizeof(Frame{}))
+// frameBlock is how many frames are allocated at once for the small frame
+// slices of new states: as many as fill the kilobyte size class once the
+// allocator's 8-byte header is counted (7).
+const frameBlock = (1024 - 8) / int(unsafe.Sizeof(Frame{}))
 
 // frames returns n zeroed frames owned by the new state. Slices of up to
-// half a slab are cut from a slab the exec holds, each handed out once and
-// never reused, with their capacity cut to their length so that an append
-// to one copies it rather than writing into the next: a poll or a step
-// that enters a child then allocates a seventh of a block, not one of its
-// own. A state keeps its slab alive, at most six frames of other states.
-func (x *exec[S]) frames(n int) []Frame {
-	if n > frameSlabSize/2 {
-		return make([]Frame, n)
-	}
-	if n > len(x.frameSlab) {
-		x.frameSlab = make([]Frame, frameSlabSize)
-	}
-	s := x.frameSlab[:n:n]
-	x.frameSlab = x.frameSlab[n:]
-	return s
-}
+// three frames are cut from a block the exec holds (package blocks): a
+// poll or a step that enters a child then allocates a seventh of a block,
+// not one of its own. A state keeps its block alive: at most six frames
+// of other states.
+func (x *exec[S]) frames(n int) []Frame { return x.frameBlocks.Take(n) }
 
 // locate makes sure a failure names the node it came from.
 func (x *exec[S]) locate(path string, err error) *StepError {

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"unsafe"
+
+	"github.com/stepflow-io/go-stepflow/internal/blocks"
 )
 
 // Options configures a flow. The zero value is ready to use; each field
@@ -132,7 +134,9 @@ func NewWithOptions[S any](version string, opts *Options, nodes ...Node[S]) (*Fl
 	}
 	f.freshFrames()
 	f.planSteps()
-	f.pool.New = func() any { return &exec[S]{flow: f} }
+	f.pool.New = func() any {
+		return &exec[S]{flow: f, frameBlocks: blocks.Blocks[Frame]{Size: frameBlock, Max: frameBlock / 2}}
+	}
 	var zero S
 	if _, ok := any(&zero).(interface{ Clone() S }); ok {
 		f.clone = func(s *S) S { return any(s).(interface{ Clone() S }).Clone() }

@@ -14,6 +14,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/stepflow-io/go-stepflow/codec"
+	"github.com/stepflow-io/go-stepflow/internal/blocks"
 	"github.com/stepflow-io/go-stepflow/stepflow"
 	"github.com/stepflow-io/go-stepflow/store"
 	listindex "github.com/stepflow-io/go-stepflow/store/internal/index"
@@ -109,7 +110,7 @@ func encodeValue(t *txBytes, m meta, blob []byte) []byte {
 	// Lengths past their fields' widths are cut, so a header always reads
 	// back; no real version, path or kind comes near them.
 	ver, pos, kind := clip(m.version, 1<<16-1), clip(m.pos, 1<<16-1), clip(m.kind, 1<<8-1)
-	b := t.get(fixedHeader + len(m.quar) + len(ver) + len(pos) + len(kind) + len(blob))
+	b := t.Take(fixedHeader + len(m.quar) + len(ver) + len(pos) + len(kind) + len(blob))
 	b[0] = headerVersion
 	binary.BigEndian.PutUint64(b[1:], m.rev)
 	b[9] = byte(m.status)
@@ -130,30 +131,17 @@ func encodeValue(t *txBytes, m meta, blob []byte) []byte {
 func clip(s string, n int) string { return s[:min(len(s), n)] }
 
 // txBytes hands out the keys and values of one write transaction from
-// shared blocks: bbolt keeps every key and value it is given until the
-// transaction ends, so each needs memory of its own, but not an
-// allocation of its own. A nil *txBytes allocates each.
-type txBytes struct{ free []byte }
+// shared 32 KiB blocks (package blocks): bbolt keeps every key and value
+// it is given until the transaction ends, so each needs memory of its own,
+// but not an allocation of its own. A nil *txBytes allocates each.
+type txBytes = blocks.Blocks[byte]
 
-// txBlock is the size of txBytes's blocks; larger requests than an eighth
-// of it are allocated apart.
-const txBlock = 32 << 10
+// newTxBytes returns the txBytes of one transaction.
+func newTxBytes() *txBytes { return &txBytes{Size: 32 << 10, Max: 4 << 10} }
 
-func (t *txBytes) get(n int) []byte {
-	if t == nil || n > txBlock/8 {
-		return make([]byte, n)
-	}
-	if n > len(t.free) {
-		t.free = make([]byte, txBlock)
-	}
-	b := t.free[:n:n]
-	t.free = t.free[n:]
-	return b
-}
-
-// str returns a copy of s from t.
-func (t *txBytes) str(s string) []byte {
-	b := t.get(len(s))
+// keyOf returns a copy of s from t.
+func keyOf(t *txBytes, s string) []byte {
+	b := t.Take(len(s))
 	copy(b, s)
 	return b
 }
@@ -466,7 +454,7 @@ func dueTime(n int64) time.Time {
 // big-endian bytes sort like the signed number.
 func dueKey(t *txBytes, version string, due int64, id string) []byte {
 	version = clip(version, 255)
-	k := t.get(1 + len(version) + 8 + len(id))
+	k := t.Take(1 + len(version) + 8 + len(id))
 	k[0] = byte(len(version))
 	copy(k[1:], version)
 	binary.BigEndian.PutUint64(k[1+len(version):], uint64(due)^(1<<63))
@@ -492,7 +480,7 @@ func parseDueKey(k []byte) (version string, due int64, id string, ok bool) {
 // timeKey orders the index of ended processes by time of last write,
 // then id.
 func timeKey(tb *txBytes, t int64, id string) []byte {
-	k := tb.get(8 + len(id))
+	k := tb.Take(8 + len(id))
 	binary.BigEndian.PutUint64(k, uint64(t)^(1<<63))
 	copy(k[8:], id)
 	return k
@@ -621,7 +609,7 @@ func (s *Store) CreateMany(ctx context.Context, recs []store.Record) ([]error, e
 			}
 			errs[i] = err
 		}
-		procs, counts, t := tx.Bucket(bucketProcs), counter{}, &txBytes{}
+		procs, counts, t := tx.Bucket(bucketProcs), counter{}, newTxBytes()
 		// One cursor looks up every id: a Get makes a cursor each time.
 		seen := procs.Cursor()
 		for i := range recs {
@@ -640,7 +628,7 @@ func (s *Store) CreateMany(ctx context.Context, recs []store.Record) ([]error, e
 			}
 			m := meta{rev: 1, status: rec.Status, quar: rec.Quarantine, version: rec.Version, pos: rec.Position, kind: rec.ErrorKind,
 				due: dueNanos(store.NormalizeDue(rec.Status, rec.Quarantine, rec.Due)), updated: nanos(rec.Updated, now)}
-			if err := procs.Put(t.str(rec.ID), encodeValue(t, m, rec.Blob)); err != nil {
+			if err := procs.Put(keyOf(t, rec.ID), encodeValue(t, m, rec.Blob)); err != nil {
 				return err
 			}
 			if err := index(tx, t, rec.ID, &m); err != nil {
@@ -820,7 +808,7 @@ func (s *Store) Commit(ctx context.Context, owner string, ws []store.Write) ([]e
 	now := time.Now()
 	err := s.update(func(tx *bolt.Tx) error {
 		errs, applied, ended = nil, applied[:0], false
-		counts, t := counter{}, &txBytes{}
+		counts, t := counter{}, newTxBytes()
 		for i := range ws {
 			w := &ws[i]
 			werr, err := s.write(tx, t, owner, w, now, counts)
@@ -905,7 +893,7 @@ func (s *Store) write(tx *bolt.Tx, t *txBytes, owner string, w *store.Write, now
 	if err := index(tx, t, w.ID, &m); err != nil {
 		return nil, err
 	}
-	if err := procs.Put(t.str(w.ID), encodeValue(t, m, blob)); err != nil {
+	if err := procs.Put(keyOf(t, w.ID), encodeValue(t, m, blob)); err != nil {
 		return nil, err
 	}
 	s.ix.Set(w.ID, fieldsOf(&m))
