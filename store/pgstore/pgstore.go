@@ -473,8 +473,9 @@ func (s *Store) commitOne(ctx context.Context, owner string, w *store.Write) ([]
 	if w.Version != "" {
 		flow = codec.FlowName(w.Version)
 	}
-	done := false
+	var done bool
 	err := retry(ctx, func() error {
+		done = false
 		rows, err := s.pool.Query(ctx, s.q.commitOne, w.ID, int64(w.Revision), int16(w.Status),
 			nanos(store.NormalizeDue(w.Status, w.Quarantine, w.Due)), w.Quarantine, w.Blob, w.Version, flow,
 			w.Position, w.ErrorKind, nanos(w.Updated), owner, s.chanRaw, s.endRaw, keep)
@@ -482,7 +483,11 @@ func (s *Store) commitOne(ctx context.Context, owner string, w *store.Write) ([]
 			return err
 		}
 		defer rows.Close()
-		done = rows.Next()
+		// Read to the end: an error at the end of the statement (its
+		// commit) comes after the row.
+		for rows.Next() {
+			done = true
+		}
 		return rows.Err()
 	})
 	if err != nil {
