@@ -9,8 +9,8 @@
 package blocks
 
 // Blocks cuts slices from blocks of Size elements; requests longer than
-// Max get an allocation of their own. The zero value is not usable; a nil
-// *Blocks allocates every slice apart.
+// Max (or than Size) get an allocation of their own. A zero Blocks, or a
+// nil *Blocks, allocates every slice apart.
 type Blocks[T any] struct {
 	Size, Max int
 	free      []T
@@ -18,7 +18,7 @@ type Blocks[T any] struct {
 
 // Take returns n zeroed elements.
 func (b *Blocks[T]) Take(n int) []T {
-	if b == nil || n > b.Max {
+	if b == nil || n > b.Max || n > b.Size {
 		return make([]T, n)
 	}
 	if n > len(b.free) {

@@ -29,6 +29,10 @@ func TestSlicesAreTheirOwn(t *testing.T) {
 	assert.Len(t, b.Take(5), 5, "past Max: its own allocation")
 	var none *blocks.Blocks[int]
 	assert.Len(t, none.Take(3), 3)
+	var zero blocks.Blocks[int]
+	assert.Len(t, zero.Take(3), 3)
+	odd := &blocks.Blocks[int]{Size: 2, Max: 4}
+	assert.Len(t, odd.Take(3), 3, "longer than a block: its own allocation")
 }
 
 func TestOneAllocationPerBlock(t *testing.T) {

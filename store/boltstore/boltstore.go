@@ -131,13 +131,18 @@ func encodeValue(t *txBytes, m meta, blob []byte) []byte {
 func clip(s string, n int) string { return s[:min(len(s), n)] }
 
 // txBytes hands out the keys and values of one write transaction from
-// shared 32 KiB blocks (package blocks): bbolt keeps every key and value
-// it is given until the transaction ends, so each needs memory of its own,
-// but not an allocation of its own. A nil *txBytes allocates each.
+// shared blocks (package blocks): bbolt keeps every key and value it is
+// given until the transaction ends, so each needs memory of its own, but
+// not an allocation of its own. A nil *txBytes allocates each.
 type txBytes = blocks.Blocks[byte]
 
-// newTxBytes returns the txBytes of one transaction.
-func newTxBytes() *txBytes { return &txBytes{Size: 32 << 10, Max: 4 << 10} }
+// newTxBytes returns the txBytes of a transaction of n writes: blocks of
+// about 512 bytes a write, from 2 to 32 KiB, so that a transaction of one
+// write does not clear a large block for a few hundred bytes.
+func newTxBytes(n int) *txBytes {
+	size := min(max(n*512, 2<<10), 32<<10)
+	return &txBytes{Size: size, Max: size / 4}
+}
 
 // keyOf returns a copy of s from t.
 func keyOf(t *txBytes, s string) []byte {
@@ -609,7 +614,7 @@ func (s *Store) CreateMany(ctx context.Context, recs []store.Record) ([]error, e
 			}
 			errs[i] = err
 		}
-		procs, counts, t := tx.Bucket(bucketProcs), counter{}, newTxBytes()
+		procs, counts, t := tx.Bucket(bucketProcs), counter{}, newTxBytes(len(recs))
 		// One cursor looks up every id: a Get makes a cursor each time.
 		seen := procs.Cursor()
 		for i := range recs {
@@ -808,7 +813,7 @@ func (s *Store) Commit(ctx context.Context, owner string, ws []store.Write) ([]e
 	now := time.Now()
 	err := s.update(func(tx *bolt.Tx) error {
 		errs, applied, ended = nil, applied[:0], false
-		counts, t := counter{}, newTxBytes()
+		counts, t := counter{}, newTxBytes(len(ws))
 		for i := range ws {
 			w := &ws[i]
 			werr, err := s.write(tx, t, owner, w, now, counts)
