@@ -385,6 +385,39 @@ func indexQuery(f Filter) index.Query {
 		Position: f.Position, ErrorKind: f.ErrorKind, After: f.After}
 }
 
+// DeleteRevisions implements RevisionDeleter.
+func (m *Memory) DeleteRevisions(ctx context.Context, ds []Deletion) ([]error, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, ErrClosed
+	}
+	var errs []error
+	n := 0
+	for i, d := range ds {
+		it, ok := m.byID[d.ID]
+		var err error
+		switch {
+		case !ok:
+			err = ErrNotFound
+		case it.rec.Revision != d.Revision:
+			err = ErrConflict
+		default:
+			m.remove(it)
+			n++
+			continue
+		}
+		if errs == nil {
+			errs = make([]error, len(ds))
+		}
+		errs[i] = &WriteError{ID: d.ID, Err: err}
+	}
+	if n > 0 {
+		m.notify(m.ended)
+	}
+	return errs, nil
+}
+
 // Delete implements Store.
 func (m *Memory) Delete(ctx context.Context, ids []string) (int, error) {
 	m.mu.Lock()

@@ -122,6 +122,26 @@ type Write struct {
 	KeepUntil time.Time
 }
 
+// Deletion names a process to delete and the revision it must still be
+// at (see RevisionDeleter).
+type Deletion struct {
+	ID       string
+	Revision uint64
+}
+
+// RevisionDeleter is implemented by stores that delete a process only if
+// it is still at the revision its deleter read, so that deleting what a
+// filter listed spares a process that changed since (a failed process
+// redriven meanwhile). Every store of this module implements it.
+type RevisionDeleter interface {
+	// DeleteRevisions removes, in one transaction, each process still at
+	// the given revision, whatever its status or lease, as Delete does.
+	// The slice is nil when it removed every one; otherwise it has one
+	// entry per deletion, nil or a *WriteError matching ErrConflict (the
+	// process is at another revision) or ErrNotFound.
+	DeleteRevisions(ctx context.Context, ds []Deletion) ([]error, error)
+}
+
 // LeaseKeeper is implemented by stores whose Commit honours
 // Write.KeepUntil. pgstore does: there, a claim is a statement on a server,
 // which a runner that keeps the leases of the processes it is about to

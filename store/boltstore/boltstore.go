@@ -1076,6 +1076,51 @@ func (s *Store) Delete(ctx context.Context, ids []string) (int, error) {
 
 // removeAll removes the records of ids that exist and returns how many it
 // removed.
+// DeleteRevisions implements store.RevisionDeleter.
+func (s *Store) DeleteRevisions(ctx context.Context, ds []store.Deletion) ([]error, error) {
+	if err := s.checkOpen(); err != nil {
+		return nil, err
+	}
+	var errs []error
+	var gone []string
+	err := s.update(func(tx *bolt.Tx) error {
+		errs, gone = nil, gone[:0]
+		procs := tx.Bucket(bucketProcs)
+		for i, d := range ds {
+			var werr error
+			if v := procs.Get([]byte(d.ID)); v == nil {
+				werr = store.ErrNotFound
+			} else if m, _, ok := readValue([]byte(d.ID), v); !ok || m.rev != d.Revision {
+				werr = store.ErrConflict
+			}
+			if werr != nil {
+				if errs == nil {
+					errs = make([]error, len(ds))
+				}
+				errs[i] = &store.WriteError{ID: d.ID, Err: werr}
+				continue
+			}
+			if _, err := s.remove(tx, d.ID); err != nil {
+				return err
+			}
+			gone = append(gone, d.ID)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, wrap(err)
+	}
+	s.mu.Lock()
+	for _, id := range gone {
+		delete(s.leases, id)
+	}
+	if len(gone) > 0 {
+		s.notifyLocked(s.ended)
+	}
+	s.mu.Unlock()
+	return errs, nil
+}
+
 func (s *Store) removeAll(tx *bolt.Tx, ids []string) (int, error) {
 	n := 0
 	for _, id := range ids {

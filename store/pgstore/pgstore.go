@@ -61,7 +61,7 @@ type Store struct {
 
 type queries struct {
 	create, load, claim, claimVersions, commit, commitKeep, commitOne, classify, renew, release, nextDue, nextDueVersions,
-	count, list, del, deleteEnded string
+	count, list, del, delRevisions, deleteEnded string
 }
 
 var _ store.Store = (*Store)(nil)
@@ -208,6 +208,11 @@ func New(pool *pgxpool.Pool, opts *Options) *Store {
 			d AS (DELETE FROM {t} WHERE (SELECT count(*) FROM l) >= 0 AND id = ANY($1) RETURNING 1),
 			c AS (SELECT count(*) AS n FROM d)
 			SELECT n, (SELECT count(*) FROM (SELECT pg_notify($2, '') WHERE n > 0) AS x) FROM c`),
+		delRevisions: r.Replace(`WITH l AS (SELECT 1 FROM {t} WHERE id = ANY($1) ORDER BY id FOR UPDATE),
+			d AS (DELETE FROM {t} AS p USING unnest($1::text[], $2::bigint[]) AS u(id, rev)
+				WHERE (SELECT count(*) FROM l) >= 0 AND p.id = u.id AND p.revision = u.rev RETURNING p.id),
+			n AS (SELECT pg_notify($3, '') FROM (SELECT 1 FROM d LIMIT 1) AS x)
+			SELECT id FROM d WHERE (SELECT count(*) FROM n) >= 0`),
 		// Oldest first from the _ended index. The rows are locked with
 		// SKIP LOCKED: the statement never waits for a row, so it cannot
 		// deadlock with statements that lock in id order, and a row a
@@ -432,29 +437,11 @@ func (s *Store) Commit(ctx context.Context, owner string, ws []store.Write) ([]e
 		}
 	}
 	done := make(map[string]bool, n)
-	// The statement is its own transaction: when it fails nothing of it
-	// was written, and it can run again as a whole.
-	err := retry(ctx, func() error {
-		clear(done)
-		q, args := s.q.commit, []any{ids, revs, sts, dues, quar, blobs, vers, flows, pos, kinds, upds, owner, s.chanRaw, s.endRaw}
-		if kept {
-			q, args = s.q.commitKeep, append(args, keeps)
-		}
-		rows, err := s.pool.Query(ctx, q, args...)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var id string
-			if err := rows.Scan(&id); err != nil {
-				return err
-			}
-			done[id] = true
-		}
-		return rows.Err()
-	})
-	if err != nil {
+	q, args := s.q.commit, []any{ids, revs, sts, dues, quar, blobs, vers, flows, pos, kinds, upds, owner, s.chanRaw, s.endRaw}
+	if kept {
+		q, args = s.q.commitKeep, append(args, keeps)
+	}
+	if err := s.queryIDs(ctx, done, q, args...); err != nil {
 		return nil, fmt.Errorf("stepflow/pgstore: commit: %w", err)
 	}
 	if len(done) == len(ws) {
@@ -497,6 +484,29 @@ func (s *Store) commitOne(ctx context.Context, owner string, w *store.Write) ([]
 		return nil, nil
 	}
 	return s.classify(ctx, []store.Write{*w}, map[string]bool{})
+}
+
+// queryIDs runs q, a statement that is its own transaction and returns
+// the ids of the rows it changed, and fills done with them. When the
+// statement fails nothing of it was written, so it runs again as a whole
+// when PostgreSQL aborted it as a deadlock victim (retry).
+func (s *Store) queryIDs(ctx context.Context, done map[string]bool, q string, args ...any) error {
+	return retry(ctx, func() error {
+		clear(done)
+		rows, err := s.pool.Query(ctx, q, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				return err
+			}
+			done[id] = true
+		}
+		return rows.Err()
+	})
 }
 
 // KeepsLeases implements store.LeaseKeeper: Commit honours
@@ -555,23 +565,7 @@ func (s *Store) Renew(ctx context.Context, owner string, ids []string, now time.
 		return nil, err
 	}
 	kept := map[string]bool{}
-	err := retry(ctx, func() error {
-		clear(kept)
-		rows, err := s.pool.Query(ctx, s.q.renew, ids, owner, now.Add(lease).UnixNano())
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var id string
-			if err := rows.Scan(&id); err != nil {
-				return err
-			}
-			kept[id] = true
-		}
-		return rows.Err()
-	})
-	if err != nil {
+	if err := s.queryIDs(ctx, kept, s.q.renew, ids, owner, now.Add(lease).UnixNano()); err != nil {
 		return nil, fmt.Errorf("stepflow/pgstore: renew: %w", err)
 	}
 	var lost []string
@@ -760,6 +754,34 @@ func prefixEnd(p string) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// DeleteRevisions implements store.RevisionDeleter: one statement, which
+// locks the rows in id order as Delete does.
+func (s *Store) DeleteRevisions(ctx context.Context, ds []store.Deletion) ([]error, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	if len(ds) == 0 {
+		return nil, nil
+	}
+	ids := make([]string, len(ds))
+	revs := make([]int64, len(ds))
+	for i, d := range ds {
+		ids[i], revs[i] = d.ID, int64(d.Revision)
+	}
+	done := map[string]bool{}
+	if err := s.queryIDs(ctx, done, s.q.delRevisions, ids, revs, s.endRaw); err != nil {
+		return nil, fmt.Errorf("stepflow/pgstore: delete: %w", err)
+	}
+	if len(done) == len(ds) {
+		return nil, nil
+	}
+	ws := make([]store.Write, len(ds))
+	for i, d := range ds {
+		ws[i] = store.Write{ID: d.ID, Revision: d.Revision}
+	}
+	return s.classify(ctx, ws, done)
 }
 
 // Delete implements store.Store. It locks the rows in id order, as Commit

@@ -180,6 +180,56 @@ func testDelete(t *testing.T, s store.Store) {
 	assert.Equal(t, []string{"a", "b"}, ids(got))
 }
 
+// testDeleteRevisions: a deletion at a revision removes the process only
+// if it is still at that revision, in one transaction with the others.
+func testDeleteRevisions(t *testing.T, s store.Store) {
+	rd, ok := s.(store.RevisionDeleter)
+	if !ok {
+		t.Skip("the store does not implement store.RevisionDeleter")
+	}
+	ctx := ctxT(t)
+	for _, id := range []string{"a", "b", "c"} {
+		require.NoError(t, s.Create(ctx, rec(id, "a/v1", stepflow.Running, t0)))
+	}
+	errs, err := s.Commit(ctx, "", []store.Write{{ID: "b", Revision: 1, Status: stepflow.Failed, Blob: []byte("b2")}})
+	require.NoError(t, err)
+	require.Nil(t, errs)
+	wctx, cancel := contextWithCancel(t)
+	defer cancel()
+	ended := s.WatchEnded(wctx)
+	drain(ended)
+
+	errs, err = rd.DeleteRevisions(ctx, []store.Deletion{{ID: "a", Revision: 1}, {ID: "b", Revision: 1}, {ID: "nope", Revision: 1}})
+	require.NoError(t, err)
+	require.Len(t, errs, 3)
+	assert.NoError(t, errs[0])
+	assert.ErrorIs(t, errs[1], store.ErrConflict, "b changed since revision 1")
+	assert.ErrorIs(t, errs[2], store.ErrNotFound)
+	var we *store.WriteError
+	require.ErrorAs(t, errs[1], &we)
+	assert.Equal(t, "b", we.ID)
+	_, err = s.Load(ctx, "a")
+	assert.ErrorIs(t, err, store.ErrNotFound)
+	r, err := s.Load(ctx, "b")
+	require.NoError(t, err, "a process that changed is kept")
+	assert.Equal(t, []byte("b2"), r.Blob)
+	select {
+	case <-ended:
+	case <-time.After(5 * time.Second):
+		t.Fatal("DeleteRevisions woke no WatchEnded")
+	}
+
+	errs, err = rd.DeleteRevisions(ctx, []store.Deletion{{ID: "b", Revision: 2}, {ID: "c", Revision: 1}})
+	require.NoError(t, err)
+	assert.Nil(t, errs, "nil when every process was removed")
+	c, err := s.Count(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, 0, c.Total())
+	errs, err = rd.DeleteRevisions(ctx, nil)
+	require.NoError(t, err)
+	assert.Nil(t, errs)
+}
+
 func testDeleteEnded(t *testing.T, s store.Store) {
 	ctx := ctxT(t)
 	mk := func(id string, st stepflow.Status, updated time.Time, quarantine string) {

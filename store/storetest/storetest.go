@@ -64,6 +64,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"ListPaging", testListPaging},
 		{"ListWrites", testListWrites},
 		{"KeepLease", testKeepLease},
+		{"DeleteRevisions", testDeleteRevisions},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore(t)) })
