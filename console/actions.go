@@ -3,6 +3,7 @@ package console
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -95,9 +96,18 @@ func (c *Console) act(ctx context.Context, rec *store.Record, ch change) error {
 	case ActionMigrate:
 		return c.r.Migrate(ctx, id)
 	case ActionDelete:
-		n, err := c.r.Delete(ctx, id)
-		if err == nil && n == 0 {
-			return fmt.Errorf("delete %q: %w", id, store.ErrNotFound)
+		// Only at the revision shown or listed: a process that changed
+		// since (a bulk delete of failed processes while one of them
+		// is redriven) is kept.
+		errs, err := c.r.DeleteRevisions(ctx, store.Deletion{ID: id, Revision: rec.Revision})
+		if errors.Is(err, errors.ErrUnsupported) {
+			var n int
+			if n, err = c.r.Delete(ctx, id); err == nil && n == 0 {
+				err = fmt.Errorf("delete %q: %w", id, store.ErrNotFound)
+			}
+		}
+		if err == nil && errs != nil {
+			err = errs[0]
 		}
 		return err
 	}

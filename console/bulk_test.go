@@ -1,6 +1,7 @@
 package console_test
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -15,6 +16,7 @@ import (
 	"github.com/stepflow-io/go-stepflow/console"
 	"github.com/stepflow-io/go-stepflow/runner"
 	"github.com/stepflow-io/go-stepflow/stepflow"
+	"github.com/stepflow-io/go-stepflow/store"
 )
 
 // addFailed starts n more deploy processes that fail at regions/rollout.
@@ -272,4 +274,60 @@ func TestBulkPages(t *testing.T) {
 	r := do(t, c, http.MethodPost, "/bulk", "action=cancel&flow=deploy")
 	assert.Equal(t, http.StatusBadRequest, r.status)
 	assert.True(t, slices.Contains([]string{"expect: the count confirmed is missing"}, mustID(t, r.body, "bulk-error")))
+}
+
+// listThenChange is a store whose first List of limit pages is followed,
+// before anything else, by a change to one of the processes it listed:
+// an operator redriving a failed process while a bulk delete of the
+// failed ones runs, between the page's listing and the deletes.
+type listThenChange struct {
+	store.Store
+	limit  int
+	change func()
+}
+
+func (s *listThenChange) List(ctx context.Context, f store.Filter) ([]store.Record, error) {
+	recs, err := s.Store.List(ctx, f)
+	if f.Limit == s.limit && s.change != nil {
+		s.change()
+		s.change = nil
+	}
+	return recs, err
+}
+
+func (s *listThenChange) DeleteRevisions(ctx context.Context, ds []store.Deletion) ([]error, error) {
+	return s.Store.(store.RevisionDeleter).DeleteRevisions(ctx, ds)
+}
+
+// TestBulkDeleteSparesWhatChanged: a bulk delete removes a listed process
+// only if it has not changed since it was listed; the one redriven in
+// between is kept, running, and reported as a conflict.
+func TestBulkDeleteSparesWhatChanged(t *testing.T) {
+	fx := newFixture(t)
+	failed := append(fx.addFailed(t, 3), idFailed)
+	slices.Sort(failed)
+	racy := &listThenChange{Store: fx.s, limit: 7} // the bulk pages, not the count's
+	r, err := runner.New(racy, &runner.Options{Clock: &clock{t: t0}})
+	require.NoError(t, err)
+	_, err = runner.Register(r, deployFlow())
+	require.NoError(t, err)
+	c, err := console.New(r, &console.Options{Actions: true, BulkBatch: 7})
+	require.NoError(t, err)
+	redriven := failed[1]
+	racy.change = func() { require.NoError(t, fx.deploys.Redrive(t.Context(), redriven)) }
+
+	req := console.BulkRequest{Action: "bulk-delete", Filter: console.Filter{Flow: "deploy", Status: "failed"}, Expect: expect(len(failed))}
+	resp := decode[console.BulkResponse](t, do(t, c, http.MethodPost, "/api/bulk", req))
+	assert.Equal(t, len(failed)-1, resp.Succeeded)
+	require.Len(t, resp.Failed, 1)
+	assert.Equal(t, redriven, resp.Failed[0].ID)
+	assert.Equal(t, console.CodeConflict, resp.Failed[0].Code)
+	assert.Equal(t, stepflow.Running, fx.status(t, redriven), "redriven after the listing: kept")
+	for _, id := range failed {
+		if id == redriven {
+			continue
+		}
+		_, err := fx.s.Load(t.Context(), id)
+		assert.ErrorIs(t, err, store.ErrNotFound, id)
+	}
 }

@@ -218,6 +218,26 @@ func TestLifecycle(t *testing.T) {
 			_, err = notes.State(ctx, "d")
 			assert.ErrorIs(t, err, store.ErrNotFound)
 
+			// Delete at a revision: refused for a process that changed
+			// since, done for one that did not.
+			require.NoError(t, notes.Start(ctx, "g", note{}))
+			g, err := s.Load(ctx, "g")
+			require.NoError(t, err)
+			errs, err = r.DeleteRevisions(ctx, store.Deletion{ID: "g", Revision: g.Revision + 1}, store.Deletion{ID: "nope", Revision: 1})
+			require.NoError(t, err)
+			require.Len(t, errs, 2)
+			assert.ErrorIs(t, errs[0], store.ErrConflict)
+			assert.ErrorIs(t, errs[1], store.ErrNotFound)
+			errs, err = r.DeleteRevisions(ctx, store.Deletion{ID: "g", Revision: g.Revision})
+			require.NoError(t, err)
+			assert.Nil(t, errs)
+			_, err = s.Load(ctx, "g")
+			assert.ErrorIs(t, err, store.ErrNotFound)
+			plain, err := runner.New(struct{ store.Store }{s}, nil)
+			require.NoError(t, err)
+			_, err = plain.DeleteRevisions(ctx, store.Deletion{ID: "e", Revision: 1})
+			assert.ErrorIs(t, err, errors.ErrUnsupported, "a store without RevisionDeleter")
+
 			// Retention: what ended more than an hour ago goes, in
 			// batches; what is still running stays.
 			clock.Advance(2 * time.Hour)

@@ -191,8 +191,40 @@ func (r *Runner) Delete(ctx context.Context, ids ...string) (int, error) {
 	if err != nil {
 		return n, fmt.Errorf("stepflow/runner: delete: %w", err)
 	}
+	return n, r.deleted(ctx, ids)
+}
+
+// DeleteRevisions is Delete for processes that must still be at the
+// revision the caller read: one that changed since (redriven, signaled,
+// stepped) is kept, and its entry in the slice says so with an error
+// matching store.ErrConflict (store.ErrNotFound for one that is gone). The
+// slice is nil when every process was removed. Deleting what a filter
+// listed this way spares the processes that stopped matching it. On a
+// store that does not implement store.RevisionDeleter it returns an error
+// matching errors.ErrUnsupported and removes nothing.
+func (r *Runner) DeleteRevisions(ctx context.Context, ds ...store.Deletion) ([]error, error) {
+	rd, ok := r.store.(store.RevisionDeleter)
+	if !ok {
+		return nil, fmt.Errorf("stepflow/runner: delete: the store cannot delete at a revision: %w", errors.ErrUnsupported)
+	}
+	errs, err := rd.DeleteRevisions(ctx, ds)
+	if err != nil {
+		return nil, fmt.Errorf("stepflow/runner: delete: %w", err)
+	}
+	var gone []string
+	for i, d := range ds {
+		if errs == nil || errs[i] == nil {
+			gone = append(gone, d.ID)
+		}
+	}
+	return errs, r.deleted(ctx, gone)
+}
+
+// deleted gives back the resource slots of deleted processes and drops
+// them from the decoded states the runner keeps.
+func (r *Runner) deleted(ctx context.Context, ids []string) error {
 	if err := r.releaseSlotsOf(ctx, ids); err != nil {
-		return n, fmt.Errorf("stepflow/runner: delete: %w", err)
+		return fmt.Errorf("stepflow/runner: delete: %w", err)
 	}
 	r.hostMu.RLock()
 	for _, h := range r.hosts {
@@ -201,7 +233,7 @@ func (r *Runner) Delete(ctx context.Context, ids ...string) (int, error) {
 		}
 	}
 	r.hostMu.RUnlock()
-	return n, nil
+	return nil
 }
 
 // claimable returns the versions the runner claims.
