@@ -328,7 +328,11 @@ func BenchmarkEndToEnd(b *testing.B) {
 						b.Fatal(err, errs)
 					}
 					if driver == "run" {
-						<-ended
+						select {
+						case <-ended:
+						case <-time.After(5 * time.Minute):
+							b.Fatalf("%d of %d processes ended", done.Load(), procs)
+						}
 					} else {
 						for {
 							n, err := r.Step(ctx)
