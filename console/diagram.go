@@ -1,7 +1,6 @@
 package console
 
 import (
-	"fmt"
 	"strings"
 
 	"github.com/stepflow-io/go-stepflow/stepflow"
@@ -40,9 +39,7 @@ func diagram(d *stepflow.Description) []*diagNode {
 	for i := range d.Nodes {
 		n := &d.Nodes[i]
 		dn := &diagNode{Node: node(n), Current: current[n.Path], Parallel: n.Kind == "parallel", ForEach: n.Instances}
-		if len(n.Items) > 0 {
-			dn.ItemSummary = itemSummary(n.Items)
-		}
+		dn.ItemSummary = n.ItemSummary()
 		byPath[n.Path] = dn
 		// Names hold no '/', so the parent is the path up to the last one.
 		if j := strings.LastIndexByte(n.Path, '/'); j >= 0 && byPath[n.Path[:j]] != nil {
@@ -73,23 +70,6 @@ func unfold(n *diagNode) bool {
 	}
 	n.Open = hot
 	return hot
-}
-
-// itemSummary counts items by status: "3 done, 1 failed, 6 pending".
-func itemSummary(items []stepflow.ItemState) string {
-	var n [16]int
-	for _, it := range items {
-		if int(it.Status) < len(n) {
-			n[it.Status]++
-		}
-	}
-	var parts []string
-	for s, k := range n {
-		if k > 0 {
-			parts = append(parts, fmt.Sprintf("%d %s", k, stepflow.NodeStatus(s)))
-		}
-	}
-	return strings.Join(parts, ", ")
 }
 
 // nodeStatuses are the node statuses, for the legend.

@@ -400,7 +400,7 @@ func tree[S any](st *State[S], nodes []NodeState) string {
 			parts = append(parts, "until "+n.WakeAt.Format(time.RFC3339))
 		}
 		if len(n.Items) > 0 {
-			parts = append(parts, itemSummary(n.Items))
+			parts = append(parts, "items: "+n.ItemSummary())
 		}
 		if n.LastError != nil && (n.Status == NodeFailed || n.Status == NodeWaiting || n.Status == NodeActive) {
 			parts = append(parts, "error: "+n.LastError.Detail())
@@ -414,20 +414,20 @@ func tree[S any](st *State[S], nodes []NodeState) string {
 	return b.String()
 }
 
-// itemSummary counts a ForEach's items by status: "items: 3 done, 1
-// active, 6 pending".
-func itemSummary(items []ItemState) string {
-	var n [len(nodeStatusNames)]int
-	for _, it := range items {
-		if int(it.Status) < len(n) {
-			n[it.Status]++
+// ItemSummary counts a ForEach's items by status, "3 done, 1 active, 6
+// pending"; it is "" for a node without items.
+func (n NodeState) ItemSummary() string {
+	var count [len(nodeStatusNames)]int
+	for _, it := range n.Items {
+		if int(it.Status) < len(count) {
+			count[it.Status]++
 		}
 	}
 	var parts []string
-	for s, k := range n {
+	for s, k := range count {
 		if k > 0 {
 			parts = append(parts, fmt.Sprintf("%d %s", k, NodeStatus(s)))
 		}
 	}
-	return "items: " + strings.Join(parts, ", ")
+	return strings.Join(parts, ", ")
 }

@@ -219,4 +219,6 @@ func TestDescribeParallelAndForEach(t *testing.T) {
 	assert.Equal(t, stepflow.NodeWaiting, each.Items[1].Status)
 	assert.Contains(t, each.Waiting, "of 4 items ended")
 	assert.Equal(t, stepflow.NodeDone, by["both"].Status)
+	assert.Equal(t, "1 waiting, 3 done", each.ItemSummary(), "in the order of the statuses")
+	assert.Empty(t, by["both"].ItemSummary(), "no items")
 }
