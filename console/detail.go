@@ -31,18 +31,28 @@ func (c *Console) inspect(ctx context.Context, id string) (inspection, string, e
 	return inspection{in: in, hosted: true}, in.Record.Flow(), nil
 }
 
-// apiProcess serves GET /api/processes/{id}.
-func (c *Console) apiProcess(w http.ResponseWriter, req *http.Request) {
+// readProcess reads the process a request names by its id, for reading.
+// Authorize hears of the process's flow before anything about the
+// process, even that it does not exist, is answered. When it returns false
+// it has answered the request.
+func (c *Console) readProcess(w http.ResponseWriter, req *http.Request) (inspection, bool) {
 	id := req.PathValue("id")
 	pi, flow, err := c.inspect(req.Context(), id)
-	// Authorize hears of the process's flow before anything about the
-	// process, even that it does not exist, is answered.
 	if aerr := c.authorize(req, Access{Action: ActionRead, Flow: flow, ID: id}); aerr != nil {
 		c.fail(w, req, aerr)
-		return
+		return inspection{}, false
 	}
 	if err != nil {
 		c.fail(w, req, err)
+		return inspection{}, false
+	}
+	return pi, true
+}
+
+// apiProcess serves GET /api/processes/{id}.
+func (c *Console) apiProcess(w http.ResponseWriter, req *http.Request) {
+	pi, ok := c.readProcess(w, req)
+	if !ok {
 		return
 	}
 	writeJSON(w, http.StatusOK, c.detail(pi))

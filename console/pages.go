@@ -158,14 +158,8 @@ type listPage struct {
 // listPage serves GET /: the filter form, the counts, one page of
 // processes.
 func (c *Console) listPage(w http.ResponseWriter, req *http.Request) {
-	q := req.URL.Query()
-	if err := c.authorize(req, Access{Action: ActionList, Flow: accessFlow(q.Get("flow"), q.Get("version"))}); err != nil {
-		c.fail(w, req, err)
-		return
-	}
-	lq, err := c.parseList(q)
-	if err != nil {
-		c.fail(w, req, err)
+	lq, ok := c.readList(w, req)
+	if !ok {
 		return
 	}
 	ctx := req.Context()
@@ -180,7 +174,7 @@ func (c *Console) listPage(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	d := listPage{page: c.page(req, "Processes"), Filter: lq.Filter, Limit: lq.Limit, Statuses: statusNames(),
-		Counts: counts, List: list, Deleted: q.Get("deleted")}
+		Counts: counts, List: list, Deleted: req.URL.Query().Get("deleted")}
 	d.Flows, d.Versions = c.flowNames(accessFlow(lq.Flow, lq.Version))
 	href := func(f Filter, extra url.Values) string {
 		v := f.Query()
@@ -253,14 +247,8 @@ type processPage struct {
 
 // processPage serves GET /processes/{id}.
 func (c *Console) processPage(w http.ResponseWriter, req *http.Request) {
-	id := req.PathValue("id")
-	pi, flow, err := c.inspect(req.Context(), id)
-	if aerr := c.authorize(req, Access{Action: ActionRead, Flow: flow, ID: id}); aerr != nil {
-		c.fail(w, req, aerr)
-		return
-	}
-	if err != nil {
-		c.fail(w, req, err)
+	pi, ok := c.readProcess(w, req)
+	if !ok {
 		return
 	}
 	flash := ""

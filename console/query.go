@@ -124,16 +124,26 @@ func (c *Console) counts(ctx context.Context, flow, version string) (CountsRespo
 	return out, nil
 }
 
-// apiList serves GET /api/processes.
-func (c *Console) apiList(w http.ResponseWriter, req *http.Request) {
+// readList asks Authorize about a list request, then reads its query.
+// When it returns false it has answered the request.
+func (c *Console) readList(w http.ResponseWriter, req *http.Request) (listQuery, bool) {
 	q := req.URL.Query()
 	if err := c.authorize(req, Access{Action: ActionList, Flow: accessFlow(q.Get("flow"), q.Get("version"))}); err != nil {
 		c.fail(w, req, err)
-		return
+		return listQuery{}, false
 	}
 	lq, err := c.parseList(q)
 	if err != nil {
 		c.fail(w, req, err)
+		return listQuery{}, false
+	}
+	return lq, true
+}
+
+// apiList serves GET /api/processes.
+func (c *Console) apiList(w http.ResponseWriter, req *http.Request) {
+	lq, ok := c.readList(w, req)
+	if !ok {
 		return
 	}
 	resp, err := c.list(req.Context(), lq)
