@@ -72,16 +72,9 @@ func newJSONPlain(t reflect.Type) *jsonPlain {
 			continue
 		}
 		name, opts, _ := strings.Cut(tag, ",")
-		pf := plainField{name: name, off: f.Offset}
-		switch opts {
-		case "":
-		case "omitempty":
-			pf.omitEmpty = true
-		default:
+		pf, ok := newPlainField(f, name, opts)
+		if !ok {
 			return nil
-		}
-		if pf.name == "" {
-			pf.name = f.Name
 		}
 		if !plainJSONName(pf.name) || slices.ContainsFunc(p.fields, func(g plainField) bool { return strings.EqualFold(g.name, pf.name) }) {
 			return nil

@@ -38,6 +38,24 @@ type plainField struct {
 
 var mapStringString = reflect.TypeFor[map[string]string]()
 
+// newPlainField makes the plain field of f from its tag's name (f's own
+// name when empty) and options, of which plain data knows omitempty only:
+// ok is false for any other.
+func newPlainField(f reflect.StructField, name, opts string) (pf plainField, ok bool) {
+	pf = plainField{name: name, off: f.Offset}
+	switch opts {
+	case "":
+	case "omitempty":
+		pf.omitEmpty = true
+	default:
+		return pf, false
+	}
+	if pf.name == "" {
+		pf.name = f.Name
+	}
+	return pf, true
+}
+
 // plainPlans caches plainDataFor: reflect.Type to *plainData, nil for
 // types msgpack handles. Codecs made per call (Decode, Detect) share it.
 var plainPlans sync.Map
@@ -102,16 +120,9 @@ func newPlainData(t reflect.Type) *plainData {
 		if !f.IsExported() {
 			continue
 		}
-		pf := plainField{name: name, off: f.Offset}
-		switch opts {
-		case "":
-		case "omitempty":
-			pf.omitEmpty = true
-		default:
+		pf, ok := newPlainField(f, name, opts)
+		if !ok {
 			return nil
-		}
-		if pf.name == "" {
-			pf.name = f.Name
 		}
 		if strings.ContainsAny(pf.name, " \"'`:=\\") || slices.ContainsFunc(p.fields, func(g plainField) bool { return g.name == pf.name }) {
 			return nil // unusual names, or two fields of one name
