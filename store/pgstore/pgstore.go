@@ -163,28 +163,10 @@ func New(pool *pgxpool.Pool, opts *Options) *Store {
 		// The statement notifies Watch when it applied a write from
 		// outside a runner ($12 = '') and WatchEnded when it applied a
 		// terminal status, each at most once.
-		commit:     commitSQL(r, false),
-		commitKeep: commitSQL(r, true),
-		// A batch of one write takes a statement of its own, with scalar
-		// parameters: it locks one row, so it needs no lock pass to keep
-		// it from deadlocking, and it is the statement of a process
-		// running alone, whose every step waits for it.
-		commitOne: r.Replace(`WITH w AS (UPDATE {t} AS p SET revision = p.revision + 1, status = $3::smallint,
-				due = CASE WHEN $15::bigint > 0 AND $12 <> '' THEN $15::bigint ELSE $4::bigint END,
-				owner = CASE WHEN $15::bigint > 0 AND $12 <> '' THEN p.owner ELSE '' END,
-				lease_until = CASE WHEN $15::bigint > 0 AND $12 <> '' THEN $15::bigint ELSE 0 END,
-				quarantine = $5::text, blob = COALESCE($6::bytea, p.blob),
-				version = CASE WHEN $7::text = '' THEN p.version ELSE $7::text END,
-				flow = CASE WHEN $7::text = '' THEN p.flow ELSE $8::text END,
-				position = CASE WHEN $6::bytea IS NULL THEN p.position ELSE $9::text END,
-				error_kind = CASE WHEN $6::bytea IS NULL THEN p.error_kind ELSE $10::text END,
-				updated = COALESCE($11::bigint, {now})
-				WHERE p.id = $1::text AND p.revision = $2::bigint AND ($12::text = '' OR p.owner = $12::text)
-				RETURNING p.id, p.status),
-			n AS (SELECT pg_notify($13, '') FROM (SELECT 1 FROM w WHERE $12::text = '' LIMIT 1) AS a
-				UNION ALL SELECT pg_notify($14, '') FROM (SELECT 1 FROM w WHERE {terminal} LIMIT 1) AS b)
-			SELECT id FROM w WHERE (SELECT count(*) FROM n) >= 0`),
-		classify: r.Replace(`SELECT id, revision FROM {t} WHERE id = ANY($1)`),
+		commit:     commitSQL(r, commitBatch),
+		commitKeep: commitSQL(r, commitBatchKeep),
+		commitOne:  commitSQL(r, commitOne),
+		classify:   r.Replace(`SELECT id, revision FROM {t} WHERE id = ANY($1)`),
 		renew: r.Replace(`WITH l AS (SELECT 1 FROM {t} WHERE id = ANY($1) AND owner = $2 AND owner <> '' ORDER BY id FOR UPDATE)
 			UPDATE {t} SET lease_until = $3
 			WHERE (SELECT count(*) FROM l) >= 0 AND id = ANY($1) AND owner = $2 AND owner <> '' RETURNING id`),
@@ -224,20 +206,53 @@ func New(pool *pgxpool.Pool, opts *Options) *Store {
 	return s
 }
 
-// commitSQL is the commit statement (see queries.commit in New); keep
-// makes the variant for batches in which some writes keep their lease
-// (Write.KeepUntil, in array $15): the others take the plain statement,
-// which has less to compute per row.
-func commitSQL(r *strings.Replacer, keep bool) string {
-	set, arrays, cols := `due = u.due, owner = '', lease_until = 0,`, ``, ``
-	if keep {
+// commitKind chooses a variant of the commit statement (see commitSQL).
+type commitKind int
+
+const (
+	// commitBatch: writes in arrays, none keeping its lease.
+	commitBatch commitKind = iota
+	// commitBatchKeep: writes in arrays, some keeping their lease
+	// (Write.KeepUntil, in array $15).
+	commitBatchKeep
+	// commitOne: a single write, in scalar parameters ($15 its
+	// KeepUntil, 0 for none). It locks one row, so it needs no pass that
+	// locks rows in id order to keep it from deadlocking; it is the
+	// statement of a process running alone, whose every step waits for
+	// it.
+	commitOne
+)
+
+// commitSQL is the commit statement (see queries.commit in New) of the
+// given kind. Every kind sets the same columns from u, the writes: the
+// batches unnest them from arrays, which plain batches do without the
+// keep column, so that they have less to compute per row.
+func commitSQL(r *strings.Replacer, kind commitKind) string {
+	set := `due = u.due, owner = '', lease_until = 0,`
+	if kind != commitBatch {
 		set = `due = CASE WHEN u.keep > 0 AND $12 <> '' THEN u.keep ELSE u.due END,
 				owner = CASE WHEN u.keep > 0 AND $12 <> '' THEN p.owner ELSE '' END,
 				lease_until = CASE WHEN u.keep > 0 AND $12 <> '' THEN u.keep ELSE 0 END,`
-		arrays, cols = `, $15::bigint[]`, `, keep`
 	}
-	return r.Replace(`WITH l AS (SELECT 1 FROM {t} WHERE id = ANY($1) ORDER BY id FOR UPDATE),
-			w AS (UPDATE {t} AS p SET revision = p.revision + 1, status = u.status,
+	lock, locked := `WITH l AS (SELECT 1 FROM {t} WHERE id = ANY($1) ORDER BY id FOR UPDATE),
+			w AS`, `(SELECT count(*) FROM l) >= 0 AND`
+	var from string
+	switch kind {
+	case commitOne:
+		lock, locked = `WITH w AS`, ``
+		from = `(SELECT $1::text AS id, $2::bigint AS rev, $3::smallint AS status, $4::bigint AS due, $5::text AS quarantine,
+					$6::bytea AS blob, $7::text AS version, $8::text AS flow, $9::text AS position, $10::text AS error_kind,
+					$11::bigint AS updated, $15::bigint AS keep) AS u`
+	case commitBatchKeep:
+		from = `unnest($1::text[], $2::bigint[], $3::smallint[], $4::bigint[], $5::text[], $6::bytea[],
+					$7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[], $15::bigint[])
+					AS u(id, rev, status, due, quarantine, blob, version, flow, position, error_kind, updated, keep)`
+	default:
+		from = `unnest($1::text[], $2::bigint[], $3::smallint[], $4::bigint[], $5::text[], $6::bytea[],
+					$7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[])
+					AS u(id, rev, status, due, quarantine, blob, version, flow, position, error_kind, updated)`
+	}
+	return r.Replace(lock + ` (UPDATE {t} AS p SET revision = p.revision + 1, status = u.status,
 				` + set + `
 				quarantine = u.quarantine, blob = COALESCE(u.blob, p.blob),
 				version = CASE WHEN u.version = '' THEN p.version ELSE u.version END,
@@ -245,13 +260,10 @@ func commitSQL(r *strings.Replacer, keep bool) string {
 				position = CASE WHEN u.blob IS NULL THEN p.position ELSE u.position END,
 				error_kind = CASE WHEN u.blob IS NULL THEN p.error_kind ELSE u.error_kind END,
 				updated = COALESCE(u.updated, {now})
-				FROM unnest($1::text[], $2::bigint[], $3::smallint[], $4::bigint[], $5::text[], $6::bytea[],
-					$7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[]` + arrays + `)
-					AS u(id, rev, status, due, quarantine, blob, version, flow, position, error_kind, updated` + cols + `)
-				WHERE (SELECT count(*) FROM l) >= 0
-					AND p.id = u.id AND p.revision = u.rev AND ($12 = '' OR p.owner = $12)
+				FROM ` + from + `
+				WHERE ` + locked + ` p.id = u.id AND p.revision = u.rev AND ($12::text = '' OR p.owner = $12::text)
 				RETURNING p.id, p.status),
-			n AS (SELECT pg_notify($13, '') FROM (SELECT 1 FROM w WHERE $12 = '' LIMIT 1) AS a
+			n AS (SELECT pg_notify($13, '') FROM (SELECT 1 FROM w WHERE $12::text = '' LIMIT 1) AS a
 				UNION ALL SELECT pg_notify($14, '') FROM (SELECT 1 FROM w WHERE {terminal} LIMIT 1) AS b)
 			SELECT id FROM w WHERE (SELECT count(*) FROM n) >= 0`)
 }
