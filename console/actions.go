@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/stepflow-io/go-stepflow/runner"
 	"github.com/stepflow-io/go-stepflow/stepflow"
 	"github.com/stepflow-io/go-stepflow/store"
 )
@@ -76,11 +75,8 @@ func joinActions(as []Action) string {
 func (c *Console) act(ctx context.Context, rec *store.Record, ch change) error {
 	// Whatever happens, the counts may have changed.
 	defer c.cache.invalidate()
-	if ch.action != ActionDelete {
-		if _, ok := c.r.Flows()[rec.Flow()]; !ok {
-			return fmt.Errorf("%s %q: %w: %q", ch.action, rec.ID, runner.ErrUnknownFlow, rec.Flow())
-		}
-	}
+	// A process of a flow the runner does not host is refused by the
+	// runner's methods (runner.ErrUnknownFlow); a delete is not.
 	id := rec.ID
 	switch ch.action {
 	case ActionSignal:
